@@ -1,0 +1,99 @@
+"""The `kenes` command: serve, migrate, demo-data."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from app.config import Settings, SettingsError, load_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if settings.migrate_on_start:
+        # Migrate once here rather than racing in every worker's start-up.
+        asyncio.run(_migrate(settings))
+        os.environ["KENES_AUTO_MIGRATE"] = "false"
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,  # the app configures JSON logging itself
+        access_log=False,  # the app writes its own access lines, with request ids
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from app.db import create_engine
+    from app.migrate import upgrade_to_head
+
+    engine = create_engine(settings, one_shot=True)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+    print("database is at the newest revision")  # noqa: T201
+    return 0
+
+
+async def _demo_data(settings: Settings) -> int:
+    from app.db import create_engine, create_sessionmaker, session_scope
+    from app.demo import load_demo_data
+
+    engine = create_engine(settings, one_shot=True)
+    try:
+        async for session in session_scope(create_sessionmaker(engine)):
+            added = await load_demo_data(session)
+    finally:
+        await engine.dispose()
+    print(json.dumps({"added": added}))  # noqa: T201
+    return 0
+
+
+def _run_async(
+    command: Callable[[Settings], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace, Settings], int]:
+    return lambda _args, settings: asyncio.run(command(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kenes", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-*")
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database to the newest schema")
+    migrate.set_defaults(handler=_run_async(_migrate))
+
+    demo = commands.add_parser("demo-data", help="load the demo data set (idempotent)")
+    demo.set_defaults(handler=_run_async(_demo_data))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"kenes: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""One settings class, read from the environment (prefix KENES_)."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kenes.db"
+DEV_SECRET_FILE = Path("var/secret_key")
+MIN_SECRET_LENGTH = 32
+# Values people paste from examples; refused outside development.
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "secret-key", "your-secret-key", "dev"}
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KENES_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    env: Literal["development", "production"] = "development"
+    secret_key: SecretStr | None = None
+    min_cell: int = Field(default=5, ge=1, le=1000)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    auto_migrate: bool | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> "Settings":
+        if self.env != "production":
+            return self
+        if self.secret_key is None:
+            raise ValueError("KENES_SECRET_KEY is required when KENES_ENV=production")
+        value = self.secret_key.get_secret_value()
+        if len(value) < MIN_SECRET_LENGTH or value.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"KENES_SECRET_KEY must be at least {MIN_SECRET_LENGTH} random characters "
+                "in production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def signing_secret(self) -> str:
+        """The configured secret, or in development one generated once and kept under var/."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if DEV_SECRET_FILE.exists():
+            return DEV_SECRET_FILE.read_text().strip()
+        DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        DEV_SECRET_FILE.touch(mode=0o600)
+        DEV_SECRET_FILE.write_text(value)
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a wrong value becomes one SettingsError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        # Errors of the whole model (the secret rule) already name their variable.
+        line = f"KENES_{field.upper()}: {message}" if field else message
+        raise SettingsError(line) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,173 @@
+"""Domain errors and the one place that turns every error into RFC 9457 problem+json."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db import is_unavailable
+
+logger = logging.getLogger("kenes.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_UNAVAILABLE = "5"
+
+
+class AppError(Exception):
+    """Base of the errors services raise; status and slug say how they reach the client."""
+
+    status: int = 400
+    slug: str = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(AppError):
+    status, slug = 400, "bad-request"
+
+
+class Unauthorized(AppError):
+    status, slug = 401, "unauthorized"
+
+    def __init__(self, detail: str = "Not authenticated") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status, slug = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status, slug = 404, "not-found"
+
+
+class Conflict(AppError):
+    status, slug = 409, "conflict"
+
+
+class Invalid(AppError):
+    status, slug = 422, "validation-error"
+
+
+class TooManyRequests(AppError):
+    status, slug = 429, "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class Unavailable(AppError):
+    status, slug = 503, "service-unavailable"
+
+    def __init__(self, detail: str = "The database cannot be reached; retry shortly") -> None:
+        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
+
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+
+def problem_type(status: int) -> str:
+    return f"urn:kenes:problem:{_SLUGS.get(status, HTTPStatus(status).phrase.lower())}"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    type_: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": type_ or problem_type(status),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _clean_errors(raw: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [part if isinstance(part, int | str) else str(part) for part in err["loc"]],
+            "msg": str(err["msg"]),
+            "type": str(err["type"]),
+        }
+        for err in raw
+    ]
+
+
+async def _app_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AppError)  # noqa: S101 - registered for AppError only
+    return problem(
+        error.status,
+        error.detail,
+        errors=error.errors,
+        headers=error.headers,
+        type_=f"urn:kenes:problem:{error.slug}",
+    )
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # noqa: S101
+    raw = list(error.errors())
+    errors = _clean_errors(raw)
+    if any(err["type"] == "json_invalid" for err in raw):
+        return problem(400, "The request body is not valid JSON", errors=errors)
+    return problem(422, "The request does not match the expected schema", errors=errors)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # noqa: S101
+    return problem(error.status_code, str(error.detail), headers=dict(error.headers or {}))
+
+
+async def _database_error(_: Request, error: Exception) -> JSONResponse:
+    if is_unavailable(error):
+        logger.warning("database unavailable: %s", type(error).__name__)
+        return problem(
+            503,
+            "The database cannot be reached; retry shortly",
+            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
+        )
+    raise error  # a real bug: the request middleware logs it and answers 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(TimeoutError, _database_error)

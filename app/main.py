@@ -1,0 +1,80 @@
+"""The application factory: settings, engine, routers, middleware and error handlers."""
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.config import Settings, SettingsError, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.log import configure_logging
+from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
+from app.migrate import upgrade_to_head
+from app.routers import health
+
+logger = logging.getLogger("kenes")
+
+API_PREFIX = "/api/v1"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.migrate_on_start:
+        await upgrade_to_head(app.state.engine)
+    logger.info("kenes started", extra={"database": app.state.engine.url.get_backend_name()})
+    try:
+        yield
+    finally:
+        await app.state.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Kenes",
+        version=__version__,
+        summary="Civic surveys and public-consultation monitoring",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = create_engine(settings)
+    app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    app.state.metrics = HttpMetrics()
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+
+    # Added innermost first: the request context wraps everything, so even a 413 gets an id.
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def _app_from_environment() -> FastAPI:
+    try:
+        return create_app()
+    except SettingsError as error:
+        print(f"kenes: {error}", file=sys.stderr)  # noqa: T201 - start-up refusal, one line
+        raise SystemExit(2) from None
+
+
+app = _app_from_environment()

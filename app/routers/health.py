@@ -1,0 +1,41 @@
+"""Liveness, readiness and Prometheus metrics: public, for load balancers and scrapers."""
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.db import ping
+from app.errors import Unavailable
+from app.models.health import Health
+
+router = APIRouter(tags=["operations"])
+
+READY_TIMEOUT_SECONDS = 3.0
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """200 while the process runs."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"description": "The database does not answer"}},
+)
+async def readyz(request: Request) -> Health:
+    """200 when the database answers a round trip, else 503 with Retry-After."""
+    try:
+        await asyncio.wait_for(ping(request.app.state.engine), READY_TIMEOUT_SECONDS)
+    except Exception as error:
+        raise Unavailable() from error
+    return Health(status="ok", database="ok")
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: request counts and latencies by route and status."""
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
