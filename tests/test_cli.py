@@ -55,7 +55,7 @@ async def test_demo_data_loads_regions_once(database_url: str, app: FastAPI) -> 
 
 
 def test_serve_answers_ready_and_docs_on_loopback(tmp_path: Path, database_url: str) -> None:
-    # On SQLite the server migrates its own fresh file; on PostgreSQL the suite's database is migrated.
+    # SQLite: the server migrates its own fresh file. PostgreSQL: the suite migrated it already.
     url = database_url if ON_POSTGRES else f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 - our own command
