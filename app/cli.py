@@ -1,7 +1,8 @@
-"""The `kenes` command: serve, migrate, demo-data."""
+"""The `kenes` command: serve, migrate, create-user, demo-data."""
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -58,6 +59,46 @@ async def _demo_data(settings: Settings) -> int:
     return 0
 
 
+async def _create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from app.db import create_engine, create_sessionmaker, session_scope
+    from app.errors import AppError
+    from app.models.auth import UserCreate
+    from app.services import audit
+    from app.services.auth import create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password (at least 12 characters): ")
+        if getpass.getpass("Repeat it: ") != password:
+            print("kenes: the passwords differ", file=sys.stderr)  # noqa: T201
+            return 2
+    try:
+        data = UserCreate(
+            email=args.email,
+            password=password,
+            full_name=args.full_name or args.email,
+            roles=[role.strip() for role in args.roles.split(",") if role.strip()],
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        print(f"kenes: {problem['loc'][0]}: {problem['msg']}", file=sys.stderr)  # noqa: T201
+        return 2
+    engine = create_engine(settings, one_shot=True)
+    try:
+        async for session in session_scope(create_sessionmaker(engine)):
+            user = await create_user(session, audit.SYSTEM, data)
+    except AppError as error:
+        print(f"kenes: {error.detail}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await engine.dispose()
+    print(json.dumps({"id": str(user.id), "email": user.email, "roles": user.roles}))  # noqa: T201
+    return 0
+
+
 def _run_async(
     command: Callable[[Settings], Coroutine[Any, Any, int]],
 ) -> Callable[[argparse.Namespace, Settings], int]:
@@ -78,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="upgrade the database to the newest schema")
     migrate.set_defaults(handler=_run_async(_migrate))
+
+    create_user = commands.add_parser("create-user", help="create a user (e.g. the first admin)")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--roles", default="admin", help="comma list, e.g. admin,analyst")
+    create_user.add_argument("--full-name", default=None)
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create_user.set_defaults(
+        handler=lambda args, settings: asyncio.run(_create_user(args, settings))
+    )
 
     demo = commands.add_parser("demo-data", help="load the demo data set (idempotent)")
     demo.set_defaults(handler=_run_async(_demo_data))

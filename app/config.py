@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
+    token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    jwt_private_key: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str = "kenes"
+    jwt_audience: str = "kenes-api"
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -53,6 +64,12 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _check_key_pair(self) -> "Settings":
+        if (self.jwt_private_key is None) != (self.jwt_public_key is None):
+            raise ValueError("KENES_JWT_PRIVATE_KEY and KENES_JWT_PUBLIC_KEY must be set together")
+        return self
+
+    @model_validator(mode="after")
     def _check_secret(self) -> "Settings":
         if self.env != "production":
             return self
@@ -65,6 +82,10 @@ class Settings(BaseSettings):
                 "in production"
             )
         return self
+
+    @property
+    def jwt_algorithm(self) -> str:
+        return "RS256" if self.jwt_private_key is not None else "HS256"
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.services.territories import read_territory_csv, upsert_territories
 

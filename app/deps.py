@@ -3,11 +3,19 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import session_scope
+from app.errors import Forbidden, Unauthorized
+from app.models.auth import Principal, Role
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.security import TokenService
+from app.services.auth import resolve_token
+
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -15,11 +23,79 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+def get_tokens(request: Request) -> TokenService:
+    tokens: TokenService = request.app.state.tokens
+    return tokens
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+    write = request.method not in _READ_METHODS
+    async for session in session_scope(request.app.state.sessionmaker, write=write):
         yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+# Declares the bearer scheme in OpenAPI (and the docs' Authorize button); we raise 401 ourselves.
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_optional_principal(
+    session: SessionDep, tokens: TokensDep, token: Annotated[str | None, Depends(_bearer)]
+) -> Principal | None:
+    """The caller, or None without credentials; bad credentials are 401, never anonymous."""
+    if token is None:
+        return None
+    return await resolve_token(session, tokens, token)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def get_principal(principal: OptionalPrincipal) -> Principal:
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_user_principal(principal: CurrentPrincipal) -> Principal:
+    if principal.kind != "user":
+        raise Forbidden("Collector tokens may only read their questionnaires and submit responses")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_user_principal)]
+
+
+class RequireRoles:
+    """A user holding one of these roles (admins always pass); collectors are refused."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = roles
+
+    async def __call__(self, user: CurrentUser) -> Principal:
+        if not user.has_any(*self.roles):
+            raise Forbidden("Your roles do not allow this")
+        return user
+
+
+AdminUser = Annotated[Principal, Depends(RequireRoles(Role.admin))]
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+    ) -> None:
+        self.limit = limit
+        self.cursor = cursor
+
+
+PageDep = Annotated[PageParams, Depends()]

@@ -10,12 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.config import Settings, SettingsError, get_settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
 from app.migrate import upgrade_to_head
-from app.routers import health
+from app.routers import auth, health
+from app.security import TokenService
+from app.services.auth import ensure_bootstrap_admin
 
 logger = logging.getLogger("kenes")
 
@@ -27,6 +29,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.migrate_on_start:
         await upgrade_to_head(app.state.engine)
+    async for session in session_scope(app.state.sessionmaker):
+        if await ensure_bootstrap_admin(session, settings):
+            logger.info("bootstrap admin created", extra={"email": settings.bootstrap_admin_email})
     logger.info("kenes started", extra={"database": app.state.engine.url.get_backend_name()})
     try:
         yield
@@ -47,9 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.metrics = HttpMetrics()
+    app.state.tokens = TokenService(settings)
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
 
     # Added innermost first: the request context wraps everything, so even a 413 gets an id.
     app.add_middleware(

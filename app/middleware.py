@@ -39,6 +39,21 @@ class HttpMetrics:
         )
 
 
+_DOCS_PATHS = ("/docs", "/redoc")
+_BASE_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_STRICT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    # The interactive docs load Swagger UI's scripts and styles; every other answer is data.
+    if path.startswith(_DOCS_PATHS):
+        return _BASE_SECURITY_HEADERS
+    return [*_BASE_SECURITY_HEADERS, _STRICT_CSP]
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     # Unmatched paths share one label so scanners cannot blow up the label set.
@@ -71,6 +86,7 @@ class RequestContextMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    *_security_headers(scope["path"]),
                 ]
             await send(message)
 

@@ -7,7 +7,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlmodel import select
 
 from app.config import Settings
 from app.deps import SessionDep
@@ -178,7 +179,7 @@ async def test_a_failed_request_leaves_no_partial_write(
 ) -> None:
     assert_problem(await probe_client.post("/probe/write-then-fail"), 409)
     async with app.state.sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(Territory)) == 0
+        assert (await session.exec(select(func.count()).select_from(Territory))).one() == 0
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlmodel import select
 
 from app.models.territories import Territory
 from app.services.territories import read_territory_csv
@@ -41,8 +42,8 @@ async def test_demo_data_loads_regions_once(database_url: str, app: FastAPI) -> 
     assert outputs[1]["added"]["territories"] == 0
 
     async with app.state.sessionmaker() as session:
-        rows = (await session.scalars(select(Territory))).all()
-        count = await session.scalar(select(func.count()).select_from(Territory))
+        rows = (await session.exec(select(Territory))).all()
+        count = (await session.exec(select(func.count()).select_from(Territory))).one()
     assert count == len(expected)
     by_code = {row.code: row for row in rows}
     almaty = next(row for row in expected if row["name_en"] == "Almaty")

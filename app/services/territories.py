@@ -4,8 +4,8 @@ import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Invalid
 from app.models.territories import Territory
@@ -25,7 +25,7 @@ async def upsert_territories(session: AsyncSession, rows: Iterable[Mapping[str, 
     existing = {
         territory.code: territory
         for territory in (
-            await session.scalars(select(Territory).where(Territory.code.in_(codes)))  # type: ignore[attr-defined]
+            await session.exec(select(Territory).where(col(Territory.code).in_(codes)))
         )
     }
     added = 0

@@ -1,0 +1,74 @@
+"""Cursor pagination: opaque keyset cursors over (created_at, id), stable while rows arrive."""
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Generic, TypeVar, cast
+
+from pydantic import BaseModel
+from sqlalchemy import and_, or_
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from app.errors import BadRequest
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = json.loads(raw)
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
+            raise ValueError("naive time")
+        return parsed, uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadRequest("The cursor is malformed; use next_cursor from a previous page") from error
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: SelectOfScalar[T],
+    *,
+    created: Mapped[datetime],
+    row_id: Mapped[uuid.UUID],
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = False,
+) -> tuple[list[T], str | None]:
+    """One page of rows of a single-entity select, ordered by (created, id)."""
+    if cursor is not None:
+        after_created, after_id = decode_cursor(cursor)
+        if newest_first:
+            statement = statement.where(
+                or_(created < after_created, and_(created == after_created, row_id < after_id))
+            )
+        else:
+            statement = statement.where(
+                or_(created > after_created, and_(created == after_created, row_id > after_id))
+            )
+    order = (created.desc(), row_id.desc()) if newest_first else (created.asc(), row_id.asc())
+    rows = list((await session.exec(statement.order_by(*order).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    created_key = cast(InstrumentedAttribute[datetime], created).key
+    id_key = cast(InstrumentedAttribute[uuid.UUID], row_id).key
+    return rows[:limit], encode_cursor(getattr(last, created_key), getattr(last, id_key))

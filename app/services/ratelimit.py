@@ -1,0 +1,53 @@
+"""Fixed-window counters in the database, so a limit holds across every worker process."""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db import utcnow
+from app.models.auth import RateLimitBucket
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def current(session: AsyncSession, key: str, window_seconds: int) -> tuple[int, datetime]:
+    """Hits so far in the running window, and when that window ends."""
+    now = utcnow()
+    bucket = await session.get(RateLimitBucket, key)
+    if bucket is None or bucket.window_start <= now - timedelta(seconds=window_seconds):
+        return 0, now + timedelta(seconds=window_seconds)
+    return bucket.count, bucket.window_start + timedelta(seconds=window_seconds)
+
+
+async def hit(session: AsyncSession, key: str, window_seconds: int) -> tuple[int, datetime]:
+    """Count one hit with one atomic upsert; returns (count, window end)."""
+    now = utcnow()
+    expired = col(RateLimitBucket.window_start) <= now - timedelta(seconds=window_seconds)
+    insert = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(
+        RateLimitBucket
+    )
+    table = RateLimitBucket.__table__.c  # type: ignore[attr-defined]
+    statement = (
+        insert.values(key=key, window_start=now, count=1)
+        .on_conflict_do_update(
+            index_elements=[table.key],
+            set_={
+                "count": case((expired, 1), else_=table.count + 1),
+                "window_start": case((expired, now), else_=table.window_start),
+            },
+        )
+        .returning(table.count, table.window_start)
+    )
+    count, window_start = (await session.exec(statement)).one()
+    if window_start.tzinfo is None:  # SQLite's RETURNING bypasses the column type
+        window_start = window_start.replace(tzinfo=now.tzinfo)
+    return count, window_start + timedelta(seconds=window_seconds)
+
+
+async def reset(session: AsyncSession, key: str) -> None:
+    await session.exec(delete(RateLimitBucket).where(col(RateLimitBucket.key) == key))
