@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    public_submit_limit: int = Field(default=60, ge=1)
+    public_submit_window_seconds: int = Field(default=60, ge=1)
 
     @field_validator("database_url")
     @classmethod

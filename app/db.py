@@ -79,7 +79,7 @@ def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
         }
     return create_async_engine(
         url,
-        pool_pre_ping=True,  # a restarted server leaves dead connections in the pool
+        pool_pre_ping=False,
         connect_args={"timeout": 5},
         **pooling,
     )

@@ -86,6 +86,8 @@ class RequireRoles:
 
 
 AdminUser = Annotated[Principal, Depends(RequireRoles(Role.admin))]
+CoordinatorUser = Annotated[Principal, Depends(RequireRoles(Role.coordinator))]
+ResponseReader = Annotated[Principal, Depends(RequireRoles(Role.coordinator, Role.analyst))]
 
 
 class PageParams:

@@ -15,7 +15,15 @@ from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
 from app.migrate import upgrade_to_head
-from app.routers import auth, health
+from app.routers import (
+    auth,
+    consultations,
+    elections,
+    health,
+    questionnaires,
+    responses,
+    territories,
+)
 from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
 
@@ -57,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(questionnaires.router)
+    app.include_router(responses.router)
+    app.include_router(territories.router)
+    app.include_router(elections.router)
+    app.include_router(consultations.router)
 
     # Added innermost first: the request context wraps everything, so even a 413 gets an id.
     app.add_middleware(

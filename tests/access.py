@@ -7,6 +7,10 @@ states its access rule. Callers: anonymous, admin, coordinator, observer, analys
 EVERYONE = frozenset({"anonymous", "admin", "coordinator", "observer", "analyst", "collector"})
 ADMIN = frozenset({"admin"})
 ANY_USER = frozenset({"admin", "coordinator", "observer", "analyst"})
+COORDINATION = frozenset({"admin", "coordinator"})
+OBSERVERS = frozenset({"admin", "coordinator", "observer"})
+READERS = frozenset({"admin", "coordinator", "analyst"})
+SUBMITTERS = frozenset({"admin", "coordinator", "observer", "collector"})
 
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
     # operations and documentation
@@ -28,4 +32,46 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/collectors"): ADMIN,
     ("DELETE", "/api/v1/collectors/{collector_id}"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
+    # questionnaires (the walker uses a published questionnaire with access "token", to which
+    # its collector is bound)
+    ("POST", "/api/v1/questionnaires"): COORDINATION,
+    ("POST", "/api/v1/questionnaires/import"): COORDINATION,
+    ("GET", "/api/v1/questionnaires"): ANY_USER,
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}"): ANY_USER | {"collector"},
+    ("PATCH", "/api/v1/questionnaires/{questionnaire_id}"): COORDINATION,
+    ("DELETE", "/api/v1/questionnaires/{questionnaire_id}"): COORDINATION,
+    ("POST", "/api/v1/questionnaires/{questionnaire_id}/publish"): COORDINATION,
+    ("POST", "/api/v1/questionnaires/{questionnaire_id}/close"): COORDINATION,
+    # responses
+    ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses"): SUBMITTERS,
+    ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses/batch"): SUBMITTERS,
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/responses"): READERS,
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/responses/export"): READERS,
+    ("GET", "/api/v1/responses/{response_id}"): READERS,
+    ("DELETE", "/api/v1/responses/{response_id}"): ADMIN,
+    # territories
+    ("POST", "/api/v1/territories"): COORDINATION,
+    ("GET", "/api/v1/territories"): ANY_USER,
+    ("POST", "/api/v1/territories/import"): COORDINATION,
+    ("GET", "/api/v1/territories/{code}"): ANY_USER,
+    ("PATCH", "/api/v1/territories/{code}"): COORDINATION,
+    # elections and candidates
+    ("POST", "/api/v1/elections"): COORDINATION,
+    ("GET", "/api/v1/elections"): ANY_USER,
+    ("GET", "/api/v1/elections/{election_id}"): ANY_USER,
+    ("PATCH", "/api/v1/elections/{election_id}"): COORDINATION,
+    ("POST", "/api/v1/elections/{election_id}/candidates"): COORDINATION,
+    ("GET", "/api/v1/elections/{election_id}/candidates"): ANY_USER,
+    ("GET", "/api/v1/candidates/{candidate_id}"): ANY_USER,
+    ("PATCH", "/api/v1/candidates/{candidate_id}"): COORDINATION,
+    # consultations and observations
+    ("POST", "/api/v1/consultations"): COORDINATION,
+    ("GET", "/api/v1/consultations"): ANY_USER,
+    ("GET", "/api/v1/consultations.ics"): ANY_USER,
+    ("POST", "/api/v1/consultations/import"): COORDINATION,
+    ("GET", "/api/v1/consultations/{consultation_id}"): ANY_USER,
+    ("PATCH", "/api/v1/consultations/{consultation_id}"): COORDINATION,
+    ("POST", "/api/v1/consultations/{consultation_id}/observations"): OBSERVERS,
+    ("GET", "/api/v1/consultations/{consultation_id}/observations"): ANY_USER,
+    ("GET", "/api/v1/consultations/{consultation_id}/observations/{observation_id}"): ANY_USER,
 }

@@ -4,6 +4,7 @@ The database is PostgreSQL when KENES_TEST_DATABASE_URL names one (as .ci/run do
 SQLite file in a temporary directory.
 """
 
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -61,16 +62,33 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+def _sqlite_frozen_triggers() -> list[str]:
+    """The triggers that keep published questionnaires frozen, as the migration creates them."""
+    [path] = (ROOT / "migrations" / "versions").glob("*_questionnaires_responses.py")
+    spec = importlib.util.spec_from_file_location("questionnaires_migration", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    statements: list[str] = module.SQLITE_FROZEN
+    return statements
+
+
 @pytest.fixture(autouse=True)
 async def clean_database(app: FastAPI) -> None:
     """Every test starts from empty tables (the schema stays)."""
     tables = [table.name for table in reversed(SQLModel.metadata.sorted_tables)]
     async with app.state.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # TRUNCATE fires no row triggers, so frozen questionnaires go too.
             await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our names
+            return
+        # SQLite cannot switch triggers off: drop the freezing ones around the wipe.
+        await connection.execute(text("DROP TRIGGER IF EXISTS questionnaire_frozen"))
+        await connection.execute(text("DROP TRIGGER IF EXISTS questionnaire_frozen_delete"))
+        for table in tables:
+            await connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our names
+        for statement in _sqlite_frozen_triggers():
+            await connection.execute(text(statement))
 
 
 @pytest.fixture

@@ -1,13 +1,21 @@
 """Small async factories that write through the app's own services."""
 
+import json
 import uuid
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from app.db import session_scope
 from app.models.auth import Role, User, UserCreate
+from app.models.questionnaires import Questionnaire, QuestionnaireCreate, Status
 from app.services import audit
+from app.services import questionnaires as questionnaire_service
 from app.services.auth import create_user as create_user_service
+from app.services.auth import user_principal
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
 
 DEFAULT_PASSWORD = "correct horse battery"
 
@@ -37,3 +45,35 @@ def bearer(app: FastAPI, user: User) -> dict[str, str]:
 
 async def headers_for(app: FastAPI, *roles: Role | str) -> dict[str, str]:
     return bearer(app, await create_user(app, *roles))
+
+
+ALMATY = ROOT_DIR / "app" / "data" / "almaty_participation.json"
+
+
+def almaty_definition(**overrides: Any) -> dict[str, Any]:
+    """The Almaty participation survey (trilingual, 10 questions), as a fresh dict."""
+    definition: dict[str, Any] = json.loads(ALMATY.read_text(encoding="utf-8"))
+    definition.update(overrides)
+    return definition
+
+
+async def create_questionnaire(
+    app: FastAPI,
+    *,
+    publish: bool = False,
+    definition: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Questionnaire:
+    """A questionnaire made through the service (a fresh slug unless one is given)."""
+    data = definition or almaty_definition(slug=f"survey-{uuid.uuid4().hex[:8]}")
+    data = {**data, **overrides}
+    coordinator = user_principal(await create_user(app, Role.coordinator))
+    async for session in session_scope(app.state.sessionmaker):
+        questionnaire = await questionnaire_service.create(
+            session, coordinator, QuestionnaireCreate.model_validate(data)
+        )
+        if publish:
+            questionnaire = await questionnaire_service.change_status(
+                session, coordinator, questionnaire.id, Status.published
+            )
+    return questionnaire

@@ -32,9 +32,24 @@ from app.services import audit
 from app.services.auth import create_user as create_user_service
 from tests.access import ACCESS
 from tests.conftest import ROOT, TEST_SECRET
-from tests.factories import DEFAULT_PASSWORD, bearer, create_user, headers_for
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    bearer,
+    create_questionnaire,
+    create_user,
+    headers_for,
+)
 
 CALLERS = ("anonymous", "admin", "coordinator", "observer", "analyst", "collector")
+# Further path parameters, filled with random UUIDs too (a territory code then is simply unknown).
+PATH_PARAMS = (
+    "{code}",
+    "{election_id}",
+    "{candidate_id}",
+    "{consultation_id}",
+    "{observation_id}",
+    "{response_id}",
+)
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -101,9 +116,10 @@ async def test_each_caller_gets_exactly_the_access_in_the_table(
     headers: dict[str, dict[str, str]] = {"anonymous": {}, "admin": admin_headers}
     for role in ("coordinator", "observer", "analyst"):
         headers[role] = await headers_for(app, role)
+    questionnaire = await create_questionnaire(app, access="token", publish=True)
     created = await client.post(
         "/api/v1/collectors",
-        json={"name": "walker", "questionnaire_ids": [str(uuid.uuid4())]},
+        json={"name": "walker", "questionnaire_ids": [str(questionnaire.id)]},
         headers=admin_headers,
     )
     headers["collector"] = {"Authorization": f"Bearer {created.json()['token']}"}
@@ -113,6 +129,9 @@ async def test_each_caller_gets_exactly_the_access_in_the_table(
         url = path.replace("{user_id}", str(uuid.uuid4())).replace(
             "{collector_id}", str(uuid.uuid4())
         )
+        url = url.replace("{questionnaire_id}", str(questionnaire.id))
+        for param in PATH_PARAMS:
+            url = url.replace(param, str(uuid.uuid4()))
         for caller in CALLERS:
             response = await client.request(method, url, headers=headers[caller])
             if caller in allowed:

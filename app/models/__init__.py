@@ -1,6 +1,22 @@
 """Every table module is imported here so SQLModel.metadata (and Alembic) sees all tables."""
 
 from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
+from app.models.consultations import Consultation, Observation
+from app.models.elections import Candidate, Election
+from app.models.questionnaires import Questionnaire
+from app.models.responses import response_table
 from app.models.territories import Territory
 
-__all__ = ["AuditEvent", "Collector", "RateLimitBucket", "Territory", "User"]
+__all__ = [
+    "AuditEvent",
+    "Candidate",
+    "Collector",
+    "Consultation",
+    "Election",
+    "Observation",
+    "Questionnaire",
+    "RateLimitBucket",
+    "Territory",
+    "User",
+    "response_table",
+]

@@ -11,6 +11,13 @@ from app.pagination import paginate
 
 ANONYMOUS: dict[str, Any] = {"type": "anonymous", "id": None, "email": None}
 SYSTEM: dict[str, Any] = {"type": "system", "id": None, "email": None}
+# Who does a write: a principal, or SYSTEM for the command line and demo data.
+Actor = Principal | dict[str, Any]
+
+
+def user_id(actor: Actor) -> uuid.UUID | None:
+    """The acting user's id, for `created_by` columns."""
+    return actor.id if isinstance(actor, Principal) and actor.kind == "user" else None
 
 
 def record(

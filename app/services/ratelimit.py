@@ -1,13 +1,16 @@
 """Fixed-window counters in the database, so a limit holds across every worker process."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
+from app.errors import TooManyRequests
 from app.models.auth import RateLimitBucket
 
 
@@ -51,3 +54,18 @@ async def hit(session: AsyncSession, key: str, window_seconds: int) -> tuple[int
 
 async def reset(session: AsyncSession, key: str) -> None:
     await session.exec(delete(RateLimitBucket).where(col(RateLimitBucket.key) == key))
+
+
+async def enforce_in_own_transaction(
+    sessionmaker: async_sessionmaker[Any], key: str, *, limit: int, window_seconds: int
+) -> None:
+    """Count a hit in a transaction of its own (it must stick even if the request fails);
+    TooManyRequests once the window's limit is passed."""
+    async with sessionmaker() as session:
+        count, window_end = await hit(session, key, window_seconds)
+        await session.commit()
+    if count > limit:
+        retry = int((window_end - utcnow()).total_seconds()) + 1
+        raise TooManyRequests(
+            "Too many submissions from this address; slow down", retry_after=retry
+        )

@@ -1,14 +1,361 @@
-"""Territory rules and queries."""
+"""Territory rules and queries: the hierarchy, subtree conditions, CSV import."""
 
+import base64
+import binascii
 import csv
-from collections.abc import Iterable, Mapping
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement, String, and_, literal, or_, update
+from sqlalchemy.orm import aliased
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.errors import Invalid
-from app.models.territories import Territory
+from app.errors import BadRequest, Conflict, Invalid, NotFound
+from app.models.auth import Principal
+from app.models.territories import (
+    CODE_PATTERN,
+    LANGUAGES,
+    LEVEL_RANK,
+    ROOT_LEVELS,
+    Territory,
+    TerritoryCreate,
+    TerritoryLevel,
+    TerritoryUpdate,
+    i18n,
+)
+from app.services import audit
+
+TERRITORY_COLUMNS = ("code", "parent_code", "level", "name_kk", "name_ru", "name_en")
+# Sorts after every character a code may hold: [path, path + "~") is exactly the subtree.
+_SUBTREE_END = "~"
+_CHUNK = 500  # bound parameters per IN (...) query
+MAX_IMPORT_ERRORS = 100
+
+Loc = Sequence[str | int]
+
+# --- the subtree, for every service ------------------------------------------------------------
+
+
+def path_in_subtree(path: Any, ancestor_path: Any) -> ColumnElement[bool]:
+    """`path` lies under `ancestor_path` (inclusive): an index range on both databases."""
+    if isinstance(ancestor_path, str):
+        # Rendered into the SQL text, not bound: PostgreSQL then plans each subtree for its
+        # size, instead of reusing one cached generic plan made for a whole region.
+        low = literal(ancestor_path, String, literal_execute=True)
+        high = literal(ancestor_path + _SUBTREE_END, String, literal_execute=True)
+        return and_(path >= low, path < high)
+    return and_(path >= ancestor_path, path < ancestor_path + _SUBTREE_END)
+
+
+def in_subtree(column: Any, root: str | Territory) -> ColumnElement[bool]:
+    """The territory code in `column` is the root's or a descendant's, at any depth.
+
+    `root` is a code, or a Territory already loaded. Either way this is one query whose
+    descendants come from an index range scan on territory.path. Given a Territory, the range
+    bounds are literal, so PostgreSQL estimates the subtree's size and picks a fitting join
+    (index probes for a village, a hash join for a region); given a code, the root's path is
+    a scalar subquery. False for every row when the code is unknown.
+    """
+    if isinstance(root, Territory):
+        ancestor_path: Any = root.path
+    else:
+        ancestor = aliased(Territory, name="subtree_root")
+        ancestor_path = select(ancestor.path).where(ancestor.code == root).scalar_subquery()
+    members = select(Territory.code).where(path_in_subtree(col(Territory.path), ancestor_path))
+    return col(column).in_(members)
+
+
+def ancestor_codes(path: str) -> list[str]:
+    """Codes from the root down to the territory itself, read off its path."""
+    return [part for part in path.split("/") if part]
+
+
+async def get_territory(session: AsyncSession, code: str) -> Territory:
+    territory = await session.get(Territory, code)
+    if territory is None:
+        raise NotFound(f"No territory with code {code}")
+    return territory
+
+
+async def require_territory(
+    session: AsyncSession, code: str, *, loc: Loc = ("body", "territory_code")
+) -> Territory:
+    """The territory a request refers to; 422 naming `loc` when there is none."""
+    territory = await session.get(Territory, code)
+    if territory is None:
+        raise Invalid(
+            f"Unknown territory {code}",
+            errors=[{"loc": list(loc), "msg": f"unknown territory {code}", "type": "unknown"}],
+        )
+    return territory
+
+
+def parent_error(level: str, parent_level: str | None) -> str | None:
+    """Why a territory of `level` cannot sit under a parent of `parent_level`, or None."""
+    if parent_level is None:
+        if level not in ROOT_LEVELS:
+            return f"a {level} needs a parent"
+        return None
+    if LEVEL_RANK[TerritoryLevel(parent_level)] >= LEVEL_RANK[TerritoryLevel(level)]:
+        return f"a {level} cannot be placed under a {parent_level}"
+    return None
+
+
+def _child_path(parent: Territory | None, code: str) -> str:
+    return f"{parent.path if parent else '/'}{code}/"
+
+
+# --- create, update, list ----------------------------------------------------------------------
+
+
+async def create_territory(
+    session: AsyncSession, actor: Principal, data: TerritoryCreate
+) -> Territory:
+    if await session.get(Territory, data.code) is not None:
+        raise Conflict(f"Territory {data.code} exists")
+    parent = None
+    if data.parent_code is not None:
+        parent = await require_territory(session, data.parent_code, loc=("body", "parent_code"))
+    problem = parent_error(data.level, parent.level if parent else None)
+    if problem:
+        loc = ["body", "parent_code" if parent else "level"]
+        raise Invalid(problem, errors=[{"loc": loc, "msg": problem, "type": "hierarchy"}])
+    territory = Territory(
+        code=data.code,
+        parent_code=parent.code if parent else None,
+        level=data.level.value,
+        name=i18n(data.name),
+        path=_child_path(parent, data.code),
+    )
+    session.add(territory)
+    audit.record(session, actor, "territory.create", "territory", territory.code, level=data.level)
+    await session.flush()
+    return territory
+
+
+async def update_territory(
+    session: AsyncSession, actor: Principal, code: str, data: TerritoryUpdate
+) -> Territory:
+    territory = await get_territory(session, code)
+    changes = data.model_dump(exclude_unset=True)
+    if "name" in changes:
+        territory.name = i18n(changes["name"])
+    if "parent_code" in changes and changes["parent_code"] != territory.parent_code:
+        await _move(session, territory, changes["parent_code"])
+    audit.record(session, actor, "territory.update", "territory", code, changes=changes)
+    await session.flush()
+    return territory
+
+
+async def _move(session: AsyncSession, territory: Territory, parent_code: str | None) -> None:
+    """Re-parent a territory; its descendants' paths follow in one UPDATE."""
+    parent = None
+    if parent_code is not None:
+        parent = await require_territory(session, parent_code, loc=("body", "parent_code"))
+        if parent.path.startswith(territory.path):
+            raise Invalid(
+                "A territory cannot move under itself or its descendants",
+                errors=[{"loc": ["body", "parent_code"], "msg": "cycle", "type": "hierarchy"}],
+            )
+    problem = parent_error(territory.level, parent.level if parent else None)
+    if problem:
+        raise Invalid(
+            problem,
+            errors=[{"loc": ["body", "parent_code"], "msg": problem, "type": "hierarchy"}],
+        )
+    old_path, new_path = territory.path, _child_path(parent, territory.code)
+    path = col(Territory.path)
+    await session.exec(
+        update(Territory)
+        .where(path > old_path, path < old_path + _SUBTREE_END)
+        .values(path=literal(new_path, String).concat(func.substr(path, len(old_path) + 1)))
+        .execution_options(synchronize_session=False)
+    )
+    territory.parent_code = parent.code if parent else None
+    territory.path = new_path
+
+
+def _encode_cursor(created_at: datetime, code: str) -> str:
+    raw = json.dumps([created_at.isoformat(), code]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    # Territories are keyed by code, not by UUID, so app.pagination's cursor does not fit them.
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, code = json.loads(raw)
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None or not isinstance(code, str):
+            raise ValueError("bad cursor")
+        return parsed, code
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadRequest("The cursor is malformed; use next_cursor from a previous page") from error
+
+
+async def list_territories(
+    session: AsyncSession,
+    *,
+    level: TerritoryLevel | None,
+    parent_code: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Territory], str | None]:
+    """Creation order, keyset-paginated on (created_at, code)."""
+    statement = select(Territory)
+    if level is not None:
+        statement = statement.where(col(Territory.level) == level.value)
+    if parent_code is not None:
+        statement = statement.where(col(Territory.parent_code) == parent_code)
+    created, code = col(Territory.created_at), col(Territory.code)
+    if cursor is not None:
+        after_created, after_code = _decode_cursor(cursor)
+        statement = statement.where(
+            or_(created > after_created, and_(created == after_created, code > after_code))
+        )
+    statement = statement.order_by(created, code).limit(limit + 1)
+    rows = list((await session.exec(statement)).all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode_cursor(last.created_at, last.code)
+
+
+# --- CSV files ---------------------------------------------------------------------------------
+
+
+def file_error(line: int | None, message: str, kind: str = "value_error") -> dict[str, Any]:
+    loc: list[str | int] = ["file"] if line is None else ["file", line]
+    return {"loc": loc, "msg": message, "type": kind}
+
+
+def parse_csv_upload(content: bytes, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data line of an uploaded CSV; the header is line 1.
+
+    The header must hold exactly `columns` (any order); values are stripped.
+    """
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid(
+            "The file is not UTF-8 text", errors=[file_error(None, "not UTF-8", "encoding")]
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or sorted(h.strip() for h in header) != sorted(columns):
+            expected = ",".join(columns)
+            raise Invalid(
+                f"The header must be {expected}",
+                errors=[file_error(1, f"expected header {expected}", "header")],
+            )
+        names = [h.strip() for h in header]
+        rows: list[tuple[int, dict[str, str]]] = []
+        line = reader.line_num + 1
+        for record in reader:
+            if any(value.strip() for value in record):
+                if len(record) != len(names):
+                    raise Invalid(
+                        f"Line {line} has {len(record)} fields, not {len(names)}",
+                        errors=[file_error(line, f"expected {len(names)} fields", "fields")],
+                    )
+                rows.append((line, {n: v.strip() for n, v in zip(names, record, strict=True)}))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise Invalid(
+            "The file is not valid CSV", errors=[file_error(reader.line_num, str(error), "csv")]
+        ) from None
+    return rows
+
+
+def refuse_file(errors: list[dict[str, Any]]) -> Invalid:
+    lines = {error["loc"][1] for error in errors if len(error["loc"]) > 1}
+    return Invalid(
+        f"{len(lines)} line(s) of the file are invalid; nothing was imported",
+        errors=errors[:MAX_IMPORT_ERRORS],
+    )
+
+
+async def territories_by_code(session: AsyncSession, codes: Iterable[str]) -> dict[str, Territory]:
+    """The existing territories among `codes`, in a few chunked queries."""
+    found: dict[str, Territory] = {}
+    wanted = sorted(set(codes))
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = await session.exec(select(Territory).where(col(Territory.code).in_(chunk)))
+        found.update({row.code: row for row in rows})
+    return found
+
+
+async def import_territories(session: AsyncSession, actor: Principal, content: bytes) -> int:
+    """All lines or none: any bad line, or a code that exists, refuses the whole file."""
+    rows = parse_csv_upload(content, TERRITORY_COLUMNS)
+    existing = await territories_by_code(
+        session, [row["code"] for _, row in rows] + [row["parent_code"] for _, row in rows]
+    )
+    errors: list[dict[str, Any]] = []
+    added: dict[str, Territory] = {}
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        territory, problem = _territory_from_row(row, existing, added, first_line)
+        if problem:
+            errors.append(file_error(line, problem))
+        elif territory is not None:
+            added[territory.code] = territory
+        first_line.setdefault(row["code"], line)
+    if errors:
+        raise refuse_file(errors)
+    if not rows:
+        raise Invalid("The file has no data lines", errors=[file_error(None, "no data lines")])
+    session.add_all(added.values())
+    audit.record(session, actor, "territory.import", "territory", None, count=len(added))
+    await session.flush()
+    return len(added)
+
+
+def _territory_from_row(
+    row: Mapping[str, str],
+    existing: Mapping[str, Territory],
+    added: Mapping[str, Territory],
+    first_line: Mapping[str, int],
+) -> tuple[Territory | None, str | None]:
+    code, parent_code, level = row["code"], row["parent_code"] or None, row["level"]
+    if not re.match(CODE_PATTERN, code):
+        return None, f"code {code!r} is not a territory code"
+    if code in existing:
+        return None, f"territory {code} exists"
+    if code in first_line:
+        return None, f"code {code} repeats line {first_line[code]}"
+    if level not in LEVEL_RANK:
+        return None, f"level {level!r} is not one of {', '.join(LEVEL_RANK)}"
+    name = {lang: row[f"name_{lang}"] for lang in LANGUAGES if row[f"name_{lang}"]}
+    if not name:
+        return None, "at least one of name_kk, name_ru, name_en is needed"
+    parent = None
+    if parent_code is not None:
+        parent = added.get(parent_code) or existing.get(parent_code)
+        if parent is None:
+            return None, f"parent {parent_code} is unknown (parents must come first)"
+    problem = parent_error(level, parent.level if parent else None)
+    if problem:
+        return None, problem
+    territory = Territory(
+        code=code,
+        parent_code=parent_code,
+        level=level,
+        name=name,
+        path=_child_path(parent, code),
+    )
+    return territory, None
+
+
+# --- demo data ---------------------------------------------------------------------------------
 
 
 def read_territory_csv(path: Path) -> list[dict[str, str]]:
@@ -19,15 +366,10 @@ def read_territory_csv(path: Path) -> list[dict[str, str]]:
 async def upsert_territories(session: AsyncSession, rows: Iterable[Mapping[str, str]]) -> int:
     """Insert territories not yet present (parents first); existing codes are left as they are."""
     rows = list(rows)
-    codes = {row["code"] for row in rows} | {
-        row["parent_code"] for row in rows if row["parent_code"]
-    }
-    existing = {
-        territory.code: territory
-        for territory in (
-            await session.exec(select(Territory).where(col(Territory.code).in_(codes)))
-        )
-    }
+    existing = await territories_by_code(
+        session,
+        {row["code"] for row in rows} | {row["parent_code"] for row in rows if row["parent_code"]},
+    )
     added = 0
     for row in rows:
         if row["code"] in existing:
@@ -40,10 +382,8 @@ async def upsert_territories(session: AsyncSession, rows: Iterable[Mapping[str, 
             code=row["code"],
             parent_code=parent_code,
             level=row["level"],
-            name={
-                lang: row[f"name_{lang}"] for lang in ("kk", "ru", "en") if row.get(f"name_{lang}")
-            },
-            path=f"{parent.path if parent else '/'}{row['code']}/",
+            name={lang: row[f"name_{lang}"] for lang in LANGUAGES if row.get(f"name_{lang}")},
+            path=_child_path(parent, row["code"]),
         )
         session.add(territory)
         existing[territory.code] = territory

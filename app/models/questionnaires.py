@@ -1,0 +1,238 @@
+"""Questionnaires: versioned, trilingual survey definitions, and their schemas."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from annotated_types import MaxLen, MinLen
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, StringConstraints, Tag
+from sqlalchemy import Column, UniqueConstraint
+from sqlmodel import Field as TableField
+from sqlmodel import SQLModel
+
+from app.db import JSONType, UTCDateTime, utcnow
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+LANGUAGES = ("kk", "ru", "en")
+MAX_QUESTIONS = 96
+MAX_OPTIONS = 200
+# Multiple-choice answers are stored as a bit mask in a BIGINT (see services/answer_slots.py).
+MAX_MULTIPLE_OPTIONS = 63
+
+
+class Status(StrEnum):
+    draft = "draft"
+    published = "published"
+    closed = "closed"
+
+
+class Access(StrEnum):
+    public = "public"
+    token = "token"  # noqa: S105 - an access level, not a secret
+    staff = "staff"
+
+
+Language = Literal["kk", "ru", "en"]
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+I18nText = Annotated[dict[Language, Label], MinLen(1)]
+
+
+class Questionnaire(SQLModel, table=True):
+    __tablename__ = "questionnaire"
+    __table_args__ = (UniqueConstraint("slug", "version"),)
+
+    id: uuid.UUID = TableField(default_factory=uuid.uuid4, primary_key=True)
+    slug: str = TableField(max_length=63, index=True)
+    version: int
+    status: str = TableField(default=Status.draft, max_length=16)
+    access: str = TableField(default=Access.token, max_length=16)
+    default_language: str = TableField(max_length=2)
+    # title, description, respondent_groups, questions: frozen once published (a trigger
+    # in the migration enforces it).
+    definition: dict[str, Any] = TableField(sa_column=Column(JSONType, nullable=False))
+    created_by: uuid.UUID | None = TableField(default=None, foreign_key="user_account.id")
+    created_at: datetime = TableField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = TableField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    published_at: datetime | None = TableField(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = TableField(default=None, sa_type=UTCDateTime)
+
+
+# --- conditions ("relevant") ------------------------------------------------------------------
+
+Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "answered", "contains"]
+
+
+class Comparison(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Key
+    op: Operator
+    value: JsonValue = None
+
+
+class AllOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    all: Annotated[list["Condition"], MinLen(1), MaxLen(50)]
+
+
+class AnyOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    any: Annotated[list["Condition"], MinLen(1), MaxLen(50)]
+
+
+class NotOf(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    not_: "Condition" = Field(alias="not")
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("question", "all", "any", "not"):
+            if kind in value:
+                return kind
+        return None
+    if isinstance(value, BaseModel):
+        return {Comparison: "question", AllOf: "all", AnyOf: "any", NotOf: "not"}.get(type(value))
+    return None
+
+
+Condition = Annotated[
+    Annotated[Comparison, Tag("question")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotOf, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition",
+        custom_error_message="a condition has 'question', 'all', 'any' or 'not'",
+    ),
+]
+
+
+# --- questions --------------------------------------------------------------------------------
+
+
+class Option(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    label: I18nText
+
+
+class QuestionBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    label: I18nText
+    help: I18nText | None = None
+    required: bool = False
+    relevant: Condition | None = None
+
+
+class SingleChoice(QuestionBase):
+    type: Literal["single_choice"]
+    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_OPTIONS)]
+
+
+class MultipleChoice(QuestionBase):
+    type: Literal["multiple_choice"]
+    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)]
+    min_selected: Annotated[int, Field(ge=1)] | None = None
+    max_selected: Annotated[int, Field(ge=1)] | None = None
+
+
+class Text(QuestionBase):
+    type: Literal["text"]
+    max_length: Annotated[int, Field(ge=1, le=10_000)] = 2000
+
+
+class Integer(QuestionBase):
+    type: Literal["integer"]
+    min: int | None = None
+    max: int | None = None
+
+
+class Decimal(QuestionBase):
+    type: Literal["decimal"]
+    min: float | None = None
+    max: float | None = None
+
+
+class Scale(QuestionBase):
+    type: Literal["scale"]
+    min: int
+    max: int
+
+
+class Boolean(QuestionBase):
+    type: Literal["boolean"]
+
+
+class Date(QuestionBase):
+    type: Literal["date"]
+
+
+Question = Annotated[
+    SingleChoice | MultipleChoice | Text | Integer | Decimal | Scale | Boolean | Date,
+    Field(discriminator="type"),
+]
+
+
+class RespondentGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    category: Literal["citizen", "expert"]
+    label: I18nText
+
+
+Groups = Annotated[list[RespondentGroup], MinLen(1), MaxLen(50)]
+Questions = Annotated[list[Question], MinLen(1), MaxLen(MAX_QUESTIONS)]
+
+
+class QuestionnaireCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: Slug
+    title: I18nText
+    description: I18nText | None = None
+    default_language: Language
+    access: Access = Access.token
+    respondent_groups: Groups
+    questions: Questions
+
+
+class QuestionnaireUpdate(BaseModel):
+    """PATCH of a draft: the fields given replace the stored ones; the whole is checked again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: I18nText | None = None
+    description: I18nText | None = None
+    default_language: Language | None = None
+    access: Access | None = None
+    respondent_groups: Groups | None = None
+    questions: Questions | None = None
+
+
+class QuestionnaireRead(BaseModel):
+    id: uuid.UUID
+    slug: str
+    version: int
+    status: Status
+    title: dict[str, str]
+    description: dict[str, str] | None
+    default_language: Language
+    access: Access
+    respondent_groups: list[RespondentGroup]
+    questions: list[Question]
+    created_at: datetime
+    published_at: datetime | None
+    closed_at: datetime | None

@@ -1,0 +1,156 @@
+"""Questionnaire definitions: create, edit, version, publish, close, import from XLSForm."""
+
+import hashlib
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from app.deps import CoordinatorUser, CurrentPrincipal, OptionalPrincipal, PageDep, SessionDep
+from app.models.questionnaires import (
+    QuestionnaireCreate,
+    QuestionnaireRead,
+    QuestionnaireUpdate,
+    Status,
+)
+from app.pagination import Page
+from app.routers.problems import responses
+from app.services import questionnaires as service
+from app.services import xlsform
+
+router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
+
+
+def _etag(body: QuestionnaireRead) -> str:
+    # Sorted keys: PostgreSQL's JSONB does not keep the key order of what was stored.
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+def _created(body: QuestionnaireRead, response: Response) -> QuestionnaireRead:
+    response.headers["Location"] = f"/api/v1/questionnaires/{body.id}"
+    response.headers["ETag"] = _etag(body)
+    return body
+
+
+@router.post(
+    "",
+    response_model=QuestionnaireRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 422),
+)
+async def create_questionnaire(
+    data: QuestionnaireCreate, actor: CoordinatorUser, session: SessionDep, response: Response
+) -> QuestionnaireRead:
+    """A new draft: version 1, or the next version of an existing slug."""
+    return _created(service.to_read(await service.create(session, actor, data)), response)
+
+
+@router.post(
+    "/import",
+    response_model=QuestionnaireRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 413, 415, 422),
+)
+async def import_xlsform(
+    file: Annotated[UploadFile, File(description="An XLSForm workbook (.xlsx)")],
+    actor: CoordinatorUser,
+    session: SessionDep,
+    response: Response,
+) -> QuestionnaireRead:
+    """An XLSForm becomes a draft; what cannot be mapped is refused with 422 naming the row."""
+    data = xlsform.to_definition(await file.read(), filename=file.filename or "form.xlsx")
+    return _created(service.to_read(await service.create(session, actor, data)), response)
+
+
+@router.get("", response_model=Page[QuestionnaireRead], responses=responses(400, 401, 403, 422))
+async def list_questionnaires(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageDep,
+    status_: Annotated[Status | None, Query(alias="status")] = None,
+    slug: Annotated[str | None, Query(max_length=63)] = None,
+) -> Page[QuestionnaireRead]:
+    rows, next_cursor = await service.list_questionnaires(
+        session, principal, status=status_, slug=slug, limit=page.limit, cursor=page.cursor
+    )
+    return Page(items=[service.to_read(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{questionnaire_id}",
+    response_model=QuestionnaireRead,
+    responses={**responses(401, 404, 422), 304: {"description": "Not Modified"}},
+)
+async def get_questionnaire(
+    questionnaire_id: uuid.UUID,
+    principal: OptionalPrincipal,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Anyone may read a published `public` questionnaire; `If-None-Match` answers 304."""
+    body = service.to_read(await service.get_readable(session, principal, questionnaire_id))
+    etag = _etag(body)
+    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return JSONResponse(body.model_dump(mode="json"), headers={"ETag": etag})
+
+
+@router.patch(
+    "/{questionnaire_id}",
+    response_model=QuestionnaireRead,
+    responses=responses(401, 403, 404, 409, 422),
+)
+async def update_questionnaire(
+    questionnaire_id: uuid.UUID,
+    data: QuestionnaireUpdate,
+    actor: CoordinatorUser,
+    session: SessionDep,
+    response: Response,
+) -> QuestionnaireRead:
+    """Edits a draft; a published or closed questionnaire answers 409."""
+    body = service.to_read(await service.update(session, actor, questionnaire_id, data))
+    response.headers["ETag"] = _etag(body)
+    return body
+
+
+@router.delete(
+    "/{questionnaire_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404, 409),
+)
+async def delete_questionnaire(
+    questionnaire_id: uuid.UUID, actor: CoordinatorUser, session: SessionDep
+) -> None:
+    """Deletes a draft only."""
+    await service.delete(session, actor, questionnaire_id)
+
+
+@router.post(
+    "/{questionnaire_id}/publish",
+    response_model=QuestionnaireRead,
+    responses=responses(401, 403, 404, 409),
+)
+async def publish_questionnaire(
+    questionnaire_id: uuid.UUID, actor: CoordinatorUser, session: SessionDep
+) -> QuestionnaireRead:
+    """Draft to published; the definition never changes again."""
+    return service.to_read(
+        await service.change_status(session, actor, questionnaire_id, Status.published)
+    )
+
+
+@router.post(
+    "/{questionnaire_id}/close",
+    response_model=QuestionnaireRead,
+    responses=responses(401, 403, 404, 409),
+)
+async def close_questionnaire(
+    questionnaire_id: uuid.UUID, actor: CoordinatorUser, session: SessionDep
+) -> QuestionnaireRead:
+    """Published to closed; no more responses are accepted."""
+    return service.to_read(
+        await service.change_status(session, actor, questionnaire_id, Status.closed)
+    )

@@ -1,0 +1,192 @@
+"""Submitting responses (single and batch), listing, reading, deleting and exporting them."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.deps import AdminUser, OptionalPrincipal, PageDep, ResponseReader, SessionDep
+from app.models.auth import Principal
+from app.models.responses import (
+    BatchIn,
+    BatchOut,
+    ExportFormat,
+    ResponseFilters,
+    ResponseIn,
+    ResponseRead,
+)
+from app.pagination import Page
+from app.routers.problems import responses
+from app.services import exports, ratelimit
+from app.services import questionnaires as questionnaire_service
+from app.services import responses as service
+from app.services.answers import CompiledQuestionnaire
+
+router = APIRouter(prefix="/api/v1", tags=["responses"])
+
+
+async def limit_anonymous(request: Request) -> None:
+    """Submissions without credentials (public questionnaires) are rate limited per address.
+
+    A route-level dependency, so it runs before the request's own session opens: the hit is
+    committed in a transaction of its own (on SQLite a second writer would wait on the first).
+    """
+    if "authorization" in request.headers:
+        return
+    settings = request.app.state.settings
+    address = request.client.host if request.client else "unknown"
+    await ratelimit.enforce_in_own_transaction(
+        request.app.state.sessionmaker,
+        f"submit:{address}",
+        limit=settings.public_submit_limit,
+        window_seconds=settings.public_submit_window_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Submission:
+    principal: Principal | None
+    questionnaire: CompiledQuestionnaire
+
+
+async def submission_access(
+    questionnaire_id: uuid.UUID, principal: OptionalPrincipal, session: SessionDep
+) -> Submission:
+    """Who may submit to this questionnaire, by its access level."""
+    questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
+    service.authorize_submit(principal, questionnaire)
+    return Submission(principal, questionnaire)
+
+
+Submitter = Annotated[Submission, Depends(submission_access)]
+
+
+def _filters(
+    group: Annotated[str | None, Query(max_length=63)] = None,
+    gender: Annotated[str | None, Query(pattern="^(female|male|other|undisclosed)$")] = None,
+    territory_code: Annotated[str | None, Query(max_length=16)] = None,
+    submitted_from: Annotated[str | None, Query()] = None,
+    submitted_to: Annotated[str | None, Query()] = None,
+) -> ResponseFilters:
+    return ResponseFilters.model_validate(
+        {
+            "group": group,
+            "gender": gender,
+            "territory_code": territory_code,
+            "submitted_from": submitted_from,
+            "submitted_to": submitted_to,
+        }
+    )
+
+
+Filters = Annotated[ResponseFilters, Depends(_filters)]
+
+
+@router.post(
+    "/questionnaires/{questionnaire_id}/responses",
+    response_model=ResponseRead,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(limit_anonymous)],
+    responses={
+        200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
+        **responses(401, 403, 404, 409, 413, 415, 422, 429),
+    },
+)
+async def submit_response(
+    questionnaire_id: uuid.UUID, item: ResponseIn, submission: Submitter, session: SessionDep
+) -> JSONResponse:
+    """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
+    stored = await service.submit(session, submission.principal, submission.questionnaire, item)
+    body = ResponseRead.model_validate(stored.body).model_dump(mode="json")
+    if not stored.created:
+        return JSONResponse(body, status_code=status.HTTP_200_OK)
+    return JSONResponse(
+        body,
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/v1/responses/{body['id']}"},
+    )
+
+
+@router.post(
+    "/questionnaires/{questionnaire_id}/responses/batch",
+    response_model=BatchOut,
+    dependencies=[Depends(limit_anonymous)],
+    responses=responses(401, 403, 404, 409, 413, 415, 422, 429),
+)
+async def submit_batch(
+    questionnaire_id: uuid.UUID, batch: BatchIn, submission: Submitter, session: SessionDep
+) -> BatchOut:
+    """Up to 1000 responses; each stands or falls alone, in order."""
+    results = await service.submit_batch(
+        session, submission.principal, submission.questionnaire, batch.responses
+    )
+    return BatchOut(results=results)
+
+
+@router.get(
+    "/questionnaires/{questionnaire_id}/responses",
+    response_model=Page[ResponseRead],
+    responses=responses(400, 401, 403, 404, 422),
+)
+async def list_responses(
+    questionnaire_id: uuid.UUID,
+    _: ResponseReader,
+    session: SessionDep,
+    page: PageDep,
+    filters: Filters,
+) -> Page[Any]:
+    items, next_cursor = await service.list_responses(
+        session, questionnaire_id, filters, limit=page.limit, cursor=page.cursor
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/questionnaires/{questionnaire_id}/responses/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {media: {} for media in exports.MEDIA_TYPES.values()}},
+        **responses(401, 403, 404, 422),
+    },
+)
+async def export_responses(
+    request: Request,
+    questionnaire_id: uuid.UUID,
+    _: ResponseReader,
+    session: SessionDep,
+    filters: Filters,
+    format: Annotated[ExportFormat, Query()] = "csv",
+) -> StreamingResponse:
+    """All matching responses, streamed; memory does not grow with their number."""
+    statement, questionnaire = await service.filtered(session, questionnaire_id, filters)
+    return StreamingResponse(
+        exports.export(request.app.state.sessionmaker, statement, questionnaire, format),
+        media_type=exports.MEDIA_TYPES[format],
+        headers={
+            "Content-Disposition": f'attachment; filename="responses-{questionnaire_id}.{format}"'
+        },
+    )
+
+
+@router.get(
+    "/responses/{response_id}", response_model=ResponseRead, responses=responses(401, 403, 404)
+)
+async def get_response(
+    response_id: uuid.UUID, _: ResponseReader, session: SessionDep
+) -> dict[str, Any]:
+    return await service.get_response(session, response_id)
+
+
+@router.delete(
+    "/responses/{response_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404),
+)
+async def delete_response(
+    response_id: uuid.UUID, admin: AdminUser, session: SessionDep
+) -> Response:
+    """Admin only; recorded in the audit log."""
+    await service.delete_response(session, admin, response_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

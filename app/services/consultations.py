@@ -1,0 +1,645 @@
+"""Consultation schedules (create, reschedule, import, calendar) and observers' reports."""
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from icalendar import Calendar, Event
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict, Invalid, NotFound
+from app.models.auth import Principal
+from app.models.consultations import (
+    Consultation,
+    ConsultationCreate,
+    ConsultationStatus,
+    ConsultationUpdate,
+    Observation,
+    ObservationCreate,
+)
+from app.models.elections import Candidate, CandidateCreate, Election, ElectionCreate
+from app.models.territories import LANGUAGES, i18n
+from app.pagination import paginate
+from app.services import audit
+from app.services.territories import (
+    file_error,
+    in_subtree,
+    parse_csv_upload,
+    refuse_file,
+    require_territory,
+    territories_by_code,
+)
+
+CONSULTATION_COLUMNS = (
+    "election_id",
+    "territory_code",
+    "host",
+    "starts_at",
+    "ends_at",
+    "location",
+    "announced_at",
+    "agenda_kk",
+    "agenda_ru",
+    "agenda_en",
+)
+# Fields a calendar subscriber sees: changing one raises the event's SEQUENCE.
+_CALENDAR_FIELDS = frozenset(
+    {"starts_at", "ends_at", "location", "agenda", "status", "host", "territory_code"}
+)
+# A device clock a little ahead is tolerated; a report dated days ahead is a typo.
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+def _invalid(loc: Sequence[str | int], message: str) -> Invalid:
+    return Invalid(message, errors=[{"loc": list(loc), "msg": message, "type": "value_error"}])
+
+
+@dataclass(frozen=True)
+class ConsultationFilters:
+    starts_from: datetime | None = None  # inclusive
+    starts_to: datetime | None = None  # exclusive
+    territory_code: str | None = None  # the territory and its descendants
+    election_id: uuid.UUID | None = None
+    status: ConsultationStatus | None = None
+
+    async def where(self, session: AsyncSession) -> list[ColumnElement[bool]]:
+        """The filters as SQL conditions; an unknown territory is 422."""
+        conditions: list[ColumnElement[bool]] = []
+        starts_at = col(Consultation.starts_at)
+        if self.starts_from is not None:
+            conditions.append(starts_at >= self.starts_from)
+        if self.starts_to is not None:
+            conditions.append(starts_at < self.starts_to)
+        if self.territory_code is not None:
+            territory = await require_territory(
+                session, self.territory_code, loc=("query", "territory_code")
+            )
+            conditions.append(in_subtree(Consultation.territory_code, territory))
+        if self.election_id is not None:
+            conditions.append(col(Consultation.election_id) == self.election_id)
+        if self.status is not None:
+            conditions.append(col(Consultation.status) == self.status.value)
+        return conditions
+
+
+# --- consultations -----------------------------------------------------------------------------
+
+
+async def get_consultation(session: AsyncSession, consultation_id: uuid.UUID) -> Consultation:
+    consultation = await session.get(Consultation, consultation_id)
+    if consultation is None:
+        raise NotFound("No such consultation")
+    return consultation
+
+
+async def _check_links(
+    session: AsyncSession,
+    election_id: uuid.UUID | None,
+    candidate_ids: Sequence[uuid.UUID],
+) -> None:
+    """The election exists and every candidate stands in it."""
+    if election_id is not None and await session.get(Election, election_id) is None:
+        raise _invalid(("body", "election_id"), "unknown election")
+    if not candidate_ids:
+        return
+    if election_id is None:
+        raise _invalid(("body", "candidate_ids"), "candidates need an election_id")
+    found = set(
+        (
+            await session.exec(
+                select(Candidate.id).where(
+                    col(Candidate.id).in_(candidate_ids), col(Candidate.election_id) == election_id
+                )
+            )
+        ).all()
+    )
+    for index, candidate_id in enumerate(candidate_ids):
+        if candidate_id not in found:
+            raise _invalid(("body", "candidate_ids", index), "not a candidate in this election")
+
+
+async def create_consultation(
+    session: AsyncSession, actor: Principal, data: ConsultationCreate
+) -> Consultation:
+    await require_territory(session, data.territory_code)
+    candidate_ids = list(dict.fromkeys(data.candidate_ids))
+    await _check_links(session, data.election_id, candidate_ids)
+    consultation = Consultation(
+        election_id=data.election_id,
+        territory_code=data.territory_code,
+        host=data.host,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        location=data.location,
+        agenda=i18n(data.agenda) if data.agenda else None,
+        candidate_ids=[str(candidate_id) for candidate_id in candidate_ids],
+        announced_at=data.announced_at,
+        created_by=actor.id if actor.kind == "user" else None,
+    )
+    session.add(consultation)
+    audit.record(
+        session,
+        actor,
+        "consultation.create",
+        "consultation",
+        consultation.id,
+        territory_code=data.territory_code,
+        starts_at=data.starts_at.isoformat(),
+    )
+    await session.flush()
+    return consultation
+
+
+async def update_consultation(
+    session: AsyncSession, actor: Principal, consultation_id: uuid.UUID, data: ConsultationUpdate
+) -> Consultation:
+    consultation = await get_consultation(session, consultation_id)
+    changes = data.model_dump(exclude_unset=True)
+    changes = {k: v for k, v in changes.items() if getattr(consultation, k) != _stored(k, v)}
+
+    starts_at = changes.get("starts_at", consultation.starts_at)
+    ends_at = changes.get("ends_at", consultation.ends_at)
+    announced_at = changes.get("announced_at", consultation.announced_at)
+    if ends_at is not None and ends_at <= starts_at:
+        raise _invalid(("body", "ends_at"), "ends_at must be after starts_at")
+    if announced_at is not None and announced_at > starts_at:
+        raise _invalid(("body", "announced_at"), "announced_at must not be after starts_at")
+    if "territory_code" in changes:
+        await require_territory(session, changes["territory_code"])
+    if {"election_id", "candidate_ids"} & changes.keys():
+        await _check_links(
+            session,
+            changes.get("election_id", consultation.election_id),
+            changes.get("candidate_ids", [uuid.UUID(c) for c in consultation.candidate_ids]),
+        )
+
+    now = utcnow()
+    if "starts_at" in changes:
+        entry = {"starts_at": consultation.starts_at.isoformat(), "changed_at": now.isoformat()}
+        consultation.history = [*consultation.history, entry]
+        # A postponed meeting with a new date is on the calendar again.
+        if consultation.status == ConsultationStatus.postponed and "status" not in changes:
+            changes["status"] = ConsultationStatus.scheduled
+    for name, value in changes.items():
+        setattr(consultation, name, _stored(name, value))
+    if _CALENDAR_FIELDS & changes.keys():
+        consultation.sequence += 1
+    consultation.updated_at = now
+    detail = data.model_dump(mode="json", exclude_unset=True)
+    audit.record(
+        session, actor, "consultation.update", "consultation", consultation.id, changes=detail
+    )
+    await session.flush()
+    return consultation
+
+
+def _stored(name: str, value: Any) -> Any:
+    """A validated field as the table column holds it."""
+    if name == "candidate_ids":
+        return [str(candidate_id) for candidate_id in dict.fromkeys(value)]
+    if name == "agenda" and value is not None:
+        return i18n(value)
+    if name == "status":
+        return ConsultationStatus(value).value
+    return value
+
+
+async def list_consultations(
+    session: AsyncSession, filters: ConsultationFilters, *, limit: int, cursor: str | None
+) -> tuple[list[Consultation], str | None]:
+    return await paginate(
+        session,
+        select(Consultation).where(*await filters.where(session)),
+        created=col(Consultation.created_at),
+        row_id=col(Consultation.id),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+async def calendar(session: AsyncSession, filters: ConsultationFilters, lang: str) -> bytes:
+    """Every matching consultation, by start time, as iCalendar (a calendar is not paginated)."""
+    statement = select(Consultation).where(*await filters.where(session))
+    order = (col(Consultation.starts_at), col(Consultation.id))
+    consultations = list((await session.exec(statement.order_by(*order))).all())
+    places = await territories_by_code(session, {c.territory_code for c in consultations})
+    names = {code: territory.name for code, territory in places.items()}
+    return build_calendar(consultations, names, lang)
+
+
+# --- CSV import --------------------------------------------------------------------------------
+
+
+def _parse_line(line: int, row: dict[str, str]) -> tuple[ConsultationCreate | None, list[Any]]:
+    raw: dict[str, Any] = {
+        name: row[name] or None for name in CONSULTATION_COLUMNS if not name.startswith("agenda_")
+    }
+    agenda = {lang: row[f"agenda_{lang}"] for lang in LANGUAGES if row[f"agenda_{lang}"]}
+    raw["agenda"] = agenda or None
+    try:
+        return ConsultationCreate.model_validate(raw), []
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"])
+            message = f"{field}: {item['msg']}" if field else item["msg"]
+            problems.append(file_error(line, message))
+        return None, problems
+
+
+async def import_consultations(session: AsyncSession, actor: Principal, content: bytes) -> int:
+    """All lines or none. A line repeating a consultation (territory, host, start) is refused."""
+    rows = parse_csv_upload(content, CONSULTATION_COLUMNS)
+    if not rows:
+        raise Invalid("The file has no data lines", errors=[file_error(None, "no data lines")])
+    errors: list[dict[str, Any]] = []
+    parsed: list[tuple[int, ConsultationCreate]] = []
+    for line, row in rows:
+        data, problems = _parse_line(line, row)
+        errors.extend(problems)
+        if data is not None:
+            parsed.append((line, data))
+
+    territories = await territories_by_code(session, {data.territory_code for _, data in parsed})
+    election_ids = {data.election_id for _, data in parsed if data.election_id}
+    elections = set(
+        (await session.exec(select(Election.id).where(col(Election.id).in_(election_ids)))).all()
+    )
+    taken = await _existing_keys(session, [data for _, data in parsed])
+    seen: dict[tuple[str, str, datetime], int] = {}
+    for line, data in parsed:
+        key = (data.territory_code, data.host, data.starts_at)
+        if data.territory_code not in territories:
+            errors.append(
+                file_error(line, f"territory_code: unknown territory {data.territory_code}")
+            )
+        if data.election_id is not None and data.election_id not in elections:
+            errors.append(file_error(line, f"election_id: unknown election {data.election_id}"))
+        if key in taken:
+            errors.append(file_error(line, "this consultation exists (territory, host, starts_at)"))
+        elif key in seen:
+            errors.append(file_error(line, f"repeats line {seen[key]}"))
+        seen.setdefault(key, line)
+    if errors:
+        raise refuse_file(sorted(errors, key=lambda error: error["loc"][1:]))
+
+    creator = actor.id if actor.kind == "user" else None
+    session.add_all(
+        Consultation(
+            election_id=data.election_id,
+            territory_code=data.territory_code,
+            host=data.host,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            location=data.location,
+            agenda=i18n(data.agenda) if data.agenda else None,
+            announced_at=data.announced_at,
+            created_by=creator,
+        )
+        for _, data in parsed
+    )
+    audit.record(session, actor, "consultation.import", "consultation", None, count=len(parsed))
+    await session.flush()
+    return len(parsed)
+
+
+async def _existing_keys(
+    session: AsyncSession, rows: Sequence[ConsultationCreate]
+) -> set[tuple[str, str, datetime]]:
+    if not rows:
+        return set()
+    codes = {data.territory_code for data in rows}
+    starts = [data.starts_at for data in rows]
+    found = await session.exec(
+        select(Consultation).where(
+            col(Consultation.territory_code).in_(codes),
+            col(Consultation.starts_at) >= min(starts),
+            col(Consultation.starts_at) <= max(starts),
+        )
+    )
+    return {(row.territory_code, row.host, row.starts_at) for row in found}
+
+
+# --- observations ------------------------------------------------------------------------------
+
+
+def observation_hash(consultation_id: uuid.UUID, data: ObservationCreate) -> str:
+    """What makes two submissions "the same content": every field but the id."""
+    content = data.model_dump(mode="json", exclude={"id"})
+    content["consultation_id"] = str(consultation_id)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def submit_observation(
+    session: AsyncSession, actor: Principal, consultation_id: uuid.UUID, data: ObservationCreate
+) -> tuple[Observation, bool]:
+    """(observation, created). Exactly once per id: a resend of the same content is a replay."""
+    # The row lock serialises reports on one consultation (PostgreSQL; SQLite writes are serial).
+    consultation = (
+        await session.exec(
+            select(Consultation).where(col(Consultation.id) == consultation_id).with_for_update()
+        )
+    ).first()
+    if consultation is None:
+        raise NotFound("No such consultation")
+    if data.observed_at < consultation.created_at:
+        raise _invalid(("body", "observed_at"), "observed_at is before the consultation existed")
+    if data.observed_at > utcnow() + FUTURE_TOLERANCE:
+        raise _invalid(("body", "observed_at"), "observed_at is in the future")
+
+    observation_id = data.id or uuid.uuid4()
+    digest = observation_hash(consultation_id, data)
+    values = data.model_dump(exclude={"id"}, mode="python")
+    values["location"] = data.location.model_dump() if data.location else None
+    values["outcome"] = data.outcome.value
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Observation)
+    statement = (
+        insert.values(
+            id=observation_id,
+            consultation_id=consultation_id,
+            content_hash=digest,
+            submitted_by=actor.id if actor.kind == "user" else None,
+            received_at=utcnow(),
+            **values,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(col(Observation.id))
+    )
+    created = (await session.exec(statement)).first() is not None
+    stored = (
+        await session.exec(
+            select(Observation)
+            .where(col(Observation.id) == observation_id)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    if not created:
+        if stored.content_hash != digest:
+            raise Conflict(f"Observation {observation_id} was stored with different content")
+        return stored, False
+
+    later = await session.exec(
+        select(func.count())
+        .select_from(Observation)
+        .where(
+            col(Observation.consultation_id) == consultation_id,
+            col(Observation.id) != observation_id,
+            col(Observation.observed_at) > stored.observed_at,
+        )
+    )
+    if later.one() == 0:  # the newest report decides the status
+        consultation.status = stored.outcome
+        consultation.updated_at = utcnow()
+        await session.flush()
+    return stored, True
+
+
+async def get_observation(
+    session: AsyncSession, consultation_id: uuid.UUID, observation_id: uuid.UUID
+) -> Observation:
+    observation = await session.get(Observation, observation_id)
+    if observation is None or observation.consultation_id != consultation_id:
+        raise NotFound("No such observation")
+    return observation
+
+
+async def list_observations(
+    session: AsyncSession, consultation_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[list[Observation], str | None]:
+    await get_consultation(session, consultation_id)
+    return await paginate(
+        session,
+        select(Observation).where(col(Observation.consultation_id) == consultation_id),
+        created=col(Observation.received_at),
+        row_id=col(Observation.id),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+# --- iCalendar ---------------------------------------------------------------------------------
+
+DEFAULT_LANGUAGE = "kk"
+_SUMMARY = {
+    "kk": "Тұрғындармен кездесу: {place}",
+    "ru": "Встреча с жителями: {place}",
+    "en": "Consultation with residents: {place}",
+}
+_HOST = {"kk": "Өткізуші", "ru": "Проводит", "en": "Host"}
+_ICAL_STATUS = {
+    ConsultationStatus.scheduled: "CONFIRMED",
+    ConsultationStatus.held: "CONFIRMED",
+    ConsultationStatus.postponed: "TENTATIVE",
+    ConsultationStatus.not_held: "CANCELLED",
+    ConsultationStatus.cancelled: "CANCELLED",
+}
+
+
+def pick_language(requested: str | None, accept_language: str | None) -> str:
+    """`?lang=` if given, else the best supported language of Accept-Language, else Kazakh."""
+    if requested:
+        return requested
+    ranked: list[tuple[float, int, str]] = []
+    # Only the first few entries matter; a huge header costs no more than a short one.
+    for position, part in enumerate((accept_language or "")[:1000].split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.split("-")[0].strip().lower()
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, position, primary))
+    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
+
+
+def localized(text: dict[str, Any] | None, lang: str) -> str | None:
+    """The text in `lang`, else in the first language it has (kk, ru, en)."""
+    if not text:
+        return None
+    for candidate in (lang, *LANGUAGES):
+        if text.get(candidate):
+            return str(text[candidate])
+    return None
+
+
+def build_calendar(
+    consultations: Sequence[Consultation], places: dict[str, Any], lang: str
+) -> bytes:
+    """An RFC 5545 calendar with one VEVENT per consultation; `places` maps codes to names."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//Kenes//Consultations//EN")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", "Kenes")
+    for consultation in consultations:
+        place = localized(places.get(consultation.territory_code), lang)
+        place = place or consultation.territory_code
+        event = Event()
+        event.add("uid", f"{consultation.id}@kenes")
+        event.add("sequence", consultation.sequence)
+        event.add("dtstamp", consultation.updated_at)
+        event.add("created", consultation.created_at)
+        event.add("last-modified", consultation.updated_at)
+        event.add("dtstart", consultation.starts_at)
+        if consultation.ends_at is not None:
+            event.add("dtend", consultation.ends_at)
+        event.add("summary", _SUMMARY[lang].format(place=place))
+        event.add("location", f"{consultation.location}, {place}")
+        agenda = localized(consultation.agenda, lang)
+        host = f"{_HOST[lang]}: {consultation.host}"
+        event.add("description", f"{agenda}\n\n{host}" if agenda else host)
+        event.add("status", _ICAL_STATUS[ConsultationStatus(consultation.status)])
+        calendar.add_component(event)
+    return bytes(calendar.to_ical())
+
+
+# --- demo data ---------------------------------------------------------------------------------
+
+# Demo rows get ids derived from their keys, so loading the file again finds them all present.
+DEMO_NAMESPACE = uuid.UUID("3b9c5a52-8f0e-4d6b-9a57-1e2f3c4d5e6f")
+
+
+def _demo_id(kind: str, key: str) -> uuid.UUID:
+    return uuid.uuid5(DEMO_NAMESPACE, f"{kind}:{key}")
+
+
+async def load_demo(session: AsyncSession, path: Path) -> dict[str, int]:
+    """Add the elections, candidates, consultations and observations of `path` not yet present.
+
+    Rows are validated with the API's own schemas; consultations are dated as announced, so
+    their observations are not older than they are.
+    """
+    added = {"elections": 0, "candidates": 0, "consultations": 0, "observations": 0}
+    for item in json.loads(path.read_text(encoding="utf-8"))["elections"]:
+        election = ElectionCreate.model_validate(
+            {k: item[k] for k in ("title", "kind", "election_date", "territory_code")}
+        )
+        election_id = _demo_id("election", item["key"])
+        if await session.get(Election, election_id) is None:
+            session.add(
+                Election(
+                    id=election_id,
+                    title=i18n(election.title),
+                    kind=election.kind.value,
+                    election_date=election.election_date,
+                    territory_code=election.territory_code,
+                )
+            )
+            added["elections"] += 1
+        await session.flush()
+        for raw in item["candidates"]:
+            added["candidates"] += await _demo_candidate(session, election_id, raw)
+        await session.flush()
+        for raw in item["consultations"]:
+            consultation = await _demo_consultation(session, election_id, raw)
+            added["consultations"] += int(consultation is not None)
+            for observation in raw["observations"]:
+                added["observations"] += await _demo_observation(
+                    session, _demo_id("consultation", raw["key"]), observation
+                )
+    await session.flush()
+    return added
+
+
+async def _demo_candidate(session: AsyncSession, election_id: uuid.UUID, raw: Any) -> int:
+    candidate_id = _demo_id("candidate", raw["key"])
+    if await session.get(Candidate, candidate_id) is not None:
+        return 0
+    data = CandidateCreate.model_validate({k: v for k, v in raw.items() if k != "key"})
+    session.add(
+        Candidate(
+            id=candidate_id,
+            election_id=election_id,
+            full_name=data.full_name,
+            gender=data.gender.value,
+            party=data.party,
+            social_status=data.social_status,
+            territory_code=data.territory_code,
+            status=data.status.value,
+        )
+    )
+    return 1
+
+
+async def _demo_consultation(
+    session: AsyncSession, election_id: uuid.UUID, raw: Any
+) -> Consultation | None:
+    consultation_id = _demo_id("consultation", raw["key"])
+    if await session.get(Consultation, consultation_id) is not None:
+        return None
+    fields = ("territory_code", "host", "starts_at", "ends_at", "location", "announced_at")
+    data = ConsultationCreate.model_validate(
+        {name: raw[name] for name in fields}
+        | {
+            "agenda": raw["agenda"],
+            "election_id": election_id,
+            "candidate_ids": [_demo_id("candidate", key) for key in raw["candidates"]],
+        }
+    )
+    observed = sorted(raw["observations"], key=lambda o: datetime.fromisoformat(o["observed_at"]))
+    history = [
+        {key: datetime.fromisoformat(value).astimezone(UTC).isoformat() for key, value in e.items()}
+        for e in raw.get("history", [])
+    ]
+    created = data.announced_at or data.starts_at
+    changes = [datetime.fromisoformat(e["changed_at"]) for e in history]
+    changes += [datetime.fromisoformat(o["observed_at"]) for o in observed]
+    consultation = Consultation(
+        id=consultation_id,
+        election_id=election_id,
+        territory_code=data.territory_code,
+        host=data.host,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        location=data.location,
+        agenda=i18n(data.agenda) if data.agenda else None,
+        candidate_ids=[str(candidate_id) for candidate_id in data.candidate_ids],
+        announced_at=data.announced_at,
+        status=observed[-1]["outcome"] if observed else raw.get("status", "scheduled"),
+        history=history,
+        sequence=len(history),
+        created_at=created,
+        updated_at=max([created, *changes]),
+    )
+    session.add(consultation)
+    await session.flush()
+    return consultation
+
+
+async def _demo_observation(session: AsyncSession, consultation_id: uuid.UUID, raw: Any) -> int:
+    observation_id = _demo_id("observation", raw["key"])
+    if await session.get(Observation, observation_id) is not None:
+        return 0
+    data = ObservationCreate.model_validate({k: v for k, v in raw.items() if k != "key"})
+    session.add(
+        Observation(
+            id=observation_id,
+            consultation_id=consultation_id,
+            observed_at=data.observed_at,
+            outcome=data.outcome.value,
+            attendees_total=data.attendees_total,
+            attendees_women=data.attendees_women,
+            candidates_presented=data.candidates_presented,
+            residents_spoke=data.residents_spoke,
+            notes=data.notes,
+            location=data.location.model_dump() if data.location else None,
+            content_hash=observation_hash(consultation_id, data),
+            received_at=data.observed_at,
+        )
+    )
+    return 1

@@ -1,0 +1,341 @@
+"""Questionnaire definitions: the rules of a definition, versions, states and who may read them."""
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from app.models.auth import Principal, Role
+from app.models.questionnaires import (
+    Access,
+    Questionnaire,
+    QuestionnaireCreate,
+    QuestionnaireRead,
+    QuestionnaireUpdate,
+    Status,
+)
+from app.models.responses import CHOICE_SLOTS, NUMBER_SLOTS
+from app.pagination import paginate
+from app.services import audit, conditions
+from app.services.answers import CompiledQuestionnaire, compile_questionnaire, slot_counts
+
+DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
+READ_ALL_ROLES = (Role.coordinator, Role.analyst)
+WRITE_ROLES = (Role.coordinator,)
+
+Loc = list[str | int]
+
+
+# --- the rules of a definition ----------------------------------------------------------------
+
+
+def check_definition(data: Mapping[str, Any], prefix: Loc | None = None) -> None:
+    """Raise Invalid naming every place where a (schema-valid) definition breaks a rule."""
+    errors = [
+        {"loc": [*(prefix or ["body"]), *loc], "msg": msg, "type": "definition"}
+        for loc, msg in _definition_problems(data)
+    ]
+    if errors:
+        raise Invalid("The questionnaire definition breaks a rule", errors=errors)
+
+
+def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
+    default = data["default_language"]
+    for place, text in _texts(data):
+        if default not in text:
+            yield place, f"must include the default language '{default}'"
+
+    yield from _duplicates([g["key"] for g in data["respondent_groups"]], ["respondent_groups"])
+    questions = data["questions"]
+    yield from _duplicates([q["key"] for q in questions], ["questions"])
+
+    earlier: dict[str, Mapping[str, Any]] = {}
+    for index, question in enumerate(questions):
+        loc: Loc = ["questions", index]
+        yield from _question_problems(question, loc)
+        if question.get("relevant") is not None:
+            yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
+        earlier[question["key"]] = question
+
+    choices, numbers = slot_counts(questions)
+    if choices > CHOICE_SLOTS:
+        yield ["questions"], f"at most {CHOICE_SLOTS} non-numeric questions"
+    if numbers > NUMBER_SLOTS:
+        yield ["questions"], f"at most {NUMBER_SLOTS} integer, decimal and scale questions"
+
+
+def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
+    qtype = question["type"]
+    options = question.get("options") or []
+    yield from _duplicates([o["value"] for o in options], [*loc, "options"], key="value")
+    low, high = question.get("min"), question.get("max")
+    if qtype == "multiple_choice":
+        least, most = question.get("min_selected"), question.get("max_selected")
+        if least is not None and least > len(options):
+            yield [*loc, "min_selected"], "more than there are options"
+        if most is not None and most > len(options):
+            yield [*loc, "max_selected"], "more than there are options"
+        if least is not None and most is not None and least > most:
+            yield [*loc, "min_selected"], "greater than max_selected"
+    elif qtype in ("integer", "decimal") and low is not None and high is not None and low > high:
+        yield [*loc, "min"], "greater than max"
+    elif qtype == "scale" and low is not None and high is not None and not 0 < high - low <= 100:
+        yield [*loc, "max"], "a scale runs from min to a larger max, at most 100 steps"
+
+
+def _duplicates(values: list[str], loc: Loc, key: str = "key") -> Iterator[tuple[Loc, str]]:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            yield [*loc, index, key], f"'{value}' is used twice"
+        seen.add(value)
+
+
+def _texts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Mapping[str, str]]]:
+    yield ["title"], data["title"]
+    if data.get("description"):
+        yield ["description"], data["description"]
+    for index, group in enumerate(data["respondent_groups"]):
+        yield ["respondent_groups", index, "label"], group["label"]
+    for index, question in enumerate(data["questions"]):
+        yield ["questions", index, "label"], question["label"]
+        if question.get("help"):
+            yield ["questions", index, "help"], question["help"]
+        for number, option in enumerate(question.get("options") or []):
+            yield ["questions", index, "options", number, "label"], option["label"]
+
+
+# --- reading and access -----------------------------------------------------------------------
+
+
+def to_read(questionnaire: Questionnaire) -> QuestionnaireRead:
+    return QuestionnaireRead.model_validate(
+        {
+            **questionnaire.definition,
+            "id": questionnaire.id,
+            "slug": questionnaire.slug,
+            "version": questionnaire.version,
+            "status": questionnaire.status,
+            "default_language": questionnaire.default_language,
+            "access": questionnaire.access,
+            "created_at": questionnaire.created_at,
+            "published_at": questionnaire.published_at,
+            "closed_at": questionnaire.closed_at,
+        }
+    )
+
+
+def may_read(principal: Principal | None, questionnaire: Questionnaire) -> bool:
+    published = questionnaire.status == Status.published
+    if principal is None:
+        return published and questionnaire.access == Access.public
+    if principal.kind == "collector":
+        return (
+            questionnaire.id in principal.questionnaire_ids and questionnaire.status != Status.draft
+        )
+    if principal.has_any(*READ_ALL_ROLES):
+        return True
+    return questionnaire.status != Status.draft
+
+
+async def get_readable(
+    session: AsyncSession, principal: Principal | None, questionnaire_id: uuid.UUID
+) -> Questionnaire:
+    """The questionnaire if this caller may read it: 401 for anonymous, else 404 (no leaks)."""
+    questionnaire = await session.get(Questionnaire, questionnaire_id)
+    if questionnaire is None or not may_read(principal, questionnaire):
+        if principal is None:
+            raise Unauthorized()
+        raise NotFound("No such questionnaire")
+    return questionnaire
+
+
+async def get_for_write(session: AsyncSession, questionnaire_id: uuid.UUID) -> Questionnaire:
+    questionnaire = await session.get(Questionnaire, questionnaire_id)
+    if questionnaire is None:
+        raise NotFound("No such questionnaire")
+    return questionnaire
+
+
+async def list_questionnaires(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: Status | None,
+    slug: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Questionnaire], str | None]:
+    if principal.kind == "collector":
+        raise Forbidden("Collector tokens may only read their own questionnaires by id")
+    statement = select(Questionnaire)
+    if not principal.has_any(*READ_ALL_ROLES):
+        statement = statement.where(col(Questionnaire.status) != Status.draft)
+    if status is not None:
+        statement = statement.where(col(Questionnaire.status) == status)
+    if slug is not None:
+        statement = statement.where(col(Questionnaire.slug) == slug)
+    return await paginate(
+        session,
+        statement,
+        created=col(Questionnaire.created_at),
+        row_id=col(Questionnaire.id),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+async def create(
+    session: AsyncSession, actor: audit.Actor, data: QuestionnaireCreate
+) -> Questionnaire:
+    definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
+    check_definition(definition)
+    rows = (
+        await session.exec(
+            select(Questionnaire.version, Questionnaire.status).where(
+                col(Questionnaire.slug) == data.slug
+            )
+        )
+    ).all()
+    if any(status == Status.draft for _, status in rows):
+        raise Conflict(f"A draft of '{data.slug}' exists; edit or delete it first")
+    # A deleted draft's number is free again, so the next version is one past the highest left.
+    version = max((version for version, _ in rows), default=0) + 1
+    questionnaire = Questionnaire(
+        slug=data.slug,
+        version=version,
+        access=data.access,
+        default_language=data.default_language,
+        definition={k: definition.get(k) for k in DEFINITION_FIELDS},
+        created_by=audit.user_id(actor),
+    )
+    session.add(questionnaire)
+    audit.record(
+        session,
+        actor,
+        "questionnaire.create",
+        "questionnaire",
+        questionnaire.id,
+        slug=data.slug,
+        version=version,
+    )
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"Another version of '{data.slug}' was created at the same time") from None
+    return questionnaire
+
+
+async def update(
+    session: AsyncSession, actor: Principal, questionnaire_id: uuid.UUID, data: QuestionnaireUpdate
+) -> Questionnaire:
+    questionnaire = await get_for_write(session, questionnaire_id)
+    if questionnaire.status != Status.draft:
+        raise Conflict(f"The questionnaire is {questionnaire.status}; only drafts change")
+    changes = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    merged = {
+        **questionnaire.definition,
+        "default_language": questionnaire.default_language,
+        "access": questionnaire.access,
+        **{k: v for k, v in changes.items() if v is not None or k == "description"},
+    }
+    check_definition(merged)
+    questionnaire.definition = {k: merged.get(k) for k in DEFINITION_FIELDS}
+    questionnaire.default_language = merged["default_language"]
+    questionnaire.access = merged["access"]
+    questionnaire.updated_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        "questionnaire.update",
+        "questionnaire",
+        questionnaire.id,
+        fields=sorted(changes),
+    )
+    await session.flush()
+    return questionnaire
+
+
+async def delete(session: AsyncSession, actor: Principal, questionnaire_id: uuid.UUID) -> None:
+    questionnaire = await get_for_write(session, questionnaire_id)
+    if questionnaire.status != Status.draft:
+        raise Conflict(f"The questionnaire is {questionnaire.status}; only drafts are deleted")
+    await session.delete(questionnaire)
+    audit.record(
+        session,
+        actor,
+        "questionnaire.delete",
+        "questionnaire",
+        questionnaire.id,
+        slug=questionnaire.slug,
+        version=questionnaire.version,
+    )
+    await session.flush()
+
+
+async def change_status(
+    session: AsyncSession, actor: audit.Actor, questionnaire_id: uuid.UUID, target: Status
+) -> Questionnaire:
+    questionnaire = await get_for_write(session, questionnaire_id)
+    allowed_from = {Status.published: Status.draft, Status.closed: Status.published}[target]
+    if questionnaire.status != allowed_from:
+        raise Conflict(
+            f"Only a {allowed_from} questionnaire can be {target}; this one is "
+            f"{questionnaire.status}"
+        )
+    now = utcnow()
+    questionnaire.status = target
+    questionnaire.updated_at = now
+    if target == Status.published:
+        questionnaire.published_at = now
+    else:
+        questionnaire.closed_at = now
+    action = "questionnaire.publish" if target == Status.published else "questionnaire.close"
+    audit.record(session, actor, action, "questionnaire", questionnaire.id)
+    await session.flush()
+    return questionnaire
+
+
+async def count_versions(session: AsyncSession, slug: str) -> int:
+    statement = select(func.count()).where(col(Questionnaire.slug) == slug)
+    return (await session.exec(statement)).one()
+
+
+# --- compiled definitions for submissions -----------------------------------------------------
+
+_COMPILED_LIMIT = 512
+# Published definitions never change, so a compiled one stays valid; status is re-checked when
+# a response is stored, so a close is seen at once.
+_compiled: OrderedDict[uuid.UUID, CompiledQuestionnaire] = OrderedDict()
+
+
+async def compiled(session: AsyncSession, questionnaire_id: uuid.UUID) -> CompiledQuestionnaire:
+    cached = _compiled.get(questionnaire_id)
+    if cached is not None:
+        _compiled.move_to_end(questionnaire_id)
+        return cached
+    questionnaire = await session.get(Questionnaire, questionnaire_id)
+    if questionnaire is None:
+        raise NotFound("No such questionnaire")
+    result = compile_questionnaire(
+        id=questionnaire.id,
+        version=questionnaire.version,
+        status=questionnaire.status,
+        access=questionnaire.access,
+        definition=questionnaire.definition,
+    )
+    if questionnaire.status == Status.published:
+        _compiled[questionnaire_id] = result
+        if len(_compiled) > _COMPILED_LIMIT:
+            _compiled.popitem(last=False)
+    return result

@@ -1,0 +1,420 @@
+"""Questionnaire definitions: rules, versions, states, access, ETags and XLSForm import."""
+
+import copy
+import io
+import uuid
+import zipfile
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from openpyxl import load_workbook
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from app.models.auth import Role
+from app.services.conditions import evaluate
+from app.services.xlsform import parse_relevant
+from tests.conftest import ROOT
+from tests.factories import almaty_definition, create_questionnaire, headers_for
+
+XLSFORM = ROOT / "examples" / "almaty_participation.xlsx"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@pytest.fixture
+async def coordinator(app: FastAPI) -> dict[str, str]:
+    return await headers_for(app, Role.coordinator)
+
+
+async def create(client: httpx.AsyncClient, headers: dict[str, str], **overrides: Any) -> Any:
+    body = almaty_definition(**overrides)
+    return await client.post("/api/v1/questionnaires", json=body, headers=headers)
+
+
+def error_locations(response: httpx.Response) -> list[list[Any]]:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return [error["loc"] for error in response.json()["errors"]]
+
+
+# --- creating and reading ---------------------------------------------------------------------
+
+
+async def test_create_returns_a_draft_with_location_and_etag(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    created = await create(client, coordinator)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert created.headers["location"] == f"/api/v1/questionnaires/{body['id']}"
+    assert (body["slug"], body["version"], body["status"]) == ("almaty-participation", 1, "draft")
+    assert body["published_at"] is None and body["closed_at"] is None
+    expected = almaty_definition()
+    assert [q["key"] for q in body["questions"]] == [q["key"] for q in expected["questions"]]
+    assert body["title"] == expected["title"]
+    assert body["respondent_groups"][3] == expected["respondent_groups"][3]
+
+    fetched = await client.get(created.headers["location"], headers=coordinator)
+    assert fetched.json() == body
+    etag = fetched.headers["etag"]
+    assert etag == created.headers["etag"]
+    cached = await client.get(
+        created.headers["location"], headers={**coordinator, "If-None-Match": etag}
+    )
+    assert cached.status_code == 304
+    assert cached.content == b""
+    other = await client.get(
+        created.headers["location"], headers={**coordinator, "If-None-Match": '"other"'}
+    )
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mutate", "location"),
+    [
+        (lambda d: d["questions"][2]["label"].pop("ru"), ["body", "questions", 2, "label"]),
+        (lambda d: d["title"].pop("ru"), ["body", "title"]),
+        (
+            lambda d: d["questions"][0]["options"][1].update(value="yes"),
+            ["body", "questions", 0, "options", 1, "value"],
+        ),
+        (lambda d: d["questions"][4].update(key="aware"), ["body", "questions", 4, "key"]),
+        (
+            lambda d: d["questions"][1]["relevant"].update(question="suggestions"),
+            ["body", "questions", 1, "relevant", "question"],
+        ),
+        (
+            lambda d: d["questions"][1]["relevant"].update(op="contains"),
+            ["body", "questions", 1, "relevant", "op"],
+        ),
+        (
+            lambda d: d["questions"][3]["relevant"].update(value="maybe"),
+            ["body", "questions", 3, "relevant", "value"],
+        ),
+        (
+            lambda d: d["questions"][8]["relevant"]["all"][1].update(value="nowhere"),
+            ["body", "questions", 8, "relevant", "all", 1, "value"],
+        ),
+        (
+            lambda d: d["questions"][1].update(min_selected=7),
+            ["body", "questions", 1, "min_selected"],
+        ),
+        (lambda d: d["questions"][5].update(min=5, max=5), ["body", "questions", 5, "max"]),
+        (lambda d: d["questions"][3].update(min=10, max=1), ["body", "questions", 3, "min"]),
+        (
+            lambda d: d["respondent_groups"][1].update(key="student"),
+            ["body", "respondent_groups", 1, "key"],
+        ),
+    ],
+)
+async def test_a_broken_definition_is_422_naming_the_place(
+    client: httpx.AsyncClient, coordinator: dict[str, str], mutate: Any, location: list[Any]
+) -> None:
+    definition = almaty_definition()
+    mutate(definition)
+    response = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    assert location in error_locations(response)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "prefix"),
+    [
+        (lambda d: d["questions"][0].update(key="Bad Key"), ["body", "questions", 0]),
+        (lambda d: d["questions"][0].update(type="essay"), ["body", "questions", 0]),
+        (lambda d: d["questions"][1]["relevant"].update(op="like"), ["body", "questions", 1]),
+        (lambda d: d["questions"][1].update(relevant={"either": []}), ["body", "questions", 1]),
+        (lambda d: d.update(respondent_groups=[]), ["body", "respondent_groups"]),
+        (lambda d: d["title"].update(de="Umfrage"), ["body", "title"]),
+        (lambda d: d.update(slug="Not a slug"), ["body", "slug"]),
+    ],
+)
+async def test_a_malformed_definition_is_422(
+    client: httpx.AsyncClient, coordinator: dict[str, str], mutate: Any, prefix: list[Any]
+) -> None:
+    definition = almaty_definition()
+    mutate(definition)
+    response = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    assert any(loc[: len(prefix)] == prefix for loc in error_locations(response))
+
+
+async def test_versions_follow_the_slug(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    first = (await create(client, coordinator)).json()
+    assert (await create(client, coordinator)).status_code == 409  # a draft exists
+    await client.post(f"/api/v1/questionnaires/{first['id']}/publish", headers=coordinator)
+    second = (await create(client, coordinator)).json()
+    assert second["version"] == 2
+    deleted = await client.delete(f"/api/v1/questionnaires/{second['id']}", headers=coordinator)
+    assert deleted.status_code == 204
+    again = (await create(client, coordinator)).json()
+    assert again["version"] == 2  # the deleted draft's number is reused
+    listed = await client.get(
+        "/api/v1/questionnaires", params={"slug": "almaty-participation"}, headers=coordinator
+    )
+    assert [(q["version"], q["status"]) for q in listed.json()["items"]] == [
+        (1, "published"),
+        (2, "draft"),
+    ]
+    drafts = await client.get(
+        "/api/v1/questionnaires", params={"status": "draft"}, headers=coordinator
+    )
+    assert [q["id"] for q in drafts.json()["items"]] == [again["id"]]
+
+
+async def test_states_publish_close_and_frozen_definitions(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    draft = (await create(client, coordinator)).json()
+    url = f"/api/v1/questionnaires/{draft['id']}"
+    edited = await client.patch(
+        url, json={"title": {"ru": "Новое", "en": "New"}}, headers=coordinator
+    )
+    assert edited.status_code == 200
+    assert edited.json()["title"] == {"ru": "Новое", "en": "New"}
+    lost_default = await client.patch(url, json={"title": {"en": "New"}}, headers=coordinator)
+    assert ["body", "title"] in error_locations(lost_default)
+    assert (await client.post(f"{url}/close", headers=coordinator)).status_code == 409
+
+    published = await client.post(f"{url}/publish", headers=coordinator)
+    assert published.status_code == 200
+    assert published.json()["status"] == "published"
+    assert published.json()["published_at"] is not None
+    assert (await client.post(f"{url}/publish", headers=coordinator)).status_code == 409
+    assert (
+        await client.patch(url, json={"title": {"ru": "x"}}, headers=coordinator)
+    ).status_code == 409
+    assert (await client.delete(url, headers=coordinator)).status_code == 409
+
+    closed = await client.post(f"{url}/close", headers=coordinator)
+    assert closed.json()["status"] == "closed"
+    assert closed.json()["closed_at"] is not None
+    assert closed.json()["questions"] == published.json()["questions"]
+    assert (await client.post(f"{url}/close", headers=coordinator)).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE questionnaire SET definition = '{}' WHERE id = :id",
+        "UPDATE questionnaire SET status = 'draft' WHERE id = :id",
+        "UPDATE questionnaire SET slug = 'renamed' WHERE id = :id",
+        "DELETE FROM questionnaire WHERE id = :id",
+    ],
+)
+async def test_the_database_refuses_to_change_a_published_definition(
+    app: FastAPI, statement: str
+) -> None:
+    questionnaire = await create_questionnaire(app, publish=True)
+    key = questionnaire.id.hex if app.state.engine.dialect.name == "sqlite" else questionnaire.id
+    with pytest.raises(DBAPIError):
+        async with app.state.engine.begin() as connection:
+            await connection.execute(text(statement), {"id": key})
+    async with app.state.engine.begin() as connection:
+        status = await connection.execute(
+            text("UPDATE questionnaire SET status = 'closed' WHERE id = :id"), {"id": key}
+        )
+    assert status.rowcount == 1  # closing is the one change allowed
+
+
+# --- who reads what ---------------------------------------------------------------------------
+
+
+async def test_read_access_by_role_and_access_level(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    draft = await create_questionnaire(app)
+    public = await create_questionnaire(app, publish=True, access="public")
+    token = await create_questionnaire(app, publish=True, access="token")
+    observer = await headers_for(app, Role.observer)
+    analyst = await headers_for(app, Role.analyst)
+    admin = await headers_for(app, Role.admin)
+    collector_token = (
+        await client.post(
+            "/api/v1/collectors",
+            json={"name": "tablet", "questionnaire_ids": [str(token.id)]},
+            headers=admin,
+        )
+    ).json()["token"]
+    collector = {"Authorization": f"Bearer {collector_token}"}
+
+    def get(q: Any, headers: dict[str, str]) -> Any:
+        return client.get(f"/api/v1/questionnaires/{q.id}", headers=headers)
+
+    expected = {
+        ("anonymous", "draft"): 401, ("anonymous", "public"): 200, ("anonymous", "token"): 401,
+        ("observer", "draft"): 404, ("observer", "public"): 200, ("observer", "token"): 200,
+        ("analyst", "draft"): 200, ("analyst", "public"): 200, ("analyst", "token"): 200,
+        ("collector", "draft"): 404, ("collector", "public"): 404, ("collector", "token"): 200,
+    }  # fmt: skip
+    callers = {"anonymous": {}, "observer": observer, "analyst": analyst, "collector": collector}
+    questionnaires = {"draft": draft, "public": public, "token": token}
+    for (caller, kind), status in expected.items():
+        response = await get(questionnaires[kind], callers[caller])
+        assert response.status_code == status, (caller, kind, response.text)
+
+    seen = await client.get("/api/v1/questionnaires", headers=observer)
+    assert {q["id"] for q in seen.json()["items"]} == {str(public.id), str(token.id)}
+    everything = await client.get("/api/v1/questionnaires", headers=analyst)
+    assert len(everything.json()["items"]) == 3
+    assert (await client.get("/api/v1/questionnaires", headers=collector)).status_code == 403
+
+
+# --- the condition interpreter ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "answers", "holds"),
+    [
+        ({"question": "a", "op": "eq", "value": "x"}, {"a": "x"}, True),
+        ({"question": "a", "op": "eq", "value": "x"}, {}, False),
+        ({"question": "a", "op": "ne", "value": "x"}, {}, True),
+        ({"question": "a", "op": "ne", "value": "x"}, {"a": "x"}, False),
+        ({"question": "a", "op": "in", "value": ["x", "y"]}, {"a": "y"}, True),
+        ({"question": "a", "op": "not_in", "value": ["x"]}, {}, True),
+        ({"question": "n", "op": "gt", "value": 3}, {"n": 4}, True),
+        ({"question": "n", "op": "gte", "value": 3}, {"n": 3}, True),
+        ({"question": "n", "op": "lt", "value": 3}, {"n": 3}, False),
+        ({"question": "n", "op": "lte", "value": 3}, {}, False),
+        ({"question": "d", "op": "lt", "value": "2024-02-01"}, {"d": "2024-01-31"}, True),
+        ({"question": "m", "op": "contains", "value": "x"}, {"m": ["y", "x"]}, True),
+        ({"question": "m", "op": "contains", "value": "x"}, {"m": ["y"]}, False),
+        ({"question": "a", "op": "answered"}, {"a": 0}, True),
+        ({"question": "a", "op": "answered"}, {"b": 1}, False),
+        ({"all": [{"question": "a", "op": "answered"}, {"not": {"question": "b", "op": "answered"}}]}, {"a": 1}, True),
+        ({"any": [{"question": "a", "op": "eq", "value": 1}, {"question": "b", "op": "eq", "value": 2}]}, {"b": 2}, True),
+        ({"any": [{"question": "a", "op": "eq", "value": 1}, {"question": "b", "op": "eq", "value": 2}]}, {"b": 3}, False),
+    ],
+)  # fmt: skip
+def test_conditions_evaluate(condition: Any, answers: Any, holds: bool) -> None:
+    assert evaluate(condition, answers) is holds
+
+
+@pytest.mark.parametrize(
+    ("expression", "condition"),
+    [
+        ("${a} = 'yes'", {"question": "a", "op": "eq", "value": "yes"}),
+        ("${n} >= 18", {"question": "n", "op": "gte", "value": 18}),
+        ("${n} < 2.5", {"question": "n", "op": "lt", "value": 2.5}),
+        ("selected(${m}, 'x')", {"question": "m", "op": "contains", "value": "x"}),
+        (
+            "${a} != 'no' and (selected(${m}, 'x') or not(${n} > 3))",
+            {
+                "all": [
+                    {"question": "a", "op": "ne", "value": "no"},
+                    {
+                        "any": [
+                            {"question": "m", "op": "contains", "value": "x"},
+                            {"not": {"question": "n", "op": "gt", "value": 3}},
+                        ]
+                    },
+                ]
+            },
+        ),
+    ],
+)
+def test_xlsform_relevant_expressions_parse(expression: str, condition: Any) -> None:
+    assert parse_relevant(expression) == condition
+
+
+@pytest.mark.parametrize(
+    "expression", ["count(${a}) > 1", "${a} = ", "${a} = 'x' and", "${a} ~ 1", "__import__('os')"]
+)
+def test_unsupported_relevant_expressions_are_refused(expression: str) -> None:
+    with pytest.raises(ValueError):
+        parse_relevant(expression)
+
+
+# --- XLSForm import ---------------------------------------------------------------------------
+
+
+async def upload(
+    client: httpx.AsyncClient, headers: dict[str, str], content: bytes, name: str = "form.xlsx"
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/questionnaires/import",
+        files={"file": (name, content, XLSX_TYPE)},
+        headers=headers,
+    )
+
+
+async def test_the_almaty_xlsform_imports_as_a_draft(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    response = await upload(client, coordinator, XLSFORM.read_bytes())
+    assert response.status_code == 201, response.text
+    imported = response.json()
+    source = almaty_definition()
+    assert imported["status"] == "draft"
+    assert imported["slug"] == source["slug"]
+    assert imported["default_language"] == source["default_language"]
+    assert imported["title"] == source["title"]
+    assert imported["respondent_groups"] == source["respondent_groups"]
+    for got, want in zip(imported["questions"], source["questions"], strict=True):
+        if want["type"] == "boolean":
+            # XLSForm has no boolean: a yes/no list stays a single choice of 'true'/'false'.
+            assert got["type"] == "single_choice"
+            assert [o["value"] for o in got["options"]] == ["true", "false"]
+            continue
+        want = copy.deepcopy(want)
+        for condition in [want.get("relevant")] + list((want.get("relevant") or {}).get("all", [])):
+            if condition and condition.get("value") is True:
+                condition["value"] = "true"
+        got = {k: v for k, v in got.items() if v is not None}
+        want.setdefault("required", False)
+        if want["type"] == "text":
+            want.pop("max_length")  # XLSForm has no length limit: the default applies
+        got.pop("max_length", None)
+        assert got == want
+
+
+def workbook_with(rows: list[list[Any]]) -> bytes:
+    book = load_workbook(XLSFORM)
+    sheet = book["survey"]
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        (["begin_group", "g1", "Группа", "Group", "Топ"], "type"),
+        (["calculate", "c1", None, None, None], "type"),
+        (["integer", "n1", "Число", "Number", "Сан", None, None, None, None, "count(${aware}) > 1"], "relevant"),
+        (["select_one nowhere", "s1", "Выбор", "Choice", "Таңдау"], "type"),
+    ],
+)  # fmt: skip
+async def test_what_xlsform_cannot_map_is_422_naming_the_row(
+    client: httpx.AsyncClient, coordinator: dict[str, str], row: list[Any], column: str
+) -> None:
+    response = await upload(client, coordinator, workbook_with([row]))
+    rows_in_source = len(almaty_definition()["questions"])
+    assert ["file", "survey", rows_in_source + 2, column] in error_locations(response)
+
+
+async def test_uploads_that_are_not_workbooks_are_refused(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    assert error_locations(await upload(client, coordinator, b"not a zip at all"))
+    assert error_locations(await upload(client, coordinator, XLSFORM.read_bytes(), "form.csv"))
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (60 * 1024 * 1024))
+    assert len(bomb.getvalue()) < 1024 * 1024
+    assert ["file"] in error_locations(await upload(client, coordinator, bomb.getvalue()))
+
+
+async def test_an_upload_over_the_limit_is_413(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    limit = app.state.settings.max_upload_bytes
+    response = await upload(client, coordinator, b"x" * (limit + 1))
+    assert response.status_code == 413
+    path_like = await upload(client, coordinator, XLSFORM.read_bytes(), "../../etc/form.xlsx")
+    assert path_like.status_code == 201  # the name is never used as a path
+    assert str(uuid.UUID(path_like.json()["id"]))

@@ -1,0 +1,539 @@
+"""Responses: validation, exactly-once (also under concurrency), batch, listing, exports."""
+
+import asyncio
+import csv
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from app.models.auth import AuditEvent, Role
+from app.models.questionnaires import Questionnaire
+from app.models.responses import response_table
+from tests.conftest import ON_POSTGRES
+from tests.factories import create_questionnaire, headers_for
+
+
+def answers(**changes: Any) -> dict[str, Any]:
+    """A complete, valid set of answers to the Almaty survey."""
+    base: dict[str, Any] = {
+        "aware": "yes",
+        "channels_known": ["hearings", "petitions"],
+        "participated": True,
+        "times_participated": 2,
+        "info_sources": ["social", "ngos"],
+        "trust_akimat": 3,
+        "influence": 2,
+        "information_access": "difficult",
+        "last_hearing": "2025-05-14",
+        "suggestions": "Больше онлайн-слушаний",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def response(group: str = "student", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "respondent": {"group": group, "gender": "female", "age_band": "18-24"},
+        "answers": answers(),
+        "language": "ru",
+        "channel": "mobile",
+    }
+    body.update(fields)
+    return body
+
+
+async def stored_count(app: FastAPI, **where: Any) -> int:
+    statement = select(func.count()).select_from(response_table)
+    for name, value in where.items():
+        statement = statement.where(response_table.c[name] == value)
+    async with app.state.engine.connect() as connection:
+        return int((await connection.execute(statement)).scalar_one())
+
+
+@pytest.fixture
+async def survey(app: FastAPI) -> Questionnaire:
+    return await create_questionnaire(app, publish=True)
+
+
+@pytest.fixture
+async def observer(app: FastAPI) -> dict[str, str]:
+    return await headers_for(app, Role.observer)
+
+
+@pytest.fixture
+async def analyst(app: FastAPI) -> dict[str, str]:
+    return await headers_for(app, Role.analyst)
+
+
+def url(questionnaire: Questionnaire, suffix: str = "") -> str:
+    return f"/api/v1/questionnaires/{questionnaire.id}/responses{suffix}"
+
+
+# --- one submission ---------------------------------------------------------------------------
+
+
+async def test_a_valid_response_is_stored_with_what_the_server_adds(
+    client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    before = datetime.now(UTC)
+    created = await client.post(url(survey), json=response("lawyer"), headers=observer)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert created.headers["location"] == f"/api/v1/responses/{body['id']}"
+    assert body["questionnaire_id"] == str(survey.id)
+    assert body["questionnaire_version"] == 1
+    assert body["respondent"] == {
+        "group": "lawyer",
+        "category": "expert",
+        "gender": "female",
+        "age_band": "18-24",
+        "territory_code": None,
+    }
+    assert body["answers"] == answers()
+    received = datetime.fromisoformat(body["received_at"])
+    assert before <= received <= datetime.now(UTC)
+    assert body["submitted_at"] == body["received_at"]
+
+
+async def test_a_replay_answers_200_with_the_stored_response(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    body = response(id=str(uuid.uuid4()), submitted_at="2025-06-01T10:00:00+05:00")
+    first = await client.post(url(survey), json=body, headers=observer)
+    again = await client.post(url(survey), json=body, headers=observer)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert first.json()["submitted_at"] == "2025-06-01T05:00:00Z"
+    assert await stored_count(app) == 1
+
+    changed = {**body, "answers": answers(trust_akimat=5)}
+    conflict = await client.post(url(survey), json=changed, headers=observer)
+    assert conflict.status_code == 409
+    assert await stored_count(app) == 1
+
+
+async def test_concurrent_copies_of_one_id_store_one_row(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    body = response(id=str(uuid.uuid4()))
+    replies = await asyncio.gather(
+        *(client.post(url(survey), json=body, headers=observer) for _ in range(25))
+    )
+    statuses = sorted(reply.status_code for reply in replies)
+    assert statuses == [200] * 24 + [201], statuses
+    assert len({json.dumps(reply.json(), sort_keys=True) for reply in replies}) == 1
+    assert await stored_count(app) == 1
+
+
+@pytest.mark.parametrize(
+    ("body_answers", "location"),
+    [
+        (answers(unknown_question=1), ["body", "answers", "unknown_question"]),
+        (answers(aware="maybe"), ["body", "answers", "aware"]),
+        (answers(aware=None), ["body", "answers", "aware"]),  # required
+        (answers(participated="yes"), ["body", "answers", "participated"]),
+        (answers(times_participated=None), ["body", "answers", "times_participated"]),
+        (answers(times_participated=101), ["body", "answers", "times_participated"]),
+        (answers(times_participated=2.5), ["body", "answers", "times_participated"]),
+        (answers(participated=False, last_hearing=None), ["body", "answers", "times_participated"]),
+        (answers(aware="no"), ["body", "answers", "channels_known"]),  # not relevant any more
+        (answers(info_sources=["tv", "press", "people", "ngos"]), ["body", "answers", "info_sources"]),
+        (answers(info_sources=["tv", "tv"]), ["body", "answers", "info_sources"]),
+        (answers(info_sources=[]), ["body", "answers", "info_sources"]),
+        (answers(channels_known="hearings"), ["body", "answers", "channels_known"]),
+        (answers(trust_akimat=6), ["body", "answers", "trust_akimat"]),
+        (answers(trust_akimat=True), ["body", "answers", "trust_akimat"]),
+        (answers(last_hearing="14.05.2025"), ["body", "answers", "last_hearing"]),
+        (answers(suggestions="x" * 1001), ["body", "answers", "suggestions"]),
+        (answers(suggestions="   "), ["body", "answers", "suggestions"]),
+    ],
+)  # fmt: skip
+async def test_answers_are_checked_against_the_questionnaire(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    body_answers: dict[str, Any],
+    location: list[Any],
+) -> None:
+    reply = await client.post(url(survey), json=response(answers=body_answers), headers=observer)
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert location in [error["loc"] for error in reply.json()["errors"]]
+    assert await stored_count(app) == 0
+
+
+async def test_bad_respondents_and_non_numbers_are_422(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    cases = [
+        (response("astronaut"), ["body", "respondent", "group"]),
+        (
+            response(respondent={"group": "ngo", "territory_code": "999999999"}),
+            ["body", "respondent", "territory_code"],
+        ),
+        (
+            response(respondent={"group": "ngo", "gender": "unknown"}),
+            ["body", "respondent", "gender"],
+        ),
+        (response(submitted_at="2025-01-01T10:00:00"), ["body", "submitted_at"]),
+    ]
+    for body, location in cases:
+        reply = await client.post(url(survey), json=body, headers=observer)
+        assert reply.status_code == 422, body
+        assert location in [error["loc"] for error in reply.json()["errors"]]
+    not_finite = b'{"respondent": {"group": "ngo"}, "answers": {"aware": "yes", "participated": false, "trust_akimat": NaN}}'
+    reply = await client.post(
+        url(survey), content=not_finite, headers={**observer, "content-type": "application/json"}
+    )
+    assert reply.status_code in (400, 422)
+    assert await stored_count(app) == 0
+
+
+async def test_only_published_questionnaires_take_responses(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str]
+) -> None:
+    coordinator = await headers_for(app, Role.coordinator)
+    draft = await create_questionnaire(app)
+    assert (await client.post(url(draft), json=response(), headers=observer)).status_code == 409
+    published = await create_questionnaire(app, publish=True)
+    assert (await client.post(url(published), json=response(), headers=observer)).status_code == 201
+    await client.post(f"/api/v1/questionnaires/{published.id}/close", headers=coordinator)
+    closed = await client.post(url(published), json=response(), headers=observer)
+    assert closed.status_code == 409
+    batch = await client.post(
+        url(published, "/batch"), json={"responses": [response()]}, headers=observer
+    )
+    assert batch.status_code == 409
+    assert await stored_count(app) == 1
+
+
+async def test_who_may_submit_follows_the_access_level(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    admin = await headers_for(app, Role.admin)
+    public = await create_questionnaire(app, publish=True, access="public")
+    token = await create_questionnaire(app, publish=True, access="token")
+    staff = await create_questionnaire(app, publish=True, access="staff")
+
+    async def collector_for(q: Questionnaire) -> dict[str, str]:
+        made = await client.post(
+            "/api/v1/collectors",
+            json={"name": "phone", "questionnaire_ids": [str(q.id)]},
+            headers=admin,
+        )
+        return {"Authorization": f"Bearer {made.json()['token']}"}
+
+    bound_to_token = await collector_for(token)
+    bound_to_staff = await collector_for(staff)
+    expected = [
+        (public, {}, 201),
+        (token, {}, 401),
+        (staff, {}, 401),
+        (token, bound_to_token, 201),
+        (public, bound_to_token, 201),
+        (staff, bound_to_staff, 403),
+        (token, bound_to_staff, 403),
+        (token, analyst, 403),
+        (staff, observer, 201),
+    ]
+    for questionnaire, headers, status in expected:
+        reply = await client.post(url(questionnaire), json=response(), headers=headers)
+        assert reply.status_code == status, (questionnaire.access, headers, reply.text)
+
+
+async def test_anonymous_public_submissions_are_rate_limited(settings: Any, app: FastAPI) -> None:
+    from app.main import create_app
+
+    limited = create_app(settings.model_copy(update={"public_submit_limit": 3}))
+    public = await create_questionnaire(app, publish=True, access="public")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=limited), base_url="http://t"
+    ) as http:
+        statuses = [(await http.post(url(public), json=response())).status_code for _ in range(4)]
+        assert statuses == [201, 201, 201, 429]
+        refused = await http.post(url(public), json=response())
+        assert int(refused.headers["retry-after"]) >= 1
+    await limited.state.engine.dispose()
+    assert await stored_count(app) == 3
+
+
+async def test_submissions_are_not_copied_into_the_audit_log(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    async with app.state.sessionmaker() as session:
+        before = (await session.exec(select(func.count()).select_from(AuditEvent))).one()
+    await client.post(url(survey), json=response(), headers=observer)
+    async with app.state.sessionmaker() as session:
+        after = (await session.exec(select(func.count()).select_from(AuditEvent))).one()
+    assert after == before
+    async with app.state.engine.connect() as connection:
+        who = (await connection.execute(select(response_table.c.submitted_by_user))).scalar_one()
+    assert who is not None
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+async def test_a_batch_handles_each_item_alone_and_in_order(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    stored_id, repeated_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await client.post(url(survey), json=response(id=stored_id), headers=observer)
+    items: list[Any] = [
+        response(),  # 0 created
+        response(answers=answers(aware="maybe")),  # 1 invalid
+        response(id=repeated_id),  # 2 created
+        response(id=repeated_id),  # 3 duplicate within the batch
+        response(id=repeated_id, answers=answers(influence=5)),  # 4 conflict within the batch
+        response(id=stored_id),  # 5 duplicate of a stored one
+        response(id=stored_id, language="kk"),  # 6 conflict with a stored one
+        {"respondent": "nobody"},  # 7 invalid shape
+        response("sme", respondent={"group": "sme", "gender": "male"}),  # 8 created
+        response(respondent={"group": "sme", "territory_code": "999999999"}),  # 9 invalid
+    ]
+    reply = await client.post(url(survey, "/batch"), json={"responses": items}, headers=observer)
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert [r["index"] for r in results] == list(range(len(items)))
+    assert [r["status"] for r in results] == [
+        "created", "invalid", "created", "duplicate", "conflict",
+        "duplicate", "conflict", "invalid", "created", "invalid",
+    ]  # fmt: skip
+    assert ["body", "respondent", "territory_code"] in [e["loc"] for e in results[9]["errors"]]
+    assert results[2]["id"] == results[3]["id"] == repeated_id
+    assert ["body", "answers", "aware"] in [e["loc"] for e in results[1]["errors"]]
+    assert results[7]["errors"]
+    assert await stored_count(app) == 4
+    created_ids = {r["id"] for r in results if r["status"] == "created"}
+    for created_id in created_ids:
+        fetched = await client.get(
+            f"/api/v1/responses/{created_id}", headers=await headers_for(app, Role.analyst)
+        )
+        assert fetched.status_code == 200
+
+
+async def test_a_batch_over_1000_items_is_422(
+    client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    reply = await client.post(
+        url(survey, "/batch"), json={"responses": [response()] * 1001}, headers=observer
+    )
+    assert reply.status_code == 422
+
+
+async def test_racing_batches_and_singles_store_each_id_once(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    bodies = {i: response(id=i) for i in ids}
+    batch = {"responses": [bodies[i] for i in ids]}
+    calls = [client.post(url(survey, "/batch"), json=batch, headers=observer) for _ in range(3)]
+    calls += [client.post(url(survey), json=bodies[i], headers=observer) for i in ids[::3]]
+    replies = await asyncio.gather(*calls)
+    assert all(reply.status_code in (200, 201) for reply in replies)
+    assert await stored_count(app) == len(ids)
+    created = sum(
+        r["status"] == "created" for reply in replies[:3] for r in reply.json()["results"]
+    ) + sum(reply.status_code == 201 for reply in replies[3:])
+    assert created == len(ids)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+async def make_territories(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    tree = [
+        ("190000000", None, "region"),
+        ("193000000", "190000000", "district"),
+        ("193200000", "193000000", "rural_district"),
+        ("193230100", "193200000", "settlement"),
+        ("750000000", None, "city"),
+    ]
+    for code, parent, level in tree:
+        reply = await client.post(
+            "/api/v1/territories",
+            json={"code": code, "parent_code": parent, "level": level, "name": {"ru": code}},
+            headers=headers,
+        )
+        assert reply.status_code == 201, reply.text
+
+
+async def test_listing_filters_and_pages_stably(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    await make_territories(client, await headers_for(app, Role.coordinator))
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    placed = ["193230100", "193000000", "750000000", None, "193230100", "190000000"]
+    sent = []
+    for n, code in enumerate(placed):
+        body = response(
+            "ngo" if n % 2 else "student",
+            respondent={
+                "group": "ngo" if n % 2 else "student",
+                "gender": "male" if n % 3 == 0 else "female",
+                **({"territory_code": code} if code else {}),
+            },
+            submitted_at=(start + timedelta(days=n)).isoformat(),
+        )
+        sent.append((await client.post(url(survey), json=body, headers=observer)).json())
+
+    async def ids(**params: Any) -> list[str]:
+        reply = await client.get(url(survey), params=params, headers=analyst)
+        assert reply.status_code == 200, reply.text
+        return [item["id"] for item in reply.json()["items"]]
+
+    every = [item["id"] for item in sent]
+    assert await ids() == every
+    assert await ids(group="ngo") == every[1::2]
+    assert await ids(gender="male") == [every[0], every[3]]
+    assert await ids(territory_code="190000000") == [every[0], every[1], every[4], every[5]]
+    assert await ids(territory_code="193200000") == [every[0], every[4]]
+    assert await ids(territory_code="750000000") == [every[2]]
+    window = {"submitted_from": "2025-03-02T00:00:00Z", "submitted_to": "2025-03-04T00:00:00Z"}
+    assert await ids(**window) == every[1:3]
+    assert (
+        await client.get(url(survey), params={"group": "x"}, headers=analyst)
+    ).status_code == 422
+
+    # Pages stay in creation order while new responses arrive between them.
+    first = (await client.get(url(survey), params={"limit": 4}, headers=analyst)).json()
+    await client.post(url(survey), json=response(), headers=observer)
+    second = (
+        await client.get(
+            url(survey), params={"limit": 4, "cursor": first["next_cursor"]}, headers=analyst
+        )
+    ).json()
+    paged = [item["id"] for item in first["items"] + second["items"]]
+    assert paged[:6] == every and len(paged) == 7 and second["next_cursor"] is None
+
+
+async def test_reading_and_deleting_a_response(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    created = (await client.post(url(survey), json=response(), headers=observer)).json()
+    one = f"/api/v1/responses/{created['id']}"
+    assert (await client.get(one, headers=analyst)).json() == created
+    assert (await client.get(one, headers=observer)).status_code == 403
+    assert (await client.delete(one, headers=analyst)).status_code == 403
+    admin = await headers_for(app, Role.admin)
+    assert (await client.delete(one, headers=admin)).status_code == 204
+    assert (await client.get(one, headers=analyst)).status_code == 404
+    assert (await client.delete(one, headers=admin)).status_code == 404
+    log = (await client.get("/api/v1/audit", headers=admin)).json()["items"]
+    assert log[0]["action"] == "response.delete"
+    assert log[0]["target_id"] == created["id"]
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+EXPECTED_HEADER = [
+    "id", "questionnaire_version", "submitted_at", "received_at", "group", "category", "gender",
+    "age_band", "territory_code", "language", "channel", "aware",
+    "channels_known/hearings", "channels_known/reception", "channels_known/maslikhat",
+    "channels_known/petitions", "channels_known/public_councils",
+    "channels_known/community_meetings", "participated", "times_participated",
+    "info_sources/tv", "info_sources/social", "info_sources/akimat_site", "info_sources/press",
+    "info_sources/people", "info_sources/ngos", "trust_akimat", "influence",
+    "information_access", "last_hearing", "suggestions",
+]  # fmt: skip
+
+
+async def test_csv_export_has_the_contract_columns_and_neutralises_formulas(
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    risky = answers(suggestions='=HYPERLINK("http://x")', aware="partly")
+    first = (await client.post(url(survey), json=response(answers=risky), headers=observer)).json()
+    minimal = answers(
+        participated=False, times_participated=None, last_hearing=None, channels_known=None,
+        info_sources=None, influence=None, information_access=None, suggestions="-1 хорошо",
+    )  # fmt: skip
+    second = (
+        await client.post(url(survey), json=response("sme", answers=minimal), headers=observer)
+    ).json()
+
+    reply = await client.get(url(survey, "/export"), params={"format": "csv"}, headers=analyst)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    assert rows[0] == EXPECTED_HEADER
+    assert len(rows) == 3
+    line = dict(zip(rows[0], rows[1], strict=True))
+    assert line["id"] == first["id"]
+    assert line["aware"] == "partly"
+    assert line["channels_known/hearings"] == "1"
+    assert line["channels_known/reception"] == "0"
+    assert line["participated"] == "true"
+    assert line["trust_akimat"] == "3"
+    assert line["suggestions"] == '\'=HYPERLINK("http://x")'
+    other = dict(zip(rows[0], rows[2], strict=True))
+    assert other["id"] == second["id"] and other["group"] == "sme"
+    assert other["category"] == "citizen"
+    assert other["channels_known/hearings"] == "" and other["times_participated"] == ""
+    assert other["suggestions"] == "'-1 хорошо"
+
+    filtered = await client.get(
+        url(survey, "/export"), params={"format": "csv", "group": "sme"}, headers=analyst
+    )
+    assert len(filtered.content.decode("utf-8-sig").strip().splitlines()) == 2
+
+
+async def test_ndjson_and_xlsx_exports(
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    sent = [
+        (await client.post(url(survey), json=response(answers=answers(suggestions=s)), headers=observer)).json()
+        for s in ("@SUM(1)", "обычный текст")
+    ]  # fmt: skip
+    ndjson = await client.get(url(survey, "/export"), params={"format": "ndjson"}, headers=analyst)
+    lines = [json.loads(line) for line in ndjson.text.strip().splitlines()]
+    assert lines == sent
+
+    xlsx = await client.get(url(survey, "/export"), params={"format": "xlsx"}, headers=analyst)
+    assert xlsx.status_code == 200
+    sheet = load_workbook(io.BytesIO(xlsx.content), read_only=True)["responses"]
+    values = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert values[0] == EXPECTED_HEADER
+    assert [row[0] for row in values[1:]] == [item["id"] for item in sent]
+    suggestions = EXPECTED_HEADER.index("suggestions")
+    assert values[1][suggestions] == "'@SUM(1)"
+    assert values[2][suggestions] == "обычный текст"
+    bad = await client.get(url(survey, "/export"), params={"format": "pdf"}, headers=analyst)
+    assert bad.status_code == 422
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL: timing of real concurrent writers")
+async def test_closing_waits_for_submissions_in_flight(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    coordinator = await headers_for(app, Role.coordinator)
+    calls = [client.post(url(survey), json=response(), headers=observer) for _ in range(20)]
+    calls.append(client.post(f"/api/v1/questionnaires/{survey.id}/close", headers=coordinator))
+    replies = await asyncio.gather(*calls)
+    accepted = sum(reply.status_code == 201 for reply in replies[:-1])
+    assert replies[-1].status_code == 200
+    assert all(reply.status_code in (201, 409) for reply in replies[:-1])
+    assert await stored_count(app) == accepted
