@@ -16,10 +16,12 @@ from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
 from app.migrate import upgrade_to_head
 from app.routers import (
+    aggregates,
     auth,
     consultations,
     elections,
     health,
+    official_aggregates,
     questionnaires,
     responses,
     territories,
@@ -67,9 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(questionnaires.router)
     app.include_router(responses.router)
+    app.include_router(aggregates.router)
     app.include_router(territories.router)
     app.include_router(elections.router)
     app.include_router(consultations.router)
+    app.include_router(official_aggregates.router)
 
     # Added innermost first: the request context wraps everything, so even a 413 gets an id.
     app.add_middleware(

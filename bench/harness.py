@@ -22,10 +22,9 @@ SECRET = "bench-secret-" + "k" * 40
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench@example.org", "bench password 1"
 
 
-def psql(sql: str, server: str = DEFAULT_SERVER) -> None:
-    subprocess.run(  # noqa: S603
-        ["psql", f"{server}/postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],  # noqa: S607
-        check=True,
+def psql(sql: str, server: str = DEFAULT_SERVER, database: str = "postgres") -> None:
+    subprocess.run(
+        ["psql", f"{server}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True
     )
 
 
@@ -72,7 +71,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server(command: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
-    """A server process on a free loopback port; yields its base URL."""
+    """A server process on a free loopback port; yields its base URL (its pid in PIDS)."""
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
         [part.replace("{port}", str(port)) for part in command],
@@ -82,6 +81,7 @@ def server(command: list[str], env: dict[str, str], ready_path: str) -> Iterator
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    PIDS[base] = process.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -130,6 +130,17 @@ def prepare_kenes(dsn: str) -> tuple[str, str]:
     return survey_id, collector
 
 
+PIDS: dict[str, int] = {}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 _RESULT = re.compile(r"RESULT (.*)")
 
 
@@ -164,3 +175,28 @@ def wrk(
 
 def dump(label: str, figures: dict[str, float]) -> None:
     print(f"{label:10} " + json.dumps(figures))
+
+
+def clone(dsn: str, survey_id: str, total: int) -> None:
+    """Grow the survey's responses to `total` by copying the existing ones with new ids."""
+    server, name = dsn.rsplit("/", 1)
+    columns_sql = (
+        "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) "
+        "FROM information_schema.columns WHERE table_name = 'response' "
+        "AND column_name NOT IN ('id', 'received_at')"
+    )
+    sql = f"""
+DO $$
+DECLARE cols text;
+BEGIN
+  {columns_sql} INTO cols;
+  EXECUTE format(
+    'INSERT INTO response (id, received_at, %s)
+     SELECT gen_random_uuid(), r.received_at + make_interval(secs => g), %s
+     FROM response r, generate_series(1, %s) g
+     WHERE r.questionnaire_id = %L', cols, cols,
+    ceil(({total}::numeric - 400) / 400)::int, '{survey_id}');
+END $$;
+"""
+    psql(sql, server, name)
+    psql("VACUUM ANALYZE response", server, name)

@@ -49,6 +49,10 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/responses/export"): READERS,
     ("GET", "/api/v1/responses/{response_id}"): READERS,
     ("DELETE", "/api/v1/responses/{response_id}"): ADMIN,
+    # aggregates
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/aggregates"): READERS,
+    ("GET", "/api/v1/aggregates/consultations"): READERS,
+    ("GET", "/api/v1/aggregates/elections/{election_id}/candidates"): READERS,
     # territories
     ("POST", "/api/v1/territories"): COORDINATION,
     ("GET", "/api/v1/territories"): ANY_USER,

@@ -8,10 +8,15 @@ from fastapi import FastAPI
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from app.db import session_scope
 from app.models.auth import AuditEvent, Role
 from app.models.territories import Territory
-from app.services.territories import in_subtree
-from tests.factories import headers_for
+from app.services.territories import (
+    in_subtree,
+    read_territory_csv,
+    upsert_territories,
+)
+from tests.factories import ROOT_DIR, headers_for
 
 HEADER = "code,parent_code,level,name_kk,name_ru,name_en\n"
 # Four levels, plus a region whose code is a prefix of another's ("11" / "110").
@@ -272,3 +277,116 @@ async def test_roles(app: FastAPI, client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/territories")).status_code == 401
     admin = await headers_for(app, Role.admin)
     assert (await client.post("/api/v1/territories", json=body, headers=admin)).status_code == 201
+
+
+# --- region and district roll-up codes ---------------------------------------------------------
+
+
+async def _rollup(app: FastAPI) -> dict[str, tuple[str | None, str | None]]:
+    """code -> (region_code, district_code) as stored."""
+    async with app.state.sessionmaker() as session:
+        rows = await session.exec(
+            select(Territory.code, Territory.region_code, Territory.district_code)
+        )
+        return {code: (region, district) for code, region, district in rows}
+
+
+def _expected_rollup(
+    parents: dict[str, str | None], levels: dict[str, str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """The same codes by walking parent links (independent of paths and of the service)."""
+    expected: dict[str, tuple[str | None, str | None]] = {}
+    for code in parents:
+        chain = [code]
+        while parents[chain[-1]] is not None:
+            chain.append(parents[chain[-1]])  # type: ignore[arg-type]
+        districts = [c for c in chain if levels[c] == "district"]
+        expected[code] = (chain[-1], districts[0] if districts else None)
+    return expected
+
+
+async def _tree(app: FastAPI) -> tuple[dict[str, str | None], dict[str, str]]:
+    async with app.state.sessionmaker() as session:
+        rows = (
+            await session.exec(select(Territory.code, Territory.parent_code, Territory.level))
+        ).all()
+    return {code: parent for code, parent, _ in rows}, {code: level for code, _, level in rows}
+
+
+async def test_region_and_district_codes_after_import_and_create(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    await import_tree(client, coordinator)
+    stored = await _rollup(app)
+    assert stored["11"] == ("11", None)
+    assert stored["1120"] == ("11", "1120")
+    assert stored["112010"] == ("11", "1120")
+    assert stored["112010001"] == ("11", "1120")
+    assert stored["1101"] == ("110", "1101")
+    # A city of regional significance with a rural district of its own: no district above.
+    for body in (
+        {"code": "1150", "name": {"en": "Kosshy"}, "level": "city", "parent_code": "11"},
+        {"code": "115010", "name": {"en": "R"}, "level": "rural_district", "parent_code": "1150"},
+        {"code": "115010001", "name": {"en": "S"}, "level": "settlement", "parent_code": "115010"},
+        {"code": "1121", "name": {"en": "D"}, "level": "rural_district", "parent_code": "1120"},
+        {"code": "75", "name": {"en": "Almaty"}, "level": "city"},
+    ):
+        created = await client.post("/api/v1/territories", json=body, headers=coordinator)
+        assert created.status_code == 201, created.text
+    stored = await _rollup(app)
+    assert stored["1150"] == ("11", None)
+    assert stored["115010001"] == ("11", None)
+    assert stored["1121"] == ("11", "1120")
+    assert stored["75"] == ("75", None)
+    assert stored == _expected_rollup(*await _tree(app))
+    read = (await client.get("/api/v1/territories/112010001", headers=coordinator)).json()
+    assert (read["region_code"], read["district_code"]) == ("11", "1120")
+
+
+async def test_moves_recompute_region_and_district_codes_across_the_subtree(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    await import_tree(client, coordinator)
+    city = {"code": "1150", "name": {"en": "Kosshy"}, "level": "city", "parent_code": "11"}
+    assert (await client.post("/api/v1/territories", json=city, headers=coordinator)).is_success
+
+    async def move(code: str, parent: str) -> None:
+        response = await client.patch(
+            f"/api/v1/territories/{code}", json={"parent_code": parent}, headers=coordinator
+        )
+        assert response.status_code == 200, response.text
+        stored = await _rollup(app)
+        body = response.json()
+        assert (body["region_code"], body["district_code"]) == stored[code]
+        assert stored == _expected_rollup(*await _tree(app))
+
+    # A rural district to another district of the same region: its settlements follow.
+    await move("112010", "1130")
+    assert (await _rollup(app))["112010002"] == ("11", "1130")
+    # ... to a district of another region.
+    await move("112010", "1101")
+    assert (await _rollup(app))["112010001"] == ("110", "1101")
+    # ... under a city with no district: no district any more.
+    await move("112010", "1150")
+    assert (await _rollup(app))["112010001"] == ("11", None)
+    # A whole district to another region keeps itself as its descendants' district.
+    await move("112010", "1120")
+    await move("1120", "110")
+    stored = await _rollup(app)
+    assert stored["1120"] == ("110", "1120")
+    assert stored["112010002"] == ("110", "1120")
+    assert stored["1130"] == ("11", "1130")
+    # A city of regional significance moves with its subtree; untouched territories stay.
+    await move("1150", "110")
+    assert (await _rollup(app))["1150"] == ("110", None)
+
+
+async def test_demo_territories_get_region_and_district_codes(app: FastAPI) -> None:
+    rows = read_territory_csv(ROOT_DIR / "app" / "data" / "territories.csv")
+    async for session in session_scope(app.state.sessionmaker):
+        assert await upsert_territories(session, rows[:20]) == 20
+    async for session in session_scope(app.state.sessionmaker):
+        assert await upsert_territories(session, rows) == len(rows) - 20
+    stored = await _rollup(app)
+    assert stored == _expected_rollup(*await _tree(app))
+    assert any(district for _, district in stored.values())

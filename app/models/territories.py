@@ -70,6 +70,11 @@ class Territory(SQLModel, table=True):
     name: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     # Materialised path "/root/.../code/": a subtree is one indexed prefix match.
     path: str = Field(sa_column=Column(PathType, nullable=False, index=True))
+    # Denormalised roll-up keys, kept by services.territories on every write and move:
+    # the root's code (a region or a city of republican significance; a root's own code),
+    # and the code of the district-level territory on the path (itself included), if any.
+    region_code: str | None = Field(default=None, index=True, max_length=16)
+    district_code: str | None = Field(default=None, index=True, max_length=16)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -105,4 +110,6 @@ class TerritoryRead(BaseModel):
     name: dict[str, str]
     level: TerritoryLevel
     parent_code: str | None
+    region_code: str | None
+    district_code: str | None
     created_at: datetime

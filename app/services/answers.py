@@ -28,6 +28,8 @@ class CompiledQuestion:
     slot: str
     check: Check
     option_values: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def compile_questionnaire(
                 slot=slot,
                 check=_checker(question),
                 option_values=tuple(o["value"] for o in question.get("options", ())),
+                low=question.get("min"),
+                high=question.get("max"),
             )
         )
     if choice_slot > CHOICE_SLOTS or number_slot > NUMBER_SLOTS:

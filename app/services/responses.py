@@ -375,12 +375,9 @@ def authorize_read(principal: Principal) -> None:
         raise Forbidden("Reading responses needs the analyst, coordinator or admin role")
 
 
-async def filtered(
-    session: AsyncSession, questionnaire_id: uuid.UUID, filters: ResponseFilters
-) -> tuple[Select[Any], CompiledQuestionnaire]:
-    """The select of this questionnaire's responses matching the filters."""
-    questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
-    statement = select(*READ_COLUMNS).where(t.questionnaire_id == questionnaire_id)
+def conditions(questionnaire: CompiledQuestionnaire, filters: ResponseFilters) -> list[Any]:
+    """WHERE conditions on the response table for a questionnaire and the response filters."""
+    where: list[Any] = [t.questionnaire_id == questionnaire.id]
     if filters.group is not None:
         group = questionnaire.groups.get(filters.group)
         if group is None:
@@ -388,15 +385,24 @@ async def filtered(
                 "Unknown group",
                 errors=[{"loc": ["query", "group"], "msg": "unknown group", "type": "unknown"}],
             )
-        statement = statement.where(t.group_index == group[0])
+        where.append(t.group_index == group[0])
     if filters.gender is not None:
-        statement = statement.where(t.gender == GENDERS.index(filters.gender))
+        where.append(t.gender == GENDERS.index(filters.gender))
     if filters.territory_code is not None:
-        statement = statement.where(in_subtree(t.territory_code, filters.territory_code))
+        where.append(in_subtree(t.territory_code, filters.territory_code))
     if filters.submitted_from is not None:
-        statement = statement.where(t.submitted_at >= filters.submitted_from)
+        where.append(t.submitted_at >= filters.submitted_from)
     if filters.submitted_to is not None:
-        statement = statement.where(t.submitted_at < filters.submitted_to)
+        where.append(t.submitted_at < filters.submitted_to)
+    return where
+
+
+async def filtered(
+    session: AsyncSession, questionnaire_id: uuid.UUID, filters: ResponseFilters
+) -> tuple[Select[Any], CompiledQuestionnaire]:
+    """The select of this questionnaire's responses matching the filters."""
+    questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
+    statement = select(*READ_COLUMNS).where(*conditions(questionnaire, filters))
     return statement, questionnaire
 
 

@@ -111,6 +111,24 @@ def _child_path(parent: Territory | None, code: str) -> str:
     return f"{parent.path if parent else '/'}{code}/"
 
 
+def new_territory(
+    parent: Territory | None, code: str, level: str, name: dict[str, Any]
+) -> Territory:
+    """A territory placed under `parent`: its path and its region and district roll-up codes."""
+    path = _child_path(parent, code)
+    return Territory(
+        code=code,
+        parent_code=parent.code if parent else None,
+        level=level,
+        name=name,
+        path=path,
+        region_code=ancestor_codes(path)[0],
+        district_code=code
+        if level == TerritoryLevel.district
+        else (parent.district_code if parent else None),
+    )
+
+
 # --- create, update, list ----------------------------------------------------------------------
 
 
@@ -126,13 +144,7 @@ async def create_territory(
     if problem:
         loc = ["body", "parent_code" if parent else "level"]
         raise Invalid(problem, errors=[{"loc": loc, "msg": problem, "type": "hierarchy"}])
-    territory = Territory(
-        code=data.code,
-        parent_code=parent.code if parent else None,
-        level=data.level.value,
-        name=i18n(data.name),
-        path=_child_path(parent, data.code),
-    )
+    territory = new_territory(parent, data.code, data.level.value, i18n(data.name))
     session.add(territory)
     audit.record(session, actor, "territory.create", "territory", territory.code, level=data.level)
     await session.flush()
@@ -179,6 +191,45 @@ async def _move(session: AsyncSession, territory: Territory, parent_code: str | 
     )
     territory.parent_code = parent.code if parent else None
     territory.path = new_path
+    await _roll_up_subtree(session, territory, parent)
+
+
+async def _roll_up_subtree(
+    session: AsyncSession, territory: Territory, parent: Territory | None
+) -> None:
+    """Recompute region_code and district_code across a moved subtree (paths already moved).
+
+    A descendant's district is the district-level territory between the moved one and itself,
+    else the new parent's district. Codes of one district go in one chunked UPDATE.
+    """
+    await session.flush()  # the moved territory's own new path, so the range below finds it
+    rows = (
+        await session.exec(
+            select(Territory.code, Territory.level, Territory.path).where(
+                path_in_subtree(col(Territory.path), territory.path)
+            )
+        )
+    ).all()
+    levels = {code: level for code, level, _ in rows}
+    region_code = ancestor_codes(territory.path)[0]
+    outer_district = parent.district_code if parent else None
+    depth = len(ancestor_codes(territory.path)) - 1
+    by_district: dict[str | None, list[str]] = {}
+    for code, _, member_path in rows:
+        chain = ancestor_codes(member_path)[depth:]
+        inner = [c for c in chain if levels.get(c) == TerritoryLevel.district]
+        by_district.setdefault(inner[0] if inner else outer_district, []).append(code)
+    for district_code, codes in by_district.items():
+        for start in range(0, len(codes), _CHUNK):
+            await session.exec(
+                update(Territory)
+                .where(col(Territory.code).in_(codes[start : start + _CHUNK]))
+                .values(region_code=region_code, district_code=district_code)
+                .execution_options(synchronize_session=False)
+            )
+        if territory.code in codes:
+            territory.district_code = district_code
+    territory.region_code = region_code
 
 
 def _encode_cursor(created_at: datetime, code: str) -> str:
@@ -345,14 +396,7 @@ def _territory_from_row(
     problem = parent_error(level, parent.level if parent else None)
     if problem:
         return None, problem
-    territory = Territory(
-        code=code,
-        parent_code=parent_code,
-        level=level,
-        name=name,
-        path=_child_path(parent, code),
-    )
-    return territory, None
+    return new_territory(parent, code, level, name), None
 
 
 # --- demo data ---------------------------------------------------------------------------------
@@ -378,13 +422,8 @@ async def upsert_territories(session: AsyncSession, rows: Iterable[Mapping[str, 
         parent = existing.get(parent_code) if parent_code else None
         if parent_code and parent is None:
             raise Invalid(f"territory {row['code']}: parent {parent_code} is unknown")
-        territory = Territory(
-            code=row["code"],
-            parent_code=parent_code,
-            level=row["level"],
-            name={lang: row[f"name_{lang}"] for lang in LANGUAGES if row.get(f"name_{lang}")},
-            path=_child_path(parent, row["code"]),
-        )
+        name = {lang: row[f"name_{lang}"] for lang in LANGUAGES if row.get(f"name_{lang}")}
+        territory = new_territory(parent, row["code"], row["level"], name)
         session.add(territory)
         existing[territory.code] = territory
         added += 1

@@ -1,0 +1,51 @@
+"""Survey aggregates: distributions and cross-tabs with small-cell protection."""
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from app.deps import ResponseReader, SessionDep, SettingsDep
+from app.models.aggregates import SurveyAggregates
+from app.routers.problems import responses
+from app.routers.responses import Filters
+from app.services import aggregates as service
+from app.services import questionnaires as questionnaire_service
+
+router = APIRouter(prefix="/api/v1", tags=["aggregates"])
+
+
+@router.get(
+    "/questionnaires/{questionnaire_id}/aggregates",
+    response_model=SurveyAggregates,
+    responses={
+        200: {"content": {"text/csv": {}}},
+        **responses(401, 403, 404, 422),
+    },
+)
+async def survey_aggregates(
+    questionnaire_id: uuid.UUID,
+    _: ResponseReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    filters: Filters,
+    by: Annotated[str | None, Query(max_length=400, description="up to 3, comma-separated")] = None,
+    min_cell: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+    questions: Annotated[
+        str | None, Query(max_length=2000, description="only these question keys, comma-separated")
+    ] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Response | SurveyAggregates:
+    """Per question and cell: counts, shares and Wilson 95% intervals, or mean, median,
+    standard deviation, min and max. Cells under `min_cell` (never below KENES_MIN_CELL) are
+    suppressed, and a second cell when only one would be."""
+    questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
+    dimensions = service.parse_by(by, questionnaire)
+    keys = service.parse_questions(questions, questionnaire)
+    applied = max(settings.min_cell, min_cell or 0)
+    result = await service.survey_aggregates(
+        session, questionnaire, filters, by=dimensions, min_cell=applied, keys=keys
+    )
+    if format == "csv":
+        return Response(service.to_csv(result), media_type="text/csv; charset=utf-8")
+    return result

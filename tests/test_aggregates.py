@@ -1,0 +1,474 @@
+"""Survey aggregates, every figure checked against an independent computation in plain Python."""
+
+import csv
+import io
+import math
+import random
+import statistics
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.config import Settings
+from app.main import create_app
+from app.models.auth import Role
+from app.models.questionnaires import Questionnaire
+from tests.factories import almaty_definition, create_questionnaire, headers_for
+
+DEFINITION = almaty_definition()
+QUESTIONS = {q["key"]: q for q in DEFINITION["questions"]}
+CATEGORY = {g["key"]: g["category"] for g in DEFINITION["respondent_groups"]}
+# code: (parent, level); region and district of each place follow from it.
+TREE = {
+    "190000000": (None, "region"),
+    "193000000": ("190000000", "district"),
+    "193200000": ("193000000", "rural_district"),
+    "193230100": ("193200000", "settlement"),
+    "193400000": ("193000000", "rural_district"),
+    "750000000": (None, "city"),
+    "751110000": ("750000000", "district"),
+}
+PLACES = ["193230100", "193400000", "193000000", "750000000", "751110000", "190000000", None]
+
+
+def ancestors(code: str) -> list[str]:
+    chain = [code]
+    while TREE[chain[-1]][0] is not None:
+        chain.append(TREE[chain[-1]][0])  # type: ignore[arg-type]
+    return chain
+
+
+def region_of(code: str | None) -> str | None:
+    return None if code is None else ancestors(code)[-1]
+
+
+def district_of(code: str | None) -> str | None:
+    if code is None:
+        return None
+    return next((c for c in ancestors(code) if TREE[c][1] == "district"), None)
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+
+def random_response(rng: random.Random) -> dict[str, Any]:
+    participated = rng.random() < 0.4
+    aware = rng.choice(["yes", "partly", "no"])
+    answers: dict[str, Any] = {
+        "aware": aware,
+        "participated": participated,
+        "trust_akimat": rng.randint(1, 5),
+    }
+    if aware != "no" and rng.random() < 0.9:
+        answers["channels_known"] = rng.sample(
+            ["hearings", "reception", "maslikhat", "petitions"], rng.randint(1, 3)
+        )
+    if participated:
+        answers["times_participated"] = rng.randint(1, 12)
+    if rng.random() < 0.7:
+        answers["info_sources"] = rng.sample(["tv", "social", "press", "ngos"], rng.randint(1, 3))
+    if rng.random() < 0.8:
+        answers["influence"] = rng.randint(1, 5)
+    if rng.random() < 0.6:
+        answers["information_access"] = rng.choice(["easy", "difficult", "never_tried"])
+    if rng.random() < 0.2:
+        answers["suggestions"] = "больше слушаний"
+    respondent: dict[str, Any] = {"group": rng.choice(list(CATEGORY))}
+    if rng.random() < 0.85:
+        respondent["gender"] = rng.choice(["female", "male", "other"])
+    place = rng.choice(PLACES)
+    if place:
+        respondent["territory_code"] = place
+    return {
+        "id": str(uuid.uuid4()),
+        "respondent": respondent,
+        "answers": answers,
+        "language": rng.choice(["kk", "ru"]),
+        "channel": rng.choice(["web", "interview"]),
+    }
+
+
+# --- the independent computation --------------------------------------------------------------
+
+
+def dimension_values(item: dict[str, Any], name: str) -> list[str | None]:
+    """The value(s) a response has for a dimension (several for a multiple-choice answer)."""
+    respondent = item["respondent"]
+    if name.startswith("answer:"):
+        key = name.removeprefix("answer:")
+        value = item["answers"].get(key)
+        if value is None:
+            return [None]
+        if isinstance(value, list):
+            return list(value)
+        if isinstance(value, bool):
+            return ["true" if value else "false"]
+        return [str(value)]
+    if name == "category":
+        return [CATEGORY[respondent["group"]]]
+    if name == "region":
+        return [region_of(respondent.get("territory_code"))]
+    if name == "district":
+        return [district_of(respondent.get("territory_code"))]
+    if name == "territory":
+        return [respondent.get("territory_code")]
+    if name in ("language", "channel"):
+        return [item.get(name)]
+    return [respondent.get(name)]
+
+
+def wilson_interval(successes: int, total: int) -> list[float]:
+    z = 1.959964
+    phat = successes / total
+    spread = z * math.sqrt(phat * (1 - phat) / total + (z / (2 * total)) ** 2)
+    low = (phat + z * z / (2 * total) - spread) / (1 + z * z / total)
+    high = (phat + z * z / (2 * total) + spread) / (1 + z * z / total)
+    return [max(low, 0.0), min(high, 1.0)]
+
+
+def expected_cells(
+    items: list[dict[str, Any]], by: list[str], key: str
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    question = QUESTIONS[key]
+    answered: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for item in items:
+        value = item["answers"].get(key)
+        if value is None:
+            continue
+        groups: list[tuple[Any, ...]] = [()]
+        for name in by:
+            groups = [g + (v,) for g in groups for v in dimension_values(item, name)]
+        for group in groups:
+            answered[group].append(value)
+    cells = {}
+    for group, values in answered.items():
+        n = len(values)
+        cell: dict[str, Any] = {"n": n}
+        kind = question["type"]
+        if kind in ("single_choice", "multiple_choice", "boolean"):
+            options = (
+                ["true", "false"]
+                if kind == "boolean"
+                else [o["value"] for o in question["options"]]
+            )
+            chosen = [
+                [("true" if v else "false")]
+                if kind == "boolean"
+                else (v if isinstance(v, list) else [v])
+                for v in values
+            ]
+            counts = {o: sum(o in c for c in chosen) for o in options}
+            cell.update(
+                counts=counts,
+                shares={o: counts[o] / n for o in options},
+                ci95={o: wilson_interval(counts[o], n) for o in options},
+            )
+        elif kind in ("integer", "scale", "decimal"):
+            cell.update(
+                mean=statistics.fmean(values),
+                median=float(statistics.median(values)),
+                stddev=statistics.stdev(values) if n > 1 else None,
+                min=float(min(values)),
+                max=float(max(values)),
+            )
+        cells[group] = cell
+    return cells
+
+
+def expected_suppressed(cells: dict[tuple[Any, ...], dict[str, Any]], min_cell: int) -> set[Any]:
+    hidden = {group for group, cell in cells.items() if cell["n"] < min_cell}
+    if len(hidden) == 1:
+        rest = sorted((cell["n"], group) for group, cell in cells.items() if group not in hidden)
+        if rest:
+            smallest = rest[0][0]
+            hidden.add(next(g for n, g in rest if n == smallest))
+    return hidden
+
+
+def assert_matches(
+    result: dict[str, Any], items: list[dict[str, Any]], by: list[str], min_cell: int
+) -> None:
+    assert result["by"] == by
+    assert result["min_cell"] == min_cell
+    assert result["n_responses"] == len(items)
+    assert [q["key"] for q in result["questions"]] == list(QUESTIONS)
+    for question in result["questions"]:
+        expected = expected_cells(items, by, question["key"])
+        got = {tuple(cell["group"][name] for name in by): cell for cell in question["cells"]}
+        assert set(got) == set(expected), question["key"]
+        hidden = expected_suppressed(expected, min_cell)
+        suppressed = {group for group, cell in got.items() if cell["suppressed"]}
+        if len(hidden) != len(suppressed) or not hidden <= suppressed:
+            # a tie for the secondary cell may be broken either way
+            assert len(suppressed) == len(hidden), (question["key"], suppressed, hidden)
+            primary = {g for g, c in expected.items() if c["n"] < min_cell}
+            assert primary <= suppressed
+            second = (suppressed - primary).pop()
+            smallest = min(c["n"] for g, c in expected.items() if g not in primary)
+            assert expected[second]["n"] == smallest
+        for group, cell in got.items():
+            if cell["suppressed"]:
+                assert all(cell[f] is None for f in cell if f not in ("group", "suppressed"))
+                continue
+            want = expected[group]
+            assert cell["n"] == want["n"]
+            for name, value in want.items():
+                if name in ("counts",):
+                    assert cell[name] == value
+                elif name == "shares":
+                    assert cell[name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+                elif name == "ci95":
+                    assert set(cell[name]) == set(value)
+                    for option, bounds in value.items():
+                        assert cell[name][option] == pytest.approx(bounds, rel=1e-9, abs=1e-12)
+                elif value is None:
+                    assert cell[name] is None, name
+                elif name != "n":
+                    assert cell[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def world(app: FastAPI, client: httpx.AsyncClient) -> tuple[Questionnaire, dict[str, str]]:
+    coordinator = await headers_for(app, Role.coordinator)
+    for code, (parent, level) in TREE.items():
+        created = await client.post(
+            "/api/v1/territories",
+            json={"code": code, "parent_code": parent, "level": level, "name": {"ru": code}},
+            headers=coordinator,
+        )
+        assert created.status_code == 201, created.text
+    survey = await create_questionnaire(app, publish=True)
+    return survey, await headers_for(app, Role.observer)
+
+
+async def submit(
+    client: httpx.AsyncClient, survey: Questionnaire, headers: dict[str, str], items: list[Any]
+) -> None:
+    for start in range(0, len(items), 1000):
+        reply = await client.post(
+            f"/api/v1/questionnaires/{survey.id}/responses/batch",
+            json={"responses": items[start : start + 1000]},
+            headers=headers,
+        )
+        assert {r["status"] for r in reply.json()["results"]} == {"created"}, reply.text
+
+
+@pytest.fixture
+async def floor_one(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with KENES_MIN_CELL=1, to check every figure unsuppressed."""
+    application = create_app(settings.model_copy(update={"min_cell": 1}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://t"
+    ) as http:
+        yield http
+    await application.state.engine.dispose()
+
+
+async def aggregates(
+    http: httpx.AsyncClient, survey: Questionnaire, headers: dict[str, str], **params: Any
+) -> httpx.Response:
+    return await http.get(
+        f"/api/v1/questionnaires/{survey.id}/aggregates", params=params, headers=headers
+    )
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+DIMENSION_SETS = [
+    [],
+    ["gender"],
+    ["category", "group"],
+    ["gender", "region"],
+    ["region", "district", "territory"],
+    ["answer:aware"],
+    ["answer:channels_known", "gender"],
+    ["answer:participated", "answer:trust_akimat"],
+    ["language", "channel", "age_band"],
+]
+
+
+async def test_every_figure_matches_an_independent_computation(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    floor_one: httpx.AsyncClient,
+    world: tuple[Questionnaire, dict[str, str]],
+) -> None:
+    survey, observer = world
+    items = [random_response(random.Random(seed)) for seed in range(240)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    for by in DIMENSION_SETS:
+        reply = await aggregates(floor_one, survey, analyst, by=",".join(by))
+        assert reply.status_code == 200, reply.text
+        assert_matches(reply.json(), items, by, min_cell=1)
+
+
+async def test_small_cells_are_suppressed_and_min_cell_only_rises(
+    app: FastAPI, client: httpx.AsyncClient, world: tuple[Questionnaire, dict[str, str]]
+) -> None:
+    survey, observer = world
+    items = [random_response(random.Random(1000 + seed)) for seed in range(150)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    for by, asked, applied in [
+        (["gender", "region"], None, 5),
+        (["group"], 2, 5),  # a lower value is raised to the floor
+        (["answer:aware", "gender"], 20, 20),
+        (["territory"], 40, 40),
+    ]:
+        params = {"by": ",".join(by)} | ({"min_cell": asked} if asked is not None else {})
+        reply = await aggregates(client, survey, analyst, **params)
+        assert reply.status_code == 200
+        assert_matches(reply.json(), items, by, min_cell=applied)
+
+
+async def test_exactly_one_small_cell_pulls_the_next_smallest_down_with_it(
+    app: FastAPI, client: httpx.AsyncClient, world: tuple[Questionnaire, dict[str, str]]
+) -> None:
+    survey, observer = world
+    rng = random.Random(5)
+    items = []
+    for gender, count in (("female", 12), ("male", 7), ("other", 2)):
+        for _ in range(count):
+            item = random_response(rng)
+            item["respondent"]["gender"] = gender
+            items.append(item)
+    await submit(client, survey, observer, items)
+    reply = await aggregates(client, survey, await headers_for(app, Role.analyst), by="gender")
+    aware = next(q for q in reply.json()["questions"] if q["key"] == "aware")
+    hidden = {cell["group"]["gender"] for cell in aware["cells"] if cell["suppressed"]}
+    assert hidden == {"other", "male"}
+    shown = [cell for cell in aware["cells"] if not cell["suppressed"]]
+    assert [cell["n"] for cell in shown] == [12]
+
+
+async def test_filters_narrow_what_is_counted(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    floor_one: httpx.AsyncClient,
+    world: tuple[Questionnaire, dict[str, str]],
+) -> None:
+    survey, observer = world
+    items = [random_response(random.Random(2000 + seed)) for seed in range(120)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    women = [i for i in items if i["respondent"].get("gender") == "female"]
+    reply = await aggregates(floor_one, survey, analyst, by="group", gender="female")
+    assert_matches(reply.json(), women, ["group"], 1)
+    in_district = [
+        i
+        for i in items
+        if "193000000" in ancestors(i["respondent"].get("territory_code") or "190000000")
+    ]
+    reply = await aggregates(floor_one, survey, analyst, by="territory", territory_code="193000000")
+    assert_matches(reply.json(), in_district, ["territory"], 1)
+
+
+async def test_csv_carries_the_same_figures(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    floor_one: httpx.AsyncClient,
+    world: tuple[Questionnaire, dict[str, str]],
+) -> None:
+    survey, observer = world
+    items = [random_response(random.Random(3000 + seed)) for seed in range(60)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    as_json = (await aggregates(floor_one, survey, analyst, by="gender")).json()
+    reply = await aggregates(floor_one, survey, analyst, by="gender", format="csv")
+    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.content.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    for question in as_json["questions"]:
+        for cell in question["cells"]:
+            lines = [
+                r for r in rows
+                if r["question"] == question["key"] and r["gender"] == (cell["group"]["gender"] or "")
+            ]  # fmt: skip
+            if cell["counts"] is not None:
+                assert {r["option"]: int(r["count"]) for r in lines} == cell["counts"]
+                for r in lines:
+                    assert float(r["share"]) == pytest.approx(cell["shares"][r["option"]])
+            else:
+                assert len(lines) == 1 and int(lines[0]["n"]) == cell["n"]
+                if cell["mean"] is not None:
+                    assert float(lines[0]["mean"]) == pytest.approx(cell["mean"])
+
+
+async def test_no_responses_and_bad_dimensions(
+    app: FastAPI, client: httpx.AsyncClient, world: tuple[Questionnaire, dict[str, str]]
+) -> None:
+    survey, _ = world
+    analyst = await headers_for(app, Role.analyst)
+    empty = (await aggregates(client, survey, analyst, by="gender")).json()
+    assert empty["n_responses"] == 0
+    assert all(q["cells"] == [] for q in empty["questions"])
+    for by in (
+        "planet",
+        "gender,gender",
+        "gender,group,region,age_band",
+        "answer:suggestions",
+        "answer:nothing",
+    ):
+        reply = await aggregates(client, survey, analyst, by=by)
+        assert reply.status_code == 422, by
+        assert reply.json()["errors"][0]["loc"] == ["query", "by"]
+    assert (await aggregates(client, survey, analyst, min_cell=-1)).status_code == 422
+    missing = await client.get(f"/api/v1/questionnaires/{uuid.uuid4()}/aggregates", headers=analyst)
+    assert missing.status_code == 404
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(
+    seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=40),
+    by=st.sampled_from(DIMENSION_SETS),
+    min_cell=st.integers(1, 8),
+)
+async def test_random_response_sets_agree_with_the_independent_computation(
+    app: FastAPI, seeds: list[int], by: list[str], min_cell: int
+) -> None:
+    application = create_app(app.state.settings.model_copy(update={"min_cell": 1}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://t"
+    ) as http:
+        survey = await create_questionnaire(app, publish=True)
+        observer = await headers_for(app, Role.observer)
+        items = [random_response(random.Random(seed)) for seed in seeds]
+        for item in items:  # territories are not set up here
+            item["respondent"].pop("territory_code", None)
+        await submit(http, survey, observer, items)
+        analyst = await headers_for(app, Role.analyst)
+        plain_by = [name for name in by if name not in ("region", "district", "territory")]
+        reply = await aggregates(http, survey, analyst, by=",".join(plain_by), min_cell=min_cell)
+        assert reply.status_code == 200, reply.text
+        assert_matches(reply.json(), items, plain_by, min_cell)
+    await application.state.engine.dispose()
+
+
+async def test_questions_can_be_chosen(
+    app: FastAPI, client: httpx.AsyncClient, world: tuple[Questionnaire, dict[str, str]]
+) -> None:
+    survey, observer = world
+    items = [random_response(random.Random(4000 + seed)) for seed in range(30)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    reply = await aggregates(client, survey, analyst, by="gender", questions="trust_akimat,aware")
+    assert [q["key"] for q in reply.json()["questions"]] == ["aware", "trust_akimat"]
+    unknown = await aggregates(client, survey, analyst, questions="aware,nope")
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["loc"] == ["query", "questions"]
