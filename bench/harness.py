@@ -178,24 +178,31 @@ def dump(label: str, figures: dict[str, float]) -> None:
 
 
 def clone(dsn: str, survey_id: str, total: int) -> None:
-    """Grow the survey's responses to `total` by copying the existing ones with new ids."""
+    """Grow the survey's responses (and their details) to `total` by copying them, new ids."""
     server, name = dsn.rsplit("/", 1)
     columns_sql = (
         "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) "
         "FROM information_schema.columns WHERE table_name = 'response' "
         "AND column_name NOT IN ('id', 'received_at')"
     )
+    detail = "answers, content_hash, started_at, submitted_by_user, submitted_by_collector"
     sql = f"""
 DO $$
 DECLARE cols text;
 BEGIN
   {columns_sql} INTO cols;
   EXECUTE format(
-    'INSERT INTO response (id, received_at, %s)
-     SELECT gen_random_uuid(), r.received_at + make_interval(secs => g), %s
-     FROM response r, generate_series(1, %s) g
-     WHERE r.questionnaire_id = %L', cols, cols,
+    'CREATE TEMP TABLE clone_map AS
+     SELECT r.id AS old_id, gen_random_uuid() AS new_id, g
+     FROM response r, generate_series(1, %s) g WHERE r.questionnaire_id = %L',
     ceil(({total}::numeric - 400) / 400)::int, '{survey_id}');
+  EXECUTE format(
+    'INSERT INTO response (id, received_at, %s)
+     SELECT m.new_id, r.received_at + make_interval(secs => m.g), %s
+     FROM clone_map m JOIN response r ON r.id = m.old_id', cols, cols);
+  INSERT INTO response_detail (id, {detail})
+  SELECT m.new_id, {", ".join("d." + c for c in detail.split(", "))}
+  FROM clone_map m JOIN response_detail d ON d.id = m.old_id;
 END $$;
 """
     psql(sql, server, name)

@@ -25,12 +25,14 @@ from app.models.responses import (
     AGE_BANDS,
     CATEGORIES,
     CHANNELS,
+    DETAIL_COLUMNS,
     GENDERS,
     LANGUAGE_CODES,
     BatchResult,
     ItemError,
     ResponseFilters,
     ResponseIn,
+    response_detail_table,
     response_table,
 )
 from app.pagination import decode_cursor, encode_cursor
@@ -43,11 +45,14 @@ SUBMIT_ROLES = (Role.observer, Role.coordinator)
 READ_ROLES = (Role.coordinator, Role.analyst)
 
 t = response_table.c
+d = response_detail_table.c
 READ_COLUMNS = (
     t.id, t.questionnaire_id, t.questionnaire_version, t.group_index, t.category, t.gender,
-    t.age_band, t.language, t.channel, t.territory_code, t.answers, t.started_at,
+    t.age_band, t.language, t.channel, t.territory_code, d.answers, d.started_at,
     t.submitted_at, t.received_at,
 )  # fmt: skip
+# Where listings, exports and replays read from: a response with its detail.
+WITH_DETAIL = response_table.join(response_detail_table, d.id == t.id)
 
 
 @dataclass(frozen=True)
@@ -207,24 +212,35 @@ async def _ensure_published(session: AsyncSession, questionnaire_id: uuid.UUID) 
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert rows whose id is new; returns the ids actually inserted.
+    """Insert rows whose id is new (with their detail); returns the ids actually inserted.
 
-    Parameters go separately from the (cached) statement; SQLAlchemy packs many rows into
+    Parameters go separately from the (cached) statements; SQLAlchemy packs many rows into
     multi-row INSERTs ("insertmanyvalues"), so a batch costs a few round trips, not one a row.
     """
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    heads = [{k: v for k, v in row.items() if k not in DETAIL_COLUMNS} for row in rows]
     statement = insert(response_table).on_conflict_do_nothing(index_elements=["id"]).returning(t.id)
-    result = await _run(session, statement, rows if len(rows) > 1 else rows[0])
-    return set(result.scalars())
+    result = await _run(session, statement, heads if len(heads) > 1 else heads[0])
+    inserted = set(result.scalars())
+    details = [
+        {"id": row["id"], **{name: row[name] for name in DETAIL_COLUMNS}}
+        for row in rows
+        if row["id"] in inserted
+    ]
+    if details:
+        await _run(
+            session, response_detail_table.insert(), details if len(details) > 1 else details[0]
+        )
+    return inserted
 
 
 async def _stored(
     session: AsyncSession, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Mapping[Any, Any]]:
-    statement = select(*READ_COLUMNS, t.content_hash).where(t.id.in_(ids))
+    statement = select(*READ_COLUMNS, d.content_hash).select_from(WITH_DETAIL).where(t.id.in_(ids))
     return {row.id: row._mapping for row in await _run(session, statement)}
 
 
@@ -402,7 +418,9 @@ async def filtered(
 ) -> tuple[Select[Any], CompiledQuestionnaire]:
     """The select of this questionnaire's responses matching the filters."""
     questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
-    statement = select(*READ_COLUMNS).where(*conditions(questionnaire, filters))
+    statement = (
+        select(*READ_COLUMNS).select_from(WITH_DETAIL).where(*conditions(questionnaire, filters))
+    )
     return statement, questionnaire
 
 
@@ -430,7 +448,8 @@ async def list_responses(
 
 
 async def get_response(session: AsyncSession, response_id: uuid.UUID) -> dict[str, Any]:
-    row = (await _run(session, select(*READ_COLUMNS).where(t.id == response_id))).first()
+    statement = select(*READ_COLUMNS).select_from(WITH_DETAIL).where(t.id == response_id)
+    row = (await _run(session, statement)).first()
     if row is None:
         raise NotFound("No such response")
     questionnaire = await questionnaire_service.compiled(session, row.questionnaire_id)
