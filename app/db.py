@@ -74,7 +74,9 @@ def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
     if not one_shot:
         pooling = {
             "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_pool_size,
+            # No overflow: connections opened past the pool are closed again at once, and
+            # under load that churn (a TCP and TLS handshake per request) costs more than waiting.
+            "max_overflow": 0,
             "pool_timeout": 10,
         }
     return create_async_engine(

@@ -1,6 +1,7 @@
 """Annotated dependency aliases: a route's signature says what it needs and who may call it."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -18,12 +19,13 @@ from app.services.auth import resolve_token
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are async: FastAPI runs plain functions (and classes) in a thread pool.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     tokens: TokenService = request.app.state.tokens
     return tokens
 
@@ -90,14 +92,17 @@ CoordinatorUser = Annotated[Principal, Depends(RequireRoles(Role.coordinator))]
 ResponseReader = Annotated[Principal, Depends(RequireRoles(Role.coordinator, Role.analyst))]
 
 
+@dataclass(frozen=True)
 class PageParams:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=512)] = None,
-    ) -> None:
-        self.limit = limit
-        self.cursor = cursor
+    limit: int
+    cursor: str | None
 
 
-PageDep = Annotated[PageParams, Depends()]
+async def get_page(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageParams:
+    return PageParams(limit, cursor)
+
+
+PageDep = Annotated[PageParams, Depends(get_page)]

@@ -33,7 +33,7 @@ class ImportResult(BaseModel):
     imported: int
 
 
-def filters(
+async def filters(
     starts_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     starts_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     territory_code: str | None = None,

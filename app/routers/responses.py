@@ -63,7 +63,7 @@ async def submission_access(
 Submitter = Annotated[Submission, Depends(submission_access)]
 
 
-def _filters(
+async def _filters(
     group: Annotated[str | None, Query(max_length=63)] = None,
     gender: Annotated[str | None, Query(pattern="^(female|male|other|undisclosed)$")] = None,
     territory_code: Annotated[str | None, Query(max_length=16)] = None,
