@@ -1,5 +1,6 @@
 """Domain errors and the one place that turns every error into RFC 9457 problem+json."""
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db import is_unavailable
+from app.routers.problems import document_problems
 
 logger = logging.getLogger("kenes.errors")
 
@@ -98,6 +100,16 @@ def problem_type(status: int) -> str:
     return f"urn:kenes:problem:{_SLUGS.get(status, HTTPStatus(status).phrase.lower())}"
 
 
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        # An error may echo what the client sent (a key in `loc`); a lone surrogate in it must
+        # not turn the refusal into a 500.
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
+
+
 def problem(
     status: int,
     detail: str,
@@ -114,7 +126,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def _clean_errors(raw: list[Any]) -> list[dict[str, Any]]:
@@ -153,6 +165,25 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return problem(error.status_code, str(error.detail), headers=dict(error.headers or {}))
 
 
+# SQLSTATEs that mean "this text cannot be stored" (NUL, characters outside UTF-8): the client's
+# input, not our bug. The request middleware refuses such JSON and form text up front; this
+# covers what it cannot see (text inside uploaded files).
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    current: BaseException | None = error
+    for _ in range(5):
+        if current is None:
+            return None
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
 async def _database_error(_: Request, error: Exception) -> JSONResponse:
     if is_unavailable(error):
         logger.warning("database unavailable: %s", type(error).__name__)
@@ -161,10 +192,20 @@ async def _database_error(_: Request, error: Exception) -> JSONResponse:
             "The database cannot be reached; retry shortly",
             headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
         )
+    if _sqlstate(error) in _UNSTORABLE_TEXT:
+        logger.warning("unstorable text refused: %s", _sqlstate(error))
+        message = "text that cannot be stored (NUL characters?)"
+        return problem(
+            422,
+            f"The request holds {message}",
+            errors=[{"loc": ["body"], "msg": message, "type": "unstorable_text"}],
+        )
     raise error  # a real bug: the request middleware logs it and answers 500
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers, and an OpenAPI document that describes what they send."""
+    document_problems(app)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,5 +1,6 @@
 """Pure ASGI middleware: request ids, access logs and metrics; body size and media type guards."""
 
+import json
 import logging
 import re
 import time
@@ -156,7 +157,14 @@ class BodyGuardMiddleware:
         return self.max_body_bytes, ("application/json",)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WRITE_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _url_has_nul(scope):
+            # PostgreSQL cannot store NUL in text; refused here, before any query sees it.
+            await _send_problem(scope, receive, send, 400, "The URL may not contain NUL characters")
+            return
+        if scope["method"] not in _WRITE_METHODS:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -175,6 +183,13 @@ class BodyGuardMiddleware:
                 415,
                 f"Content-Type must be {' or '.join(media_types)}",
             )
+            return
+        if has_body and (
+            scope["path"] in self.form_paths or "multipart/form-data" not in media_types
+        ):
+            # JSON and login bodies are small and read whole anyway: read them here, so text
+            # the database cannot store is refused with a 422 on either database.
+            await self._guard_text(scope, receive, send, limit)
             return
 
         received = 0
@@ -201,6 +216,99 @@ class BodyGuardMiddleware:
             if response_started:
                 raise
             await problem(413, str(error.detail))(scope, receive, send)
+
+    async def _guard_text(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Read the whole (small) body, refuse NUL and unpaired surrogates, then replay it."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_problem(
+                    scope, receive, send, 413, f"Request body exceeds {limit} bytes"
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if scope["path"] in self.form_paths:
+            bad = _form_nul(body)
+        elif _ENCODED_SURROGATE.search(body):
+            # Python's json reads these ("surrogatepass"); they are not UTF-8.
+            await _send_problem(scope, receive, send, 400, "The body is not valid UTF-8")
+            return
+        else:
+            bad = _json_bad_text(body)
+        if bad is not None:
+            await problem(
+                422,
+                "Text may not contain NUL characters or unpaired UTF-16 surrogates",
+                errors=[{"loc": bad, "msg": "NUL or unpaired surrogate in text", "type": "text"}],
+            )(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _url_has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"\x00" in query or b"%00" in query
+
+
+def _form_nul(body: bytes) -> list[str | int] | None:
+    return ["body"] if b"\x00" in body or b"%00" in body else None
+
+
+# JSON escapes that may decode to text PostgreSQL cannot store: NUL, and surrogates (a valid
+# pair is one character after decoding; a lone one cannot be encoded as UTF-8).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+# A surrogate encoded as if it were a character (CESU-8): ED A0..BF xx.
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def _bad_text(value: str) -> bool:
+    return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
+
+
+def _json_bad_text(body: bytes) -> list[str | int] | None:
+    """The location of the first string (or key) holding NUL or a lone surrogate, if any.
+
+    Cheap for ordinary bodies: only a body with a suspicious escape is parsed here. A body that
+    does not parse is left to the route, which answers 400.
+    """
+    if _SUSPECT_ESCAPE.search(body) is None:
+        return None
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[list[str | int], object]] = [(["body"], document)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            if _bad_text(value):
+                return loc
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _bad_text(key):
+                    return [*loc, key.encode("utf-8", "replace").decode()]
+                stack.append(([*loc, key], item))
+        elif isinstance(value, list):
+            stack.extend(([*loc, index], item) for index, item in enumerate(value))
+    return None
 
 
 def _media_type_ok(content_type: str | None, allowed: tuple[str, ...]) -> bool:

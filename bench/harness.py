@@ -207,3 +207,34 @@ END $$;
 """
     psql(sql, server, name)
     psql("VACUUM ANALYZE response", server, name)
+
+
+# --- helpers for bench/soak.py ------------------------------------------------------------------
+
+
+def admin_token(base: str) -> str:
+    """A bearer token for the admin prepare_kenes created."""
+    reply = httpx.post(
+        f"{base}/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    reply.raise_for_status()
+    token: str = reply.json()["access_token"]
+    return token
+
+
+def rss_of_tree_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn workers), from /proc (Linux)."""
+    total = rss_mb(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            total += rss_of_tree_mb(int(child))
+    return total
+
+
+def kenes_server_with_workers(
+    dsn: str, workers: int, **extra: str
+) -> contextlib.AbstractContextManager[str]:
+    """kenes_server with a chosen number of uvicorn workers (PIDS holds the supervisor's pid)."""
+    command = [PYTHON, "-m", "app.cli", "serve", "--port", "{port}", "--workers", str(workers)]
+    return server(command, kenes_env(dsn, **extra), "/readyz")

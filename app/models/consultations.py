@@ -7,9 +7,10 @@ from typing import Annotated, Any, Self
 
 from annotated_types import MaxLen
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -19,6 +20,7 @@ from sqlalchemy import CheckConstraint, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from app.db import JSONType, UTCDateTime, utcnow
+from app.models.common import UtcDatetime
 from app.models.territories import I18nText
 
 
@@ -88,8 +90,8 @@ class Observation(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     attendees_total: int | None = None
     attendees_women: int | None = None
-    candidates_presented: bool | None = None
-    residents_spoke: bool | None = None
+    candidates_presented: StrictBool | None = None
+    residents_spoke: StrictBool | None = None
     notes: str | None = Field(default=None, sa_column=Column(Text))
     location: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
     content_hash: str = Field(max_length=64)
@@ -101,7 +103,7 @@ class Observation(SQLModel, table=True):
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Count = Annotated[int, PydanticField(ge=0, le=1_000_000)]
+Count = Annotated[StrictInt, PydanticField(ge=0, le=1_000_000)]  # "40" is not a count
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -114,12 +116,12 @@ class ConsultationCreate(BaseModel):
     election_id: uuid.UUID | None = None
     territory_code: str
     host: Text200
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime | None = None
     location: Text500
     agenda: I18nText | None = None
     candidate_ids: Annotated[list[uuid.UUID], MaxLen(200)] = []
-    announced_at: AwareDatetime | None = None
+    announced_at: UtcDatetime | None = None
 
     in_utc = field_validator("starts_at", "ends_at", "announced_at")(_utc)
 
@@ -146,12 +148,12 @@ class ConsultationUpdate(BaseModel):
     election_id: uuid.UUID | None = None
     territory_code: str | None = None
     host: Text200 | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = None
     location: Text500 | None = None
     agenda: I18nText | None = None
     candidate_ids: Annotated[list[uuid.UUID], MaxLen(200)] | None = None
-    announced_at: AwareDatetime | None = None
+    announced_at: UtcDatetime | None = None
     status: ConsultationStatus | None = None
 
     in_utc = field_validator("starts_at", "ends_at", "announced_at")(_utc)
@@ -193,12 +195,12 @@ class ObservationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: uuid.UUID | None = None
-    observed_at: AwareDatetime
+    observed_at: UtcDatetime
     outcome: Outcome
     attendees_total: Count | None = None
     attendees_women: Count | None = None
-    candidates_presented: bool | None = None
-    residents_spoke: bool | None = None
+    candidates_presented: StrictBool | None = None
+    residents_spoke: StrictBool | None = None
     notes: Annotated[str, StringConstraints(max_length=4000)] | None = None
     location: GeoPoint | None = None
 

@@ -6,7 +6,18 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen, MinLen
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, StringConstraints, Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    Tag,
+)
 from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field as TableField
 from sqlmodel import SQLModel
@@ -132,7 +143,7 @@ class QuestionBase(BaseModel):
     key: Key
     label: I18nText
     help: I18nText | None = None
-    required: bool = False
+    required: StrictBool = False
     relevant: Condition | None = None
 
 
@@ -144,31 +155,31 @@ class SingleChoice(QuestionBase):
 class MultipleChoice(QuestionBase):
     type: Literal["multiple_choice"]
     options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)]
-    min_selected: Annotated[int, Field(ge=1)] | None = None
-    max_selected: Annotated[int, Field(ge=1)] | None = None
+    min_selected: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_selected: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
 class Text(QuestionBase):
     type: Literal["text"]
-    max_length: Annotated[int, Field(ge=1, le=10_000)] = 2000
+    max_length: Annotated[StrictInt, Field(ge=1, le=10_000)] = 2000
 
 
 class Integer(QuestionBase):
     type: Literal["integer"]
-    min: int | None = None
-    max: int | None = None
+    min: StrictInt | None = None
+    max: StrictInt | None = None
 
 
 class Decimal(QuestionBase):
     type: Literal["decimal"]
-    min: float | None = None
-    max: float | None = None
+    min: StrictFloat | StrictInt | None = None
+    max: StrictFloat | StrictInt | None = None
 
 
 class Scale(QuestionBase):
     type: Literal["scale"]
-    min: int
-    max: int
+    min: StrictInt
+    max: StrictInt
 
 
 class Boolean(QuestionBase):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen, MinLen
-from pydantic import AwareDatetime, BaseModel, ConfigDict, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, JsonValue, StringConstraints
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlmodel import SQLModel
 
 from app.db import JSONType, UTCDateTime
+from app.models.common import UtcDatetime
 
 CHOICE_SLOTS = 64
 NUMBER_SLOTS = 32
@@ -109,8 +110,8 @@ class ResponseIn(BaseModel):
     answers: Annotated[dict[str, JsonValue], MaxLen(200)]
     language: Language | None = None
     channel: Channel | None = None
-    started_at: AwareDatetime | None = None
-    submitted_at: AwareDatetime | None = None
+    started_at: UtcDatetime | None = None
+    submitted_at: UtcDatetime | None = None
 
 
 class BatchIn(BaseModel):
@@ -163,8 +164,8 @@ class ResponseFilters(BaseModel):
     group: str | None = None
     gender: Gender | None = None
     territory_code: str | None = None
-    submitted_from: AwareDatetime | None = None
-    submitted_to: AwareDatetime | None = None
+    submitted_from: UtcDatetime | None = None
+    submitted_to: UtcDatetime | None = None
 
 
 ExportFormat = Literal["csv", "ndjson", "xlsx"]

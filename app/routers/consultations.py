@@ -4,10 +4,11 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile, status
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from app.deps import PageDep, RequireRoles, SessionDep
 from app.models.auth import Principal, Role
+from app.models.common import UtcDatetime
 from app.models.consultations import (
     Consultation,
     ConsultationCreate,
@@ -34,8 +35,8 @@ class ImportResult(BaseModel):
 
 
 async def filters(
-    starts_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    starts_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    starts_from: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    starts_to: Annotated[UtcDatetime | None, Query(alias="to")] = None,
     territory_code: str | None = None,
     election_id: uuid.UUID | None = None,
     consultation_status: Annotated[ConsultationStatus | None, Query(alias="status")] = None,

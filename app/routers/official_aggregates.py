@@ -4,9 +4,9 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime
 
 from app.deps import ResponseReader, SessionDep
+from app.models.common import UtcDatetime
 from app.models.official_aggregates import CandidateAggregates, ConsultationAggregates
 from app.routers.problems import responses
 from app.services import official_aggregates as service
@@ -44,8 +44,8 @@ async def consultation_aggregates(
             "none gives one overall cell",
         ),
     ] = None,
-    starts_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    starts_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    starts_from: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    starts_to: Annotated[UtcDatetime | None, Query(alias="to")] = None,
     election_id: uuid.UUID | None = None,
     format: Format = "json",
 ) -> Response | ConsultationAggregates:

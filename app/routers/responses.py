@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.deps import AdminUser, OptionalPrincipal, PageDep, ResponseReader, SessionDep
 from app.models.auth import Principal
+from app.models.common import UtcDatetime
 from app.models.responses import (
     BatchIn,
     BatchOut,
     ExportFormat,
+    Gender,
     ResponseFilters,
     ResponseIn,
     ResponseRead,
@@ -65,19 +67,17 @@ Submitter = Annotated[Submission, Depends(submission_access)]
 
 async def _filters(
     group: Annotated[str | None, Query(max_length=63)] = None,
-    gender: Annotated[str | None, Query(pattern="^(female|male|other|undisclosed)$")] = None,
+    gender: Annotated[Gender | None, Query()] = None,
     territory_code: Annotated[str | None, Query(max_length=16)] = None,
-    submitted_from: Annotated[str | None, Query()] = None,
-    submitted_to: Annotated[str | None, Query()] = None,
+    submitted_from: Annotated[UtcDatetime | None, Query()] = None,
+    submitted_to: Annotated[UtcDatetime | None, Query()] = None,
 ) -> ResponseFilters:
-    return ResponseFilters.model_validate(
-        {
-            "group": group,
-            "gender": gender,
-            "territory_code": territory_code,
-            "submitted_from": submitted_from,
-            "submitted_to": submitted_to,
-        }
+    return ResponseFilters(
+        group=group,
+        gender=gender,
+        territory_code=territory_code,
+        submitted_from=submitted_from,
+        submitted_to=submitted_to,
     )
 
 

@@ -316,6 +316,11 @@ def parse_csv_upload(content: bytes, columns: Sequence[str]) -> list[tuple[int, 
                         f"Line {line} has {len(record)} fields, not {len(names)}",
                         errors=[file_error(line, f"expected {len(names)} fields", "fields")],
                     )
+                if any("\x00" in value for value in record):
+                    raise Invalid(
+                        f"Line {line} holds a NUL character",
+                        errors=[file_error(line, "NUL characters are not allowed", "nul")],
+                    )
                 rows.append((line, {n: v.strip() for n, v in zip(names, record, strict=True)}))
             line = reader.line_num + 1
     except csv.Error as error:

@@ -48,7 +48,7 @@ def to_definition(content: bytes, *, filename: str) -> QuestionnaireCreate:
     _check_archive(content)
     try:
         book = xlsx_to_dict(io.BytesIO(content))
-    except (PyXFormError, ValueError, KeyError) as error:
+    except (PyXFormError, ValueError, KeyError, SyntaxError, TypeError) as error:  # bad XML too
         _refuse(["file"], f"not a readable .xlsx workbook ({error})")
     try:
         data, rows = _map(book)
