@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kenes.db"
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None
     jwt_issuer: str = "kenes"
     jwt_audience: str = "kenes-api"
-    bootstrap_admin_email: str | None = None
+    bootstrap_admin_email: EmailStr | None = None
     bootstrap_admin_password: SecretStr | None = None
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=30, ge=1)
@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("bootstrap_admin_password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 12:
+            raise ValueError("must be at least 12 characters")
+        return value
 
     @model_validator(mode="after")
     def _check_key_pair(self) -> "Settings":

@@ -34,6 +34,8 @@ def _kenes(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ("KENES_DATABASE_URL", "mysql://root@localhost/kenes"),
         ("KENES_DB_POOL_SIZE", "-3"),
         ("KENES_MAX_BODY_BYTES", "ten"),
+        ("KENES_BOOTSTRAP_ADMIN_EMAIL", "admin@kenes.local"),
+        ("KENES_BOOTSTRAP_ADMIN_PASSWORD", "too short"),
     ],
 )
 def test_a_wrong_value_stops_start_up_with_one_line_naming_it(variable: str, value: str) -> None:
