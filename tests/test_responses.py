@@ -4,6 +4,10 @@ import asyncio
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +21,7 @@ from sqlalchemy import func, select
 from app.models.auth import AuditEvent, Role
 from app.models.questionnaires import Questionnaire
 from app.models.responses import response_detail_table, response_table
-from tests.conftest import ON_POSTGRES
+from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
 from tests.factories import create_questionnaire, headers_for
 
 
@@ -539,3 +543,51 @@ async def test_closing_waits_for_submissions_in_flight(
     assert replies[-1].status_code == 200
     assert all(reply.status_code in (201, 409) for reply in replies[:-1])
     assert await stored_count(app) == accepted
+
+
+async def test_the_public_submission_limit_holds_across_workers(
+    app: FastAPI, database_url: str
+) -> None:
+    """Two uvicorn workers share the database's counters: the limit is per client address,
+    not per process."""
+    public = await create_questionnaire(app, publish=True, access="public")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENES_")}
+    env.update(
+        KENES_DATABASE_URL=database_url,
+        KENES_SECRET_KEY=TEST_SECRET,
+        KENES_PUBLIC_SUBMIT_LIMIT="6",
+        KENES_AUTO_MIGRATE="false",
+        KENES_LOG_LEVEL="WARNING",
+    )
+    server = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        # A new connection each time, so the kernel spreads them over both workers.
+        statuses = [
+            httpx.post(
+                f"{base}{url(public)}",
+                json=response(),
+                headers={"Connection": "close"},
+                timeout=10,
+            ).status_code
+            for _ in range(10)
+        ]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert statuses == [201] * 6 + [429] * 4, statuses
+    assert await stored_count(app) == 6
