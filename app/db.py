@@ -132,8 +132,9 @@ async def ping(engine: AsyncEngine) -> None:
 
 
 _SQLITE_UNAVAILABLE = ("unable to open database", "database is locked", "disk i/o error")
-# SQLSTATE classes that mean "the server is not there right now", not "your query is wrong".
-_PG_UNAVAILABLE_PREFIXES = ("08", "57P", "53")
+# SQLSTATE classes that mean "the server is not there right now", not "your query is wrong",
+# and the transient conflicts (deadlock, serialization) a retry resolves.
+_PG_UNAVAILABLE_PREFIXES = ("08", "57P", "53", "40P01", "40001")
 
 
 def is_unavailable(error: BaseException) -> bool:

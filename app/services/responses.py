@@ -305,7 +305,9 @@ async def submit_batch(
                 pending[row["id"]] = (index, row)
         results.append(result)
 
-    rows = [row for _, row in pending.values()]
+    # Sorted by id: concurrent batches with overlapping ids then take their row locks in the
+    # same order and wait for each other instead of deadlocking.
+    rows = sorted((row for _, row in pending.values()), key=lambda row: row["id"])
     inserted = await _insert_each_alone_on_failure(session, rows, results)
     leftover = [row["id"] for row in rows if row["id"] not in inserted]
     existing = await _stored(session, leftover) if leftover else {}
