@@ -1,7 +1,7 @@
 """Consultations district akims hold with residents, and what observers saw there."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -106,10 +106,6 @@ Text500 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 Count = Annotated[StrictInt, PydanticField(ge=0, le=1_000_000)]  # "40" is not a count
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
 class ConsultationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,8 +118,6 @@ class ConsultationCreate(BaseModel):
     agenda: I18nText | None = None
     candidate_ids: Annotated[list[uuid.UUID], MaxLen(200)] = []
     announced_at: UtcDatetime | None = None
-
-    in_utc = field_validator("starts_at", "ends_at", "announced_at")(_utc)
 
     @model_validator(mode="after")
     def _times_in_order(self) -> Self:
@@ -156,7 +150,6 @@ class ConsultationUpdate(BaseModel):
     announced_at: UtcDatetime | None = None
     status: ConsultationStatus | None = None
 
-    in_utc = field_validator("starts_at", "ends_at", "announced_at")(_utc)
     reject_null = field_validator(
         "territory_code", "host", "starts_at", "location", "candidate_ids", "status"
     )(_not_null)
@@ -203,8 +196,6 @@ class ObservationCreate(BaseModel):
     residents_spoke: StrictBool | None = None
     notes: Annotated[str, StringConstraints(max_length=4000)] | None = None
     location: GeoPoint | None = None
-
-    in_utc = field_validator("observed_at")(_utc)
 
     @model_validator(mode="after")
     def _women_within_total(self) -> Self:

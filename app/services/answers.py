@@ -138,7 +138,7 @@ def _in_range(value: float, low: float | None, high: float | None) -> str | None
     return None
 
 
-def _checker(question: Mapping[str, Any]) -> Check:  # noqa: C901 - one branch per type
+def _checker(question: Mapping[str, Any]) -> Check:
     qtype = question["type"]
     low, high = question.get("min"), question.get("max")
 
