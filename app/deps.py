@@ -43,10 +43,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 # Declares the bearer scheme in OpenAPI (and the docs' Authorize button); we raise 401 ourselves.
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
 async def get_optional_principal(
-    session: SessionDep, tokens: TokensDep, token: Annotated[str | None, Depends(_bearer)]
+    session: SessionDep, tokens: TokensDep, token: BearerToken
 ) -> Principal | None:
     """The caller, or None without credentials; bad credentials are 401, never anonymous."""
     if token is None:

@@ -5,6 +5,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -212,3 +213,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(TimeoutError, _database_error)
+    # The submission hot path talks to PostgreSQL through asyncpg directly.
+    app.add_exception_handler(asyncpg.PostgresError, _database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _database_error)

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from app.deps import AdminUser, OptionalPrincipal, PageDep, ResponseReader, SessionDep
+from app.deps import AdminUser, BearerToken, PageDep, ResponseReader, SessionDep
 from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
@@ -22,18 +22,17 @@ from app.models.responses import (
 from app.pagination import Page
 from app.routers.problems import responses
 from app.services import exports, ratelimit
-from app.services import questionnaires as questionnaire_service
 from app.services import responses as service
 from app.services.answers import CompiledQuestionnaire
 
 router = APIRouter(prefix="/api/v1", tags=["responses"])
 
 
-async def limit_anonymous(request: Request) -> None:
+async def _limit_anonymous(request: Request) -> None:
     """Submissions without credentials (public questionnaires) are rate limited per address.
 
-    A route-level dependency, so it runs before the request's own session opens: the hit is
-    committed in a transaction of its own (on SQLite a second writer would wait on the first).
+    Runs before the request's own session opens: the hit is committed in a transaction of its
+    own (on SQLite a second writer would wait on the first).
     """
     if "authorization" in request.headers:
         return
@@ -54,11 +53,18 @@ class Submission:
 
 
 async def submission_access(
-    questionnaire_id: uuid.UUID, principal: OptionalPrincipal, session: SessionDep
+    questionnaire_id: uuid.UUID, request: Request, token: BearerToken
 ) -> Submission:
-    """Who may submit to this questionnaire, by its access level."""
-    questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
-    service.authorize_submit(principal, questionnaire)
+    """Who may submit to this questionnaire, by its access level (the submission hot path).
+
+    One dependency for the rate limit, the caller and the questionnaire: each dependency
+    FastAPI solves costs time on every submission.
+    """
+    await _limit_anonymous(request)
+    state = request.app.state
+    principal, questionnaire = await service.submission_access(
+        state.sessionmaker, state.raw_pool, state.tokens, token, questionnaire_id
+    )
     return Submission(principal, questionnaire)
 
 
@@ -88,39 +94,46 @@ Filters = Annotated[ResponseFilters, Depends(_filters)]
     "/questionnaires/{questionnaire_id}/responses",
     response_model=ResponseRead,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(limit_anonymous)],
     responses={
         200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
         **responses(401, 403, 404, 409, 413, 415, 422, 429),
     },
 )
 async def submit_response(
-    questionnaire_id: uuid.UUID, item: ResponseIn, submission: Submitter, session: SessionDep
-) -> JSONResponse:
+    questionnaire_id: uuid.UUID, item: ResponseIn, submission: Submitter, request: Request
+) -> Response:
     """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
-    stored = await service.submit(session, submission.principal, submission.questionnaire, item)
-    body = ResponseRead.model_validate(stored.body).model_dump(mode="json")
+    state = request.app.state
+    stored = await service.store(
+        state.sessionmaker, state.raw_pool, submission.principal, submission.questionnaire, item
+    )
+    body = ResponseRead.model_validate(stored.body).model_dump_json()
     if not stored.created:
-        return JSONResponse(body, status_code=status.HTTP_200_OK)
-    return JSONResponse(
+        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
+    return Response(
         body,
         status_code=status.HTTP_201_CREATED,
-        headers={"Location": f"/api/v1/responses/{body['id']}"},
+        media_type="application/json",
+        headers={"Location": f"/api/v1/responses/{stored.body['id']}"},
     )
 
 
 @router.post(
     "/questionnaires/{questionnaire_id}/responses/batch",
     response_model=BatchOut,
-    dependencies=[Depends(limit_anonymous)],
     responses=responses(401, 403, 404, 409, 413, 415, 422, 429),
 )
 async def submit_batch(
-    questionnaire_id: uuid.UUID, batch: BatchIn, submission: Submitter, session: SessionDep
+    questionnaire_id: uuid.UUID, batch: BatchIn, submission: Submitter, request: Request
 ) -> BatchOut:
     """Up to 1000 responses; each stands or falls alone, in order."""
-    results = await service.submit_batch(
-        session, submission.principal, submission.questionnaire, batch.responses
+    state = request.app.state
+    results = await service.store_batch(
+        state.sessionmaker,
+        state.raw_pool,
+        submission.principal,
+        submission.questionnaire,
+        batch.responses,
     )
     return BatchOut(results=results)
 

@@ -42,6 +42,7 @@ class CompiledQuestionnaire:
     group_keys: tuple[str, ...]
     questions: tuple[CompiledQuestion, ...]
     by_key: Mapping[str, CompiledQuestion] = field(default_factory=dict)
+    slots: tuple[str, ...] = ()  # the slot columns of the questions, in order
 
     def check_answers(
         self, answers: Mapping[str, Any]
@@ -117,6 +118,7 @@ def compile_questionnaire(
         group_keys=tuple(groups),
         questions=tuple(compiled),
         by_key={question.key: question for question in compiled},
+        slots=tuple(question.slot for question in compiled),
     )
 
 

@@ -1,10 +1,13 @@
 """Users, logins (with throttling), collectors and resolving a bearer token to a principal."""
 
 import asyncio
+import json
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -54,19 +57,78 @@ async def resolve_token(session: AsyncSession, tokens: TokenService, token: str)
         ).first()
         if collector is None:
             raise Unauthorized("Unknown or revoked collector token")
-        return Principal(
-            kind="collector",
-            id=collector.id,
-            questionnaire_ids=frozenset(uuid.UUID(q) for q in collector.questionnaire_ids),
-        )
-    try:
-        user_id = tokens.subject(token)
-    except TokenError:
-        raise Unauthorized("Invalid or expired token") from None
-    user = await session.get(User, user_id)
+        return _collector_principal(collector.id, collector.questionnaire_ids)
+    user = await session.get(User, _user_id(tokens, token))
     if user is None or not user.is_active:
         raise Unauthorized("Invalid or expired token")
     return user_principal(user)
+
+
+# Collector token hash -> principal, for the submission hot path only: a collector's binding
+# never changes, and whether it has been revoked is checked again by the very statement that
+# stores the response (services/responses_pg.py), so a revocation still holds at once.
+_collectors: OrderedDict[str, Principal] = OrderedDict()
+_COLLECTORS_LIMIT = 10_000
+
+
+def remembered_collector(token: str) -> Principal | None:
+    if not is_collector_token(token):
+        return None
+    return _collectors.get(hash_token(token))
+
+
+def forget_collector(collector_id: uuid.UUID) -> None:
+    """Called when the storing statement found the collector revoked."""
+    for token_hash, principal in list(_collectors.items()):
+        if principal.id == collector_id:
+            del _collectors[token_hash]
+
+
+async def resolve_token_raw(
+    connection: asyncpg.Connection, tokens: TokenService, token: str
+) -> Principal:
+    """resolve_token on a bare asyncpg connection (PostgreSQL), for the submission hot path.
+
+    Collectors found here are remembered (see `remembered_collector`).
+    """
+    if is_collector_token(token):
+        token_hash = hash_token(token)
+        row = await connection.fetchrow(
+            "SELECT id, questionnaire_ids FROM collector "
+            "WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash,
+        )
+        if row is None:
+            raise Unauthorized("Unknown or revoked collector token")
+        principal = _collector_principal(row["id"], json.loads(row["questionnaire_ids"]))
+        _collectors[token_hash] = principal
+        if len(_collectors) > _COLLECTORS_LIMIT:
+            _collectors.popitem(last=False)
+        return principal
+    user_id = _user_id(tokens, token)
+    row = await connection.fetchrow(
+        "SELECT email, roles FROM user_account WHERE id = $1 AND is_active", user_id
+    )
+    if row is None:
+        raise Unauthorized("Invalid or expired token")
+    return Principal(
+        kind="user", id=user_id, roles=frozenset(json.loads(row["roles"])), email=row["email"]
+    )
+
+
+def _user_id(tokens: TokenService, token: str) -> uuid.UUID:
+    try:
+        return tokens.subject(token)
+    except TokenError:
+        raise Unauthorized("Invalid or expired token") from None
+
+
+def _collector_principal(collector_id: uuid.UUID, questionnaire_ids: list[str]) -> Principal:
+    return Principal(
+        kind="collector",
+        id=collector_id,
+        questionnaire_ids=frozenset(uuid.UUID(q) for q in questionnaire_ids),
+    )
 
 
 # --- logins -----------------------------------------------------------------------------------

@@ -319,10 +319,17 @@ _COMPILED_LIMIT = 512
 _compiled: OrderedDict[uuid.UUID, CompiledQuestionnaire] = OrderedDict()
 
 
-async def compiled(session: AsyncSession, questionnaire_id: uuid.UUID) -> CompiledQuestionnaire:
+def cached_compiled(questionnaire_id: uuid.UUID) -> CompiledQuestionnaire | None:
+    """A published questionnaire compiled earlier, without touching the database."""
     cached = _compiled.get(questionnaire_id)
     if cached is not None:
         _compiled.move_to_end(questionnaire_id)
+    return cached
+
+
+async def compiled(session: AsyncSession, questionnaire_id: uuid.UUID) -> CompiledQuestionnaire:
+    cached = cached_compiled(questionnaire_id)
+    if cached is not None:
         return cached
     questionnaire = await session.get(Questionnaire, questionnaire_id)
     if questionnaire is None:

@@ -9,15 +9,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 from sqlalchemy import CursorResult, Select, and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel import select as model_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db import utcnow
+from app.db import session_scope, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import Access, Questionnaire, QuestionnaireCreate, Status
@@ -36,7 +38,9 @@ from app.models.responses import (
     response_table,
 )
 from app.pagination import decode_cursor, encode_cursor
-from app.services import audit
+from app.security import TokenService
+from app.services import audit, responses_pg
+from app.services import auth as auth_service
 from app.services import questionnaires as questionnaire_service
 from app.services.answers import CompiledQuestionnaire
 from app.services.territories import in_subtree
@@ -90,18 +94,34 @@ async def _run(session: AsyncSession, statement: Any, parameters: Any = None) ->
 
 
 def content_hash(item: ResponseIn) -> str:
-    """A fingerprint of what was submitted (not of what the server added), for exactly-once."""
-    content = item.model_dump(mode="json", exclude={"id"})
-    for name in ("started_at", "submitted_at"):
-        value = getattr(item, name)
-        content[name] = value.astimezone(UTC).isoformat() if value else None
-    content["answers"] = {k: v for k, v in item.answers.items() if v is not None}
+    """A fingerprint of what was submitted (not of what the server added), for exactly-once.
+
+    The canonical form is that of `item.model_dump(mode="json")` without the id, times in UTC
+    and null answers dropped, built by hand because this runs on every submission.
+    """
+    respondent = item.respondent
+    content = {
+        "respondent": {
+            "group": respondent.group,
+            "gender": respondent.gender,
+            "age_band": respondent.age_band,
+            "territory_code": respondent.territory_code,
+        },
+        "answers": {k: v for k, v in item.answers.items() if v is not None},
+        "language": item.language,
+        "channel": item.channel,
+        "started_at": _iso_utc(item.started_at),
+        "submitted_at": _iso_utc(item.submitted_at),
+    }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def build_row(
-    session: AsyncSession,
+def _iso_utc(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def build_row(
     questionnaire: CompiledQuestionnaire,
     principal: Principal | None,
     item: ResponseIn,
@@ -244,22 +264,96 @@ async def _stored(
     return {row.id: row._mapping for row in await _run(session, statement)}
 
 
-async def submit(
-    session: AsyncSession,
+async def submission_access(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    raw_pool: asyncpg.Pool | None,
+    tokens: TokenService,
+    token: str | None,
+    questionnaire_id: uuid.UUID,
+) -> tuple[Principal | None, CompiledQuestionnaire]:
+    """The caller and the questionnaire they submit to, once they may submit to it.
+
+    Takes the session factory and, on PostgreSQL, the raw pool rather than a session: with
+    the questionnaire compiled in memory, resolving the token is the only query, and a bare
+    asyncpg connection runs it for a fraction of a session's cost (the hot path).
+    """
+    questionnaire = questionnaire_service.cached_compiled(questionnaire_id)
+    if raw_pool is not None and questionnaire is not None:
+        principal = auth_service.remembered_collector(token) if token is not None else None
+        if token is not None and principal is None:
+            async with raw_pool.acquire() as connection:
+                principal = await auth_service.resolve_token_raw(connection, tokens, token)
+    else:
+        async with sessionmaker() as session:
+            principal = await auth_service.resolve_token(session, tokens, token) if token else None
+            questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
+    authorize_submit(principal, questionnaire)
+    return principal, questionnaire
+
+
+async def store(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    raw_pool: asyncpg.Pool | None,
     principal: Principal | None,
     questionnaire: CompiledQuestionnaire,
     item: ResponseIn,
 ) -> Stored:
     """Store one response exactly once: a replay answers the stored one, a changed one 409.
 
+    PostgreSQL: one statement on a bare connection (services/responses_pg.py). SQLite: the
+    session path, in a write transaction of its own, committed before this returns.
+    """
+    if raw_pool is None:
+        async for session in session_scope(sessionmaker, write=True):
+            # Assigned, not returned, inside the loop: the scope commits when the loop resumes it.
+            stored = await submit(session, principal, questionnaire, item)
+        return stored
+    _require_published(questionnaire)
+    collector_id = principal.id if principal and principal.kind == "collector" else None
+    async with raw_pool.acquire() as connection:
+        try:
+            row = build_row(questionnaire, principal, item, utcnow())
+        except Invalid:
+            # A remembered collector may have been revoked since: 401 comes before 422.
+            if collector_id and not await responses_pg.collector_active(connection, collector_id):
+                raise _revoked(collector_id) from None
+            raise
+        try:
+            inserted = await responses_pg.insert(
+                connection, questionnaire.id, collector_id, questionnaire.slots, [row]
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise _unknown_territory(item.respondent.territory_code) from None
+        if not inserted.authorized:
+            raise _revoked(collector_id)
+        if inserted.status != Status.published:
+            status = inserted.status or "gone"
+            raise Conflict(f"The questionnaire is {status}; it takes no responses")
+        if row["id"] in inserted.ids:
+            return Stored(to_body(row, questionnaire.group_keys), created=True)
+        existing = (await responses_pg.stored(connection, [row["id"]]))[row["id"]]
+    return _replay(existing, row, questionnaire)
+
+
+def _revoked(collector_id: uuid.UUID | None) -> Unauthorized:
+    if collector_id is not None:
+        auth_service.forget_collector(collector_id)
+    return Unauthorized("Unknown or revoked collector token")
+
+
+async def submit(
+    session: AsyncSession,
+    principal: Principal | None,
+    questionnaire: CompiledQuestionnaire,
+    item: ResponseIn,
+) -> Stored:
+    """store() in a session (SQLite, and the demo data).
+
     The caller has checked `authorize_submit` for this principal and questionnaire.
     """
-    questionnaire_id = questionnaire.id
-    if questionnaire.status != Status.published:
-        raise Conflict(f"The questionnaire is {questionnaire.status}; it takes no responses")
-    received_at = utcnow()
-    row = await build_row(session, questionnaire, principal, item, received_at)
-    await _ensure_published(session, questionnaire_id)
+    _require_published(questionnaire)
+    row = build_row(questionnaire, principal, item, utcnow())
+    await _ensure_published(session, questionnaire.id)
     try:
         inserted = await _insert(session, [row])
     except IntegrityError:
@@ -269,31 +363,80 @@ async def submit(
     if row["id"] in inserted:
         return Stored(to_body(row, questionnaire.group_keys), created=True)
     existing = (await _stored(session, [row["id"]]))[row["id"]]
-    if existing["questionnaire_id"] != questionnaire_id or (
+    return _replay(existing, row, questionnaire)
+
+
+def _require_published(questionnaire: CompiledQuestionnaire) -> None:
+    if questionnaire.status != Status.published:
+        raise Conflict(f"The questionnaire is {questionnaire.status}; it takes no responses")
+
+
+def _replay(
+    existing: Mapping[str, Any], row: Mapping[str, Any], questionnaire: CompiledQuestionnaire
+) -> Stored:
+    """The stored response for a replay of the same content; 409 for different content."""
+    if existing["questionnaire_id"] != questionnaire.id or (
         existing["content_hash"] != row["content_hash"]
     ):
         raise Conflict("A different response was already stored under this id")
     return Stored(to_body(existing, questionnaire.group_keys), created=False)
 
 
-async def submit_batch(
-    session: AsyncSession,
+async def store_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    raw_pool: asyncpg.Pool | None,
     principal: Principal | None,
     questionnaire: CompiledQuestionnaire,
     items: list[dict[str, Any]],
 ) -> list[BatchResult]:
-    """Each item stands or falls alone, handled in order; one statement stores all new ones."""
-    questionnaire_id = questionnaire.id
-    if questionnaire.status != Status.published:
-        raise Conflict(f"The questionnaire is {questionnaire.status}; it takes no responses")
-    await _ensure_published(session, questionnaire_id)
+    """Each item stands or falls alone, in order; one statement stores all the new ones.
+
+    PostgreSQL: on a bare connection (services/responses_pg.py); SQLite: in a session.
+    """
+    _require_published(questionnaire)
+    results, pending = _prepare_batch(questionnaire, principal, items)
+    # Sorted by id: concurrent batches with overlapping ids then take their row locks in the
+    # same order and wait for each other instead of deadlocking.
+    rows = sorted((row for _, row in pending.values()), key=lambda row: row["id"])
+    existing: Mapping[uuid.UUID, Mapping[str, Any]]
+    if raw_pool is None:
+        async for session in session_scope(sessionmaker, write=True):
+            await _ensure_published(session, questionnaire.id)
+            inserted = await _insert_each_alone_on_failure(session, rows, results)
+            leftover = [row["id"] for row in rows if row["id"] not in inserted]
+            existing = await _stored(session, leftover) if leftover else {}
+    else:
+        async with raw_pool.acquire() as connection:
+            inserted = await _insert_batch_pg(connection, principal, questionnaire, rows, results)
+            leftover = [row["id"] for row in rows if row["id"] not in inserted]
+            existing = await responses_pg.stored(connection, leftover) if leftover else {}
+    for row_id in leftover:
+        index = pending[row_id][0]
+        if results[index].status == "invalid":
+            continue
+        stored = existing.get(row_id)
+        same = (
+            stored is not None
+            and stored["questionnaire_id"] == questionnaire.id
+            and stored["content_hash"] == pending[row_id][1]["content_hash"]
+        )
+        results[index] = BatchResult(
+            index=index, id=row_id, status="duplicate" if same else "conflict"
+        )
+    return results
+
+
+def _prepare_batch(
+    questionnaire: CompiledQuestionnaire,
+    principal: Principal | None,
+    items: list[dict[str, Any]],
+) -> tuple[list[BatchResult], dict[uuid.UUID, tuple[int, dict[str, Any]]]]:
+    """Results so far (created, invalid, repeated within the batch) and the rows to store."""
     received_at = utcnow()
     results: list[BatchResult] = []
     pending: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}
     for index, raw in enumerate(items):
-        result, row = await _prepare_item(
-            session, questionnaire, principal, index, raw, received_at
-        )
+        result, row = _prepare_item(questionnaire, principal, index, raw, received_at)
         if row is not None:
             earlier = pending.get(row["id"])
             if earlier is not None:
@@ -304,31 +447,50 @@ async def submit_batch(
             else:
                 pending[row["id"]] = (index, row)
         results.append(result)
+    return results, pending
 
-    # Sorted by id: concurrent batches with overlapping ids then take their row locks in the
-    # same order and wait for each other instead of deadlocking.
-    rows = sorted((row for _, row in pending.values()), key=lambda row: row["id"])
-    inserted = await _insert_each_alone_on_failure(session, rows, results)
-    leftover = [row["id"] for row in rows if row["id"] not in inserted]
-    existing = await _stored(session, leftover) if leftover else {}
-    for row_id in leftover:
-        index = pending[row_id][0]
-        if results[index].status == "invalid":
-            continue
-        stored = existing.get(row_id)
-        same = (
-            stored is not None
-            and stored["questionnaire_id"] == questionnaire_id
-            and stored["content_hash"] == pending[row_id][1]["content_hash"]
+
+async def _insert_batch_pg(
+    connection: asyncpg.Connection,
+    principal: Principal | None,
+    questionnaire: CompiledQuestionnaire,
+    rows: list[dict[str, Any]],
+    results: list[BatchResult],
+) -> set[uuid.UUID]:
+    """One statement for the lot; rows naming unknown territories are marked invalid first
+    if the database refuses it for that reason (the only reference a valid row can break)."""
+    collector_id = principal.id if principal and principal.kind == "collector" else None
+    try:
+        inserted = await responses_pg.insert(
+            connection, questionnaire.id, collector_id, questionnaire.slots, rows, many=True
         )
-        results[index] = BatchResult(
-            index=index, id=row_id, status="duplicate" if same else "conflict"
+    except asyncpg.ForeignKeyViolationError:
+        unknown = await responses_pg.unknown_territories(
+            connection, {row["territory_code"] for row in rows if row["territory_code"]}
         )
-    return results
+        index_of = {result.id: result.index for result in results}
+        for row in rows:
+            if row["territory_code"] in unknown:
+                index = index_of[row["id"]]
+                problem = _unknown_territory(row["territory_code"])
+                results[index] = BatchResult(
+                    index=index,
+                    id=row["id"],
+                    status="invalid",
+                    errors=[ItemError(**error) for error in problem.errors or []],
+                )
+        rows = [row for row in rows if row["territory_code"] not in unknown]
+        inserted = await responses_pg.insert(
+            connection, questionnaire.id, collector_id, questionnaire.slots, rows, many=True
+        )
+    if not inserted.authorized:
+        raise _revoked(collector_id)
+    if inserted.status != Status.published:
+        raise Conflict(f"The questionnaire is {inserted.status or 'gone'}; it takes no responses")
+    return inserted.ids
 
 
-async def _prepare_item(
-    session: AsyncSession,
+def _prepare_item(
     questionnaire: CompiledQuestionnaire,
     principal: Principal | None,
     index: int,
@@ -337,7 +499,7 @@ async def _prepare_item(
 ) -> tuple[BatchResult, dict[str, Any] | None]:
     try:
         item = ResponseIn.model_validate(raw)
-        row = await build_row(session, questionnaire, principal, item, received_at)
+        row = build_row(questionnaire, principal, item, received_at)
     except ValidationError as error:
         errors = [
             ItemError(loc=["body", *e["loc"]], msg=e["msg"], type=e["type"]) for e in error.errors()
@@ -502,7 +664,7 @@ async def load_demo(session: AsyncSession, definition_path: Any) -> dict[str, in
         added_questionnaires = 1
     questionnaire = await questionnaire_service.compiled(session, existing.id)
     rows = [
-        await build_row(session, questionnaire, None, item, item.submitted_at or utcnow())
+        build_row(questionnaire, None, item, item.submitted_at or utcnow())
         for item in _demo_items(existing.id)
     ]
     added = len(await _insert(session, rows))
