@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -44,6 +44,13 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # Declares the bearer scheme in OpenAPI (and the docs' Authorize button); we raise 401 ourselves.
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 BearerToken = Annotated[str | None, Depends(_bearer)]
+# For routes that read the token themselves (bearer_token): the same entry in the OpenAPI document.
+BEARER_SECURITY: dict[str, Any] = {"security": [{"OAuth2PasswordBearer": []}]}
+
+
+async def bearer_token(request: Request) -> str | None:
+    """The bearer token, read as the BearerToken dependency does, without solving one."""
+    return await _bearer(request)
 
 
 async def get_optional_principal(

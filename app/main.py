@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Civic surveys and public-consultation monitoring",
         lifespan=lifespan,
+        # Metrics are ours (Prometheus, /metrics); FastAPI's OpenTelemetry hooks would only
+        # check on every request for a provider nobody configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = create_engine(settings)

@@ -2,12 +2,11 @@
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,8 +71,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -167,15 +166,15 @@ class BodyGuardMiddleware:
         if scope["method"] not in _WRITE_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        wanted = _raw_headers(scope, (b"content-length", b"transfer-encoding", b"content-type"))
+        length_header, transfer_encoding, content_type = wanted
         limit, media_types = self._expected(scope["path"])
-        length_header = headers.get("content-length")
-        has_body = headers.get("transfer-encoding") is not None or length_header not in (None, "0")
+        has_body = transfer_encoding is not None or length_header not in (None, "0")
 
         if length_header is not None and length_header.isdigit() and int(length_header) > limit:
             await _send_problem(scope, receive, send, 413, f"Request body exceeds {limit} bytes")
             return
-        if has_body and not _media_type_ok(headers.get("content-type"), media_types):
+        if has_body and not _media_type_ok(content_type, media_types):
             await _send_problem(
                 scope,
                 receive,
@@ -261,6 +260,25 @@ class BodyGuardMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """One request header's first value (names in the ASGI scope are lower case)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _raw_headers(scope: Scope, names: tuple[bytes, ...]) -> list[str | None]:
+    """Several headers' first values in one pass over the request's headers."""
+    found: list[str | None] = [None] * len(names)
+    for key, value in scope["headers"]:
+        if key in names:
+            index = names.index(key)
+            if found[index] is None:
+                found[index] = value.decode("latin-1")
+    return found
 
 
 def _url_has_nul(scope: Scope) -> bool:

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.deps import AdminUser, BearerToken, PageDep, ResponseReader, SessionDep
+from app.deps import (
+    BEARER_SECURITY,
+    AdminUser,
+    PageDep,
+    ResponseReader,
+    SessionDep,
+    bearer_token,
+)
 from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
@@ -52,14 +59,13 @@ class Submission:
     questionnaire: CompiledQuestionnaire
 
 
-async def submission_access(
-    questionnaire_id: uuid.UUID, request: Request, token: BearerToken
-) -> Submission:
+async def submission_access(questionnaire_id: uuid.UUID, request: Request) -> Submission:
     """Who may submit to this questionnaire, by its access level (the submission hot path).
 
-    One dependency for the rate limit, the caller and the questionnaire: each dependency
-    FastAPI solves costs time on every submission.
+    One dependency, without sub-dependencies, for the rate limit, the token, the caller and the
+    questionnaire: each dependency FastAPI solves costs time on every submission.
     """
+    token = await bearer_token(request)
     await _limit_anonymous(request)
     state = request.app.state
     principal, questionnaire = await service.submission_access(
@@ -94,14 +100,13 @@ Filters = Annotated[ResponseFilters, Depends(_filters)]
     "/questionnaires/{questionnaire_id}/responses",
     response_model=ResponseRead,
     status_code=status.HTTP_201_CREATED,
+    openapi_extra=BEARER_SECURITY,
     responses={
         200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
         **responses(401, 403, 404, 409, 413, 415, 422, 429),
     },
 )
-async def submit_response(
-    questionnaire_id: uuid.UUID, item: ResponseIn, submission: Submitter, request: Request
-) -> Response:
+async def submit_response(item: ResponseIn, submission: Submitter, request: Request) -> Response:
     """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
     state = request.app.state
     stored = await service.store(
@@ -121,11 +126,10 @@ async def submit_response(
 @router.post(
     "/questionnaires/{questionnaire_id}/responses/batch",
     response_model=BatchOut,
+    openapi_extra=BEARER_SECURITY,
     responses=responses(401, 403, 404, 409, 413, 415, 422, 429),
 )
-async def submit_batch(
-    questionnaire_id: uuid.UUID, batch: BatchIn, submission: Submitter, request: Request
-) -> BatchOut:
+async def submit_batch(batch: BatchIn, submission: Submitter, request: Request) -> BatchOut:
     """Up to 1000 responses; each stands or falls alone, in order."""
     state = request.app.state
     results = await service.store_batch(
