@@ -292,6 +292,7 @@ DIMENSION_SETS = [
     ["region", "district", "territory"],
     ["answer:aware"],
     ["answer:channels_known", "gender"],
+    ["district", "answer:channels_known"],
     ["answer:participated", "answer:trust_akimat"],
     ["language", "channel", "age_band"],
 ]
