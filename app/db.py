@@ -30,6 +30,8 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 SQLITE_IMMEDIATE = "kenes_sqlite_immediate"
+# Seconds a request waits for a pooled connection before it answers 503 (both pools).
+POOL_TIMEOUT = 10
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -78,7 +80,7 @@ def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
             # No overflow: connections opened past the pool are closed again at once, and
             # under load that churn (a TCP and TLS handshake per request) costs more than waiting.
             "max_overflow": 0,
-            "pool_timeout": 10,
+            "pool_timeout": POOL_TIMEOUT,
         }
     return create_async_engine(
         url,

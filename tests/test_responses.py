@@ -254,6 +254,31 @@ async def test_who_may_submit_follows_the_access_level(
         assert reply.status_code == status, (questionnaire.access, headers, reply.text)
 
 
+async def test_a_revoked_collector_is_refused_from_its_next_submission(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # The submission path remembers collectors between requests; the revocation must still hold
+    # at once, for valid, invalid (401 before 422) and batch submissions alike.
+    admin = await headers_for(app, Role.admin)
+    bound = await create_questionnaire(app, publish=True, access="token")
+    made = (
+        await client.post(
+            "/api/v1/collectors",
+            json={"name": "phone", "questionnaire_ids": [str(bound.id)]},
+            headers=admin,
+        )
+    ).json()
+    phone = {"Authorization": f"Bearer {made['token']}"}
+    assert (await client.post(url(bound), json=response(), headers=phone)).status_code == 201
+    revoked = await client.delete(f"/api/v1/collectors/{made['id']}", headers=admin)
+    assert revoked.status_code == 204
+    valid = await client.post(url(bound), json=response(), headers=phone)
+    invalid = await client.post(url(bound), json=response(group="nobody"), headers=phone)
+    batch = await client.post(url(bound, "/batch"), json={"responses": [response()]}, headers=phone)
+    assert [valid.status_code, invalid.status_code, batch.status_code] == [401, 401, 401]
+    assert await stored_count(app) == 1
+
+
 async def test_anonymous_public_submissions_are_rate_limited(settings: Any, app: FastAPI) -> None:
     from app.main import create_app
 
