@@ -30,7 +30,8 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 SQLITE_IMMEDIATE = "kenes_sqlite_immediate"
-# Seconds a request waits for a pooled connection before it answers 503 (both pools).
+# Seconds a request waits for an ORM pool connection, and a submission statement may run,
+# before the request answers 503.
 POOL_TIMEOUT = 10
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -102,7 +103,14 @@ async def create_raw_pool(settings: Settings) -> asyncpg.Pool | None:
         return None
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=0, max_size=settings.db_pool_size, timeout=5, reset=_keep_session
+        dsn,
+        min_size=0,
+        max_size=settings.db_pool_size,
+        timeout=5,
+        reset=_keep_session,
+        # No statement holds a connection for long (so no request waits long for one), checked
+        # by the server: a deadline per acquire would cost a timer on every submission.
+        server_settings={"statement_timeout": str(POOL_TIMEOUT * 1000)},
     )
     return pool
 
@@ -158,8 +166,8 @@ async def ping(engine: AsyncEngine) -> None:
 
 _SQLITE_UNAVAILABLE = ("unable to open database", "database is locked", "disk i/o error")
 # SQLSTATE classes that mean "the server is not there right now", not "your query is wrong",
-# and the transient conflicts (deadlock, serialization) a retry resolves.
-_PG_UNAVAILABLE_PREFIXES = ("08", "57P", "53", "40P01", "40001")
+# the transient conflicts (deadlock, serialization) a retry resolves, and statement timeouts.
+_PG_UNAVAILABLE_PREFIXES = ("08", "57P", "57014", "53", "40P01", "40001")
 
 
 def is_unavailable(error: BaseException) -> bool:

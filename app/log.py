@@ -1,10 +1,11 @@
 """JSON logs, each line carrying the id of the request it belongs to."""
 
-import json
 import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+import orjson
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -16,8 +17,9 @@ class JsonLineFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message, request id, extras.
 
     Written here rather than taken from python-json-logger: the access line is formatted on
-    every request, and this does half the work (bench/submit.py: logging cost ~12% of a
-    submission with that library).
+    every request, and this does a fraction of the work (bench/submit.py: logging cost ~12% of
+    a submission with that library). orjson writes the line (and the stored answers) several
+    times faster than the json module.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -33,7 +35,7 @@ class JsonLineFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def configure_logging(level: str) -> None:

@@ -22,7 +22,7 @@ from app.models.auth import AuditEvent, Role
 from app.models.questionnaires import Questionnaire
 from app.models.responses import response_detail_table, response_table
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
-from tests.factories import create_questionnaire, headers_for
+from tests.factories import almaty_definition, create_questionnaire, headers_for
 
 
 def answers(**changes: Any) -> dict[str, Any]:
@@ -173,6 +173,28 @@ async def test_answers_are_checked_against_the_questionnaire(
     assert reply.headers["content-type"] == "application/problem+json"
     assert location in [error["loc"] for error in reply.json()["errors"]]
     assert await stored_count(app) == 0
+
+
+async def test_decimals_beyond_a_double_are_422_not_500(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str]
+) -> None:
+    definition = almaty_definition(slug=f"decimals-{uuid.uuid4().hex[:8]}")
+    label = {"kk": "Үлес", "ru": "Доля", "en": "Share"}
+    definition["questions"].append({"key": "share", "type": "decimal", "label": label})
+    survey = await create_questionnaire(app, publish=True, definition=definition)
+    for too_large in (b"1" + b"0" * 30, b"1" + b"0" * 400, b"1e400"):
+        body = json.dumps(response(answers=answers(share=0))).replace('"share": 0', '"share": X')
+        reply = await client.post(
+            url(survey),
+            content=body.encode().replace(b"X", too_large),
+            headers={**observer, "content-type": "application/json"},
+        )
+        assert reply.status_code == 422, (too_large, reply.text)
+    fine = await client.post(
+        url(survey), json=response(answers=answers(share=0.25)), headers=observer
+    )
+    assert fine.status_code == 201, fine.text
+    assert await stored_count(app) == 1
 
 
 async def test_bad_respondents_and_non_numbers_are_422(

@@ -203,9 +203,12 @@ def _checker(question: Mapping[str, Any]) -> Check:
     if qtype == "decimal":
 
         def decimal(value: Any) -> tuple[str | None, float | None]:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value):
-                return "expected a finite number", None
+            ok = isinstance(value, float) or _is_int(value)
+            # A JSON integer may have any number of digits; past 2**53 a double cannot hold it.
+            if not ok or (_is_int(value) and abs(value) > MAX_SAFE_INTEGER):
+                return "expected a finite number of at most 2**53", None
+            if not math.isfinite(value):
+                return "expected a finite number of at most 2**53", None
             return _in_range(value, low, high), float(value)
 
         return decimal

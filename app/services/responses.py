@@ -19,7 +19,7 @@ from sqlmodel import col
 from sqlmodel import select as model_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db import POOL_TIMEOUT, session_scope, utcnow
+from app.db import session_scope, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import Access, Questionnaire, QuestionnaireCreate, Status
@@ -281,7 +281,7 @@ async def submission_access(
     if raw_pool is not None and questionnaire is not None:
         principal = auth_service.remembered_collector(token) if token is not None else None
         if token is not None and principal is None:
-            async with raw_pool.acquire(timeout=POOL_TIMEOUT) as connection:
+            async with raw_pool.acquire() as connection:
                 principal = await auth_service.resolve_token_raw(connection, tokens, token)
     else:
         async with sessionmaker() as session:
@@ -310,7 +310,7 @@ async def store(
         return stored
     _require_published(questionnaire)
     collector_id = principal.id if principal and principal.kind == "collector" else None
-    async with raw_pool.acquire(timeout=POOL_TIMEOUT) as connection:
+    async with raw_pool.acquire() as connection:
         try:
             row = build_row(questionnaire, principal, item, utcnow())
         except Invalid:
@@ -406,7 +406,7 @@ async def store_batch(
             leftover = [row["id"] for row in rows if row["id"] not in inserted]
             existing = await _stored(session, leftover) if leftover else {}
     else:
-        async with raw_pool.acquire(timeout=POOL_TIMEOUT) as connection:
+        async with raw_pool.acquire() as connection:
             inserted = await _insert_batch_pg(connection, principal, questionnaire, rows, results)
             leftover = [row["id"] for row in rows if row["id"] not in inserted]
             existing = await responses_pg.stored(connection, leftover) if leftover else {}

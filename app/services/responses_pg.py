@@ -8,13 +8,13 @@ their details, only while it is published: one round trip per submission or batc
 """
 
 import functools
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
 from app.models.questionnaires import Status
 
@@ -102,7 +102,7 @@ SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
 def _values(row: Mapping[str, Any], slots: Sequence[str]) -> list[Any]:
     values = [row[name] for name, _ in HEAD]
     values.extend(row[slot] for slot in slots)
-    values.append(json.dumps(row["answers"], ensure_ascii=False, separators=(",", ":")))
+    values.append(orjson.dumps(row["answers"]).decode())
     values.extend(row[name] for name, _ in DETAIL[1:])
     return values
 
@@ -170,6 +170,6 @@ async def stored(
     found = {}
     for record in records:
         row = dict(record)
-        row["answers"] = json.loads(row["answers"])
+        row["answers"] = orjson.loads(row["answers"])
         found[row["id"]] = row
     return found
