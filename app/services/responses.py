@@ -310,14 +310,17 @@ async def store(
         return stored
     _require_published(questionnaire)
     collector_id = principal.id if principal and principal.kind == "collector" else None
-    async with raw_pool.acquire() as connection:
-        try:
-            row = build_row(questionnaire, principal, item, utcnow())
-        except Invalid:
-            # A remembered collector may have been revoked since: 401 comes before 422.
-            if collector_id and not await responses_pg.collector_active(connection, collector_id):
+    try:
+        row = build_row(questionnaire, principal, item, utcnow())
+    except Invalid:
+        # A remembered collector may have been revoked since: 401 comes before 422.
+        if collector_id is not None:
+            async with raw_pool.acquire() as connection:
+                active = await responses_pg.collector_active(connection, collector_id)
+            if not active:
                 raise _revoked(collector_id) from None
-            raise
+        raise
+    async with raw_pool.acquire() as connection:
         try:
             inserted = await responses_pg.insert(
                 connection, questionnaire.id, collector_id, questionnaire.slots, [row]

@@ -46,6 +46,15 @@ def _slot_type(slot: str) -> str:
     return "bigint" if slot.startswith("k") else "float8"
 
 
+# What every storing statement checks first, and what it answers (see _insert_sql).
+_GUARDS = """WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
+a AS (SELECT $2::uuid IS NULL OR EXISTS (
+  SELECT 1 FROM collector WHERE id = $2::uuid AND revoked_at IS NULL) AS ok)"""
+_ALLOWED = f"(SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)"  # noqa: S608
+_RESULT = """SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
+  array(SELECT id FROM head) AS inserted"""
+
+
 @functools.lru_cache(maxsize=256)
 def _insert_sql(slots: tuple[str, ...], many: bool) -> str:
     """One INSERT of head and detail rows guarded by the questionnaire's status.
@@ -56,47 +65,34 @@ def _insert_sql(slots: tuple[str, ...], many: bool) -> str:
     statement text stays the same for every batch size (prepared once per connection).
     """
     head = [*HEAD, *((slot, _slot_type(slot)) for slot in slots)]
-    columns = [*head, *DETAIL]
+    head_names = ", ".join(name for name, _ in head)
+    detail_names = ", ".join(name for name, _ in DETAIL)
     if many:
-        values = ", ".join(f"v.{name}" for name, _ in head)
+        columns = [*head, *DETAIL]
         arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 3))
-        source = f"unnest({arrays}) AS v({', '.join(name for name, _ in columns)})"
-        return f"""
-WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
-a AS (SELECT $2::uuid IS NULL OR EXISTS (
-  SELECT 1 FROM collector WHERE id = $2::uuid AND revoked_at IS NULL) AS ok),
-v AS (SELECT * FROM {source}),
+        names = ", ".join(name for name, _ in columns)
+        values = ", ".join(f"v.{name}" for name, _ in head)
+        detail_values = ", ".join(f"v.{name}" for name, _ in DETAIL)
+        return f"""{_GUARDS},
+v AS (SELECT * FROM unnest({arrays}) AS v({names})),
 head AS (
-  INSERT INTO response ({", ".join(name for name, _ in head)})
-  SELECT {values} FROM v
-  WHERE (SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)
-  ORDER BY v.id
-  ON CONFLICT (id) DO NOTHING RETURNING id
+  INSERT INTO response ({head_names}) SELECT {values} FROM v WHERE {_ALLOWED}
+  ORDER BY v.id ON CONFLICT (id) DO NOTHING RETURNING id
 ),
 detail AS (
-  INSERT INTO response_detail (id, {", ".join(name for name, _ in DETAIL)})
-  SELECT v.id, {", ".join(f"v.{name}" for name, _ in DETAIL)} FROM v JOIN head USING (id)
+  INSERT INTO response_detail (id, {detail_names})
+  SELECT v.id, {detail_values} FROM v JOIN head USING (id)
 )
-SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
-  array(SELECT id FROM head) AS inserted"""  # noqa: S608 - our names
+{_RESULT}"""  # noqa: S608 - our names
     values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(head, 3))
     detail_values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(DETAIL, len(head) + 3))
-    return f"""
-WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
-a AS (SELECT $2::uuid IS NULL OR EXISTS (
-  SELECT 1 FROM collector WHERE id = $2::uuid AND revoked_at IS NULL) AS ok),
+    return f"""{_GUARDS},
 head AS (
-  INSERT INTO response ({", ".join(name for name, _ in head)})
-  SELECT {values}
-  WHERE (SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)
+  INSERT INTO response ({head_names}) SELECT {values} WHERE {_ALLOWED}
   ON CONFLICT (id) DO NOTHING RETURNING id
 ),
-detail AS (
-  INSERT INTO response_detail (id, {", ".join(name for name, _ in DETAIL)})
-  SELECT id, {detail_values} FROM head
-)
-SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
-  array(SELECT id FROM head) AS inserted"""  # noqa: S608 - our names
+detail AS (INSERT INTO response_detail (id, {detail_names}) SELECT id, {detail_values} FROM head)
+{_RESULT}"""  # noqa: S608 - our names
 
 
 def _values(row: Mapping[str, Any], slots: Sequence[str]) -> list[Any]:
