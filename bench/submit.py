@@ -63,6 +63,10 @@ def main() -> None:
     }
     for name, figures in summary.items():
         dump(name, figures)
+    failed = {name: figures["errors"] for name, figures in summary.items() if figures["errors"]}
+    if failed:
+        # A server that answers errors fast is not fast: no ratio from such a run.
+        raise SystemExit(f"errors or non-2xx answers, no ratio: {failed}")
     rps_ratio = summary["kenes"]["rps"] / summary["baseline"]["rps"]
     p99_ratio = summary["kenes"]["p99_ms"] / summary["baseline"]["p99_ms"]
     print(f"kenes/baseline req/s ratio: {rps_ratio:.2f} (target >= 0.60)")
