@@ -42,6 +42,7 @@ from app.services.answers import CompiledQuestion, CompiledQuestionnaire
 t = response_table.c
 CHOICE_TYPES = ("single_choice", "boolean")
 NUMBER_TYPES = ("integer", "decimal", "scale")
+ROLLED_UP = ("region", "district")  # dimensions summed up from the respondents' territories
 
 
 @dataclass
@@ -155,8 +156,6 @@ def _answer_decoder(question: CompiledQuestion) -> Callable[[Any], str | None]:
 
 
 # --- per question -----------------------------------------------------------------------------
-
-ROLLED_UP = ("region", "district")
 
 
 def _grouped(
