@@ -55,6 +55,10 @@ class TokenService:
 
     def subject(self, token: str) -> uuid.UUID:
         """The user id a valid token names; TokenError for anything else."""
+        return self.verify(token)[0]
+
+    def verify(self, token: str) -> tuple[uuid.UUID, int]:
+        """(user id, expiry as a Unix time) of a valid token; TokenError for anything else."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != self.algorithm:
@@ -67,7 +71,7 @@ class TokenService:
                 issuer=self.issuer,
                 options={f"require_{claim}": True for claim in _REQUIRED_CLAIMS},
             )
-            return uuid.UUID(str(claims["sub"]))
+            return uuid.UUID(str(claims["sub"])), int(claims["exp"])
         except (JWTError, ValueError, KeyError, TypeError) as error:
             raise TokenError(str(error)) from error
 

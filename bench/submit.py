@@ -15,6 +15,7 @@ import statistics
 
 from harness import (
     PYTHON,
+    admin_token,
     dump,
     kenes_env,
     kenes_server,
@@ -30,6 +31,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--principal",
+        choices=["collector", "user"],
+        default="collector",
+        help="submit with the collector token (field devices) or a user's JWT (the admin)",
+    )
     args = parser.parse_args()
 
     with scratch_database() as dsn:
@@ -46,7 +53,8 @@ def main() -> None:
                 dump(f"baseline#{round_number + 1}", figures)
             with kenes_server(dsn) as base:
                 path = f"/api/v1/questionnaires/{survey_id}/responses"
-                auth = f"Bearer {collector}"
+                token = collector if args.principal == "collector" else admin_token(base)
+                auth = f"Bearer {token}"
                 wrk(base, path=path, auth=auth, seconds=2, connections=args.connections)
                 figures = wrk(base, path=path, auth=auth, seconds=args.seconds,
                               connections=args.connections)  # fmt: skip

@@ -22,7 +22,13 @@ from app.models.auth import AuditEvent, Role
 from app.models.questionnaires import Questionnaire
 from app.models.responses import response_detail_table, response_table
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
-from tests.factories import almaty_definition, create_questionnaire, headers_for
+from tests.factories import (
+    almaty_definition,
+    bearer,
+    create_questionnaire,
+    create_user,
+    headers_for,
+)
 
 
 def answers(**changes: Any) -> dict[str, Any]:
@@ -299,6 +305,39 @@ async def test_a_revoked_collector_is_refused_from_its_next_submission(
     batch = await client.post(url(bound, "/batch"), json={"responses": [response()]}, headers=phone)
     assert [valid.status_code, invalid.status_code, batch.status_code] == [401, 401, 401]
     assert await stored_count(app) == 1
+
+
+async def test_a_changed_user_is_refused_from_the_next_submission(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # Users, too, are remembered between submissions: losing the role, or the account, holds at
+    # once. (On PostgreSQL the first refusal after a change of roles is a 401 that makes the
+    # next request resolve the token afresh; from then on it is the 403 SQLite gives at once.)
+    admin = await headers_for(app, Role.admin)
+    staff_only = await create_questionnaire(app, publish=True, access="staff")
+    user = await create_user(app, Role.observer)
+    observer = bearer(app, user)
+    assert (
+        await client.post(url(staff_only), json=response(), headers=observer)
+    ).status_code == 201
+
+    changed = await client.patch(
+        f"/api/v1/users/{user.id}", json={"roles": ["analyst"]}, headers=admin
+    )
+    assert changed.status_code == 200
+    first = await client.post(url(staff_only), json=response(), headers=observer)
+    second = await client.post(url(staff_only), json=response(), headers=observer)
+    assert first.status_code in (401, 403) and second.status_code == 403
+
+    await client.patch(f"/api/v1/users/{user.id}", json={"roles": ["observer"]}, headers=admin)
+    assert (
+        await client.post(url(staff_only), json=response(), headers=observer)
+    ).status_code == 201
+    await client.patch(f"/api/v1/users/{user.id}", json={"is_active": False}, headers=admin)
+    invalid = await client.post(url(staff_only), json=response(group="nobody"), headers=observer)
+    valid = await client.post(url(staff_only), json=response(), headers=observer)
+    assert [invalid.status_code, valid.status_code] == [401, 401]
+    assert await stored_count(app) == 2
 
 
 async def test_anonymous_public_submissions_are_rate_limited(settings: Any, app: FastAPI) -> None:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import math
+import time
 import uuid
 from collections import OrderedDict
 from datetime import datetime
@@ -64,24 +66,30 @@ async def resolve_token(session: AsyncSession, tokens: TokenService, token: str)
     return user_principal(user)
 
 
-# Collector token hash -> principal, for the submission hot path only: a collector's binding
-# never changes, and whether it has been revoked is checked again by the very statement that
-# stores the response (services/responses_pg.py), so a revocation still holds at once.
-_collectors: OrderedDict[str, Principal] = OrderedDict()
-_COLLECTORS_LIMIT = 10_000
+# Token hash -> (principal, expiry), for the submission hot path only. A collector's binding never
+# changes; whether it was revoked, or a user deactivated or given other roles, is checked again by
+# the very statement that stores the response (services/responses_pg.py), so that holds at once.
+_remembered: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+_REMEMBERED_LIMIT = 10_000
 
 
-def remembered_collector(token: str) -> Principal | None:
-    if not is_collector_token(token):
+def remembered(token: str) -> Principal | None:
+    """A principal resolve_token_raw found for this token earlier, while the token is valid."""
+    key = hash_token(token)
+    entry = _remembered.get(key)
+    if entry is None:
         return None
-    return _collectors.get(hash_token(token))
+    if entry[1] <= time.time():
+        del _remembered[key]
+        return None
+    return entry[0]
 
 
-def forget_collector(collector_id: uuid.UUID) -> None:
-    """Called when the storing statement found the collector revoked."""
-    for token_hash, principal in list(_collectors.items()):
-        if principal.id == collector_id:
-            del _collectors[token_hash]
+def forget(principal_id: uuid.UUID) -> None:
+    """Called when the storing statement found the principal no longer as remembered."""
+    for key, (principal, _) in list(_remembered.items()):
+        if principal.id == principal_id:
+            del _remembered[key]
 
 
 async def resolve_token_raw(
@@ -89,31 +97,34 @@ async def resolve_token_raw(
 ) -> Principal:
     """resolve_token on a bare asyncpg connection (PostgreSQL), for the submission hot path.
 
-    Collectors found here are remembered (see `remembered_collector`).
+    What it finds is remembered (see `remembered`).
     """
     if is_collector_token(token):
-        token_hash = hash_token(token)
         row = await connection.fetchrow(
             "SELECT id, questionnaire_ids FROM collector "
             "WHERE token_hash = $1 AND revoked_at IS NULL",
-            token_hash,
+            hash_token(token),
         )
         if row is None:
             raise Unauthorized("Unknown or revoked collector token")
         principal = _collector_principal(row["id"], json.loads(row["questionnaire_ids"]))
-        _collectors[token_hash] = principal
-        if len(_collectors) > _COLLECTORS_LIMIT:
-            _collectors.popitem(last=False)
-        return principal
-    user_id = _user_id(tokens, token)
-    row = await connection.fetchrow(
-        "SELECT email, roles FROM user_account WHERE id = $1 AND is_active", user_id
-    )
-    if row is None:
-        raise Unauthorized("Invalid or expired token")
-    return Principal(
-        kind="user", id=user_id, roles=frozenset(json.loads(row["roles"])), email=row["email"]
-    )
+        expires_at = math.inf
+    else:
+        try:
+            user_id, expires_at = tokens.verify(token)
+        except TokenError:
+            raise Unauthorized("Invalid or expired token") from None
+        row = await connection.fetchrow(
+            "SELECT email, roles FROM user_account WHERE id = $1 AND is_active", user_id
+        )
+        if row is None:
+            raise Unauthorized("Invalid or expired token")
+        roles = frozenset(json.loads(row["roles"]))
+        principal = Principal(kind="user", id=user_id, roles=roles, email=row["email"])
+    _remembered[hash_token(token)] = (principal, expires_at)
+    if len(_remembered) > _REMEMBERED_LIMIT:
+        _remembered.popitem(last=False)
+    return principal
 
 
 def _user_id(tokens: TokenService, token: str) -> uuid.UUID:

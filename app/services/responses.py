@@ -70,6 +70,14 @@ class Stored:
 # --- who may submit ---------------------------------------------------------------------------
 
 
+def may_submit(principal: Principal | None, questionnaire: CompiledQuestionnaire) -> bool:
+    try:
+        authorize_submit(principal, questionnaire)
+    except (Unauthorized, Forbidden):
+        return False
+    return True
+
+
 def authorize_submit(principal: Principal | None, questionnaire: CompiledQuestionnaire) -> None:
     if questionnaire.access == Access.public:
         return
@@ -279,10 +287,17 @@ async def submission_access(
     """
     questionnaire = questionnaire_service.cached_compiled(questionnaire_id)
     if raw_pool is not None and questionnaire is not None:
-        principal = auth_service.remembered_collector(token) if token is not None else None
-        if token is not None and principal is None:
-            async with raw_pool.acquire() as connection:
-                principal = await auth_service.resolve_token_raw(connection, tokens, token)
+        if token is None:
+            principal = None
+        else:
+            principal = auth_service.remembered(token)
+            if principal is not None and not may_submit(principal, questionnaire):
+                # Remembered with roles it may have gained since: only a fresh look refuses.
+                auth_service.forget(principal.id)
+                principal = None
+            if principal is None:
+                async with raw_pool.acquire() as connection:
+                    principal = await auth_service.resolve_token_raw(connection, tokens, token)
     else:
         async with sessionmaker() as session:
             principal = await auth_service.resolve_token(session, tokens, token) if token else None
@@ -309,26 +324,25 @@ async def store(
             stored = await submit(session, principal, questionnaire, item)
         return stored
     _require_published(questionnaire)
-    collector_id = principal.id if principal and principal.kind == "collector" else None
     try:
         row = build_row(questionnaire, principal, item, utcnow())
     except Invalid:
-        # A remembered collector may have been revoked since: 401 comes before 422.
-        if collector_id is not None:
+        # A remembered principal may have been revoked since: 401 comes before 422.
+        if principal is not None:
             async with raw_pool.acquire() as connection:
-                active = await responses_pg.collector_active(connection, collector_id)
-            if not active:
-                raise _revoked(collector_id) from None
+                allowed = await responses_pg.still_allowed(connection, principal)
+            if not allowed:
+                raise _no_longer_allowed(principal) from None
         raise
     async with raw_pool.acquire() as connection:
         try:
             inserted = await responses_pg.insert(
-                connection, questionnaire.id, collector_id, questionnaire.slots, [row]
+                connection, questionnaire.id, principal, questionnaire.slots, [row]
             )
         except asyncpg.ForeignKeyViolationError:
             raise _unknown_territory(item.respondent.territory_code) from None
         if not inserted.authorized:
-            raise _revoked(collector_id)
+            raise _no_longer_allowed(principal)
         if inserted.status != Status.published:
             status = inserted.status or "gone"
             raise Conflict(f"The questionnaire is {status}; it takes no responses")
@@ -338,10 +352,14 @@ async def store(
     return _replay(existing, row, questionnaire)
 
 
-def _revoked(collector_id: uuid.UUID | None) -> Unauthorized:
-    if collector_id is not None:
-        auth_service.forget_collector(collector_id)
-    return Unauthorized("Unknown or revoked collector token")
+def _no_longer_allowed(principal: Principal | None) -> Unauthorized:
+    """The remembered principal was revoked, deactivated or given other roles: forget it; the
+    next request with the token resolves it afresh."""
+    if principal is not None:
+        auth_service.forget(principal.id)
+    if principal is not None and principal.kind == "collector":
+        return Unauthorized("Unknown or revoked collector token")
+    return Unauthorized("This account changed since the token was checked; try again")
 
 
 async def submit(
@@ -462,10 +480,9 @@ async def _insert_batch_pg(
 ) -> set[uuid.UUID]:
     """One statement for the lot; rows naming unknown territories are marked invalid first
     if the database refuses it for that reason (the only reference a valid row can break)."""
-    collector_id = principal.id if principal and principal.kind == "collector" else None
     try:
         inserted = await responses_pg.insert(
-            connection, questionnaire.id, collector_id, questionnaire.slots, rows, many=True
+            connection, questionnaire.id, principal, questionnaire.slots, rows, many=True
         )
     except asyncpg.ForeignKeyViolationError:
         unknown = await responses_pg.unknown_territories(
@@ -484,10 +501,10 @@ async def _insert_batch_pg(
                 )
         rows = [row for row in rows if row["territory_code"] not in unknown]
         inserted = await responses_pg.insert(
-            connection, questionnaire.id, collector_id, questionnaire.slots, rows, many=True
+            connection, questionnaire.id, principal, questionnaire.slots, rows, many=True
         )
     if not inserted.authorized:
-        raise _revoked(collector_id)
+        raise _no_longer_allowed(principal)
     if inserted.status != Status.published:
         raise Conflict(f"The questionnaire is {inserted.status or 'gone'}; it takes no responses")
     return inserted.ids

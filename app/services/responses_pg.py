@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app.models.auth import Principal
 from app.models.questionnaires import Status
 
 # (column, PostgreSQL type) of the hot row before its answer slots, and of the detail row.
@@ -46,21 +47,52 @@ def _slot_type(slot: str) -> str:
     return "bigint" if slot.startswith("k") else "float8"
 
 
-# What every storing statement checks first, and what it answers (see _insert_sql).
-_GUARDS = """WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
-a AS (SELECT $2::uuid IS NULL OR EXISTS (
-  SELECT 1 FROM collector WHERE id = $2::uuid AND revoked_at IS NULL) AS ok)"""
+def _still_allowed(first: int) -> str:
+    """True when the principal in parameters $first.. is as it was when resolved: a collector
+    ($first) not revoked, a user ($first+1) active with the same roles ($first+2, as a JSON
+    array; containment both ways ignores order). True with no principal (public)."""
+    collector, user, roles = f"${first}::uuid", f"${first + 1}::uuid", f"${first + 2}::jsonb"
+    return f"""CASE
+  WHEN {collector} IS NOT NULL THEN EXISTS (
+    SELECT 1 FROM collector WHERE id = {collector} AND revoked_at IS NULL)
+  WHEN {user} IS NOT NULL THEN EXISTS (
+    SELECT 1 FROM user_account WHERE id = {user} AND is_active
+    AND roles @> {roles} AND roles <@ {roles})
+  ELSE true END"""  # noqa: S608 - parameter numbers only
+
+
+# What every storing statement checks first ($1 the questionnaire, $2..$4 the principal), and
+# what it answers (see _insert_sql).
+_GUARDS = f"""WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
+a AS (SELECT {_still_allowed(2)} AS ok)"""  # noqa: S608 - our names
 _ALLOWED = f"(SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)"  # noqa: S608
 _RESULT = """SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
   array(SELECT id FROM head) AS inserted"""
+_FIRST_COLUMN = 5  # the parameter number of the first column's value
+
+
+def _principal_args(principal: Principal | None) -> tuple[Any, Any, Any]:
+    if principal is None:
+        return None, None, None
+    if principal.kind == "collector":
+        return principal.id, None, None
+    return None, principal.id, orjson.dumps(sorted(principal.roles)).decode()
+
+
+async def still_allowed(connection: asyncpg.Connection, principal: Principal | None) -> bool:
+    """The storing statement's check on the principal, on its own."""
+    allowed: bool = await connection.fetchval(
+        f"SELECT {_still_allowed(1)}", *_principal_args(principal)
+    )
+    return allowed
 
 
 @functools.lru_cache(maxsize=256)
 def _insert_sql(slots: tuple[str, ...], many: bool) -> str:
     """One INSERT of head and detail rows guarded by the questionnaire's status.
 
-    $1 is the questionnaire, $2 the collector submitting (or null): the collector's
-    revocation is checked here, so a principal remembered in memory is still refused at once.
+    The principal is checked again here (_still_allowed), so one remembered in memory is
+    still refused at once after a revocation, a deactivation or a change of roles.
     One row: plain parameters. Many rows: one array parameter per column, unnested; the
     statement text stays the same for every batch size (prepared once per connection).
     """
@@ -69,7 +101,7 @@ def _insert_sql(slots: tuple[str, ...], many: bool) -> str:
     detail_names = ", ".join(name for name, _ in DETAIL)
     if many:
         columns = [*head, *DETAIL]
-        arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 3))
+        arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, _FIRST_COLUMN))
         names = ", ".join(name for name, _ in columns)
         values = ", ".join(f"v.{name}" for name, _ in head)
         detail_values = ", ".join(f"v.{name}" for name, _ in DETAIL)
@@ -84,8 +116,9 @@ detail AS (
   SELECT v.id, {detail_values} FROM v JOIN head USING (id)
 )
 {_RESULT}"""  # noqa: S608 - our names
-    values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(head, 3))
-    detail_values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(DETAIL, len(head) + 3))
+    values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(head, _FIRST_COLUMN))
+    detail_start = len(head) + _FIRST_COLUMN
+    detail_values = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(DETAIL, detail_start))
     return f"""{_GUARDS},
 head AS (
   INSERT INTO response ({head_names}) SELECT {values} WHERE {_ALLOWED}
@@ -106,35 +139,35 @@ def _values(row: Mapping[str, Any], slots: Sequence[str]) -> list[Any]:
 @dataclass(frozen=True)
 class Inserted:
     status: str | None  # the questionnaire's, None when it is gone
-    authorized: bool  # False: the collector was revoked (then nothing was stored)
+    authorized: bool  # False: the principal is not as it was (then nothing was stored)
     ids: set[uuid.UUID]
 
 
 async def insert(
     connection: asyncpg.Connection,
     questionnaire_id: uuid.UUID,
-    collector_id: uuid.UUID | None,
+    principal: Principal | None,
     slots: tuple[str, ...],
     rows: Sequence[Mapping[str, Any]],
     *,
     many: bool = False,
 ) -> Inserted:
     """Insert the rows whose id is new, with their details, if the questionnaire is published
-    and the collector (if any) not revoked.
+    and the principal still allowed.
 
     Raises asyncpg.ForeignKeyViolationError when a row names an unknown territory (then
     nothing of the statement is stored).
     """
+    guard = (questionnaire_id, *_principal_args(principal))
     if len(rows) == 1 and not many:
-        arguments = _values(rows[0], slots)
         record = await connection.fetchrow(
-            _insert_sql(slots, False), questionnaire_id, collector_id, *arguments
+            _insert_sql(slots, False), *guard, *_values(rows[0], slots)
         )
     else:
         width = len(HEAD) + len(slots) + len(DETAIL)  # empty arrays for an empty batch
         columns = [list(c) for c in zip(*(_values(row, slots) for row in rows), strict=True)]
         record = await connection.fetchrow(
-            _insert_sql(slots, True), questionnaire_id, collector_id, *(columns or [[]] * width)
+            _insert_sql(slots, True), *guard, *(columns or [[]] * width)
         )
     assert record is not None  # noqa: S101 - the statement always returns one row
     return Inserted(record["status"], record["authorized"], set(record["inserted"]))
@@ -145,13 +178,6 @@ async def unknown_territories(connection: asyncpg.Connection, codes: set[str]) -
         "SELECT code FROM territory WHERE code = ANY($1::varchar[])", list(codes)
     )
     return codes - {record["code"] for record in known}
-
-
-async def collector_active(connection: asyncpg.Connection, collector_id: uuid.UUID) -> bool:
-    found = await connection.fetchval(
-        "SELECT 1 FROM collector WHERE id = $1 AND revoked_at IS NULL", collector_id
-    )
-    return found is not None
 
 
 async def stored(
