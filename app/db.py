@@ -3,6 +3,7 @@
 import socket
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,19 @@ async def create_raw_pool(settings: Settings) -> asyncpg.Pool | None:
     return pool
 
 
+@asynccontextmanager
+async def raw_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from the raw pool. One the server dropped mid-statement can come back to the
+    pool before asyncpg notices (its protocol still busy, InternalClientError on next use); such
+    a connection is closed here rather than handed out again, and the request answers 503."""
+    async with pool.acquire() as connection:
+        try:
+            yield connection
+        except asyncpg.InternalClientError:
+            connection.terminate()
+            raise
+
+
 async def _keep_session(_: asyncpg.Connection) -> None:
     """Skip asyncpg's reset query on release (a round trip per use): the hot path sets no
     session state, and asyncpg still rolls back a transaction left open."""
@@ -176,7 +190,9 @@ def is_unavailable(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, exc.TimeoutError | ConnectionError | TimeoutError):
+        if isinstance(
+            current, exc.TimeoutError | ConnectionError | TimeoutError | asyncpg.InternalClientError
+        ):
             return True
         if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
             return True

@@ -216,3 +216,4 @@ def install_error_handlers(app: FastAPI) -> None:
     # The submission hot path talks to PostgreSQL through asyncpg directly.
     app.add_exception_handler(asyncpg.PostgresError, _database_error)
     app.add_exception_handler(asyncpg.InterfaceError, _database_error)
+    app.add_exception_handler(asyncpg.InternalClientError, _database_error)

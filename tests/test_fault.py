@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -143,7 +144,7 @@ async def setup(scratch_url: str) -> Setup:
 
 @pytest.fixture
 async def server(
-    scratch_url: str, setup: Setup
+    scratch_url: str, setup: Setup, tmp_path: Path
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KENES_")}
@@ -155,8 +156,10 @@ async def server(
     )
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "2"]
+    # The server's errors (with tracebacks) go to a file the test quotes when it fails.
+    log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(  # noqa: S603
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -178,6 +181,7 @@ async def server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 @dataclass
@@ -281,6 +285,7 @@ async def test_postgresql_restart_mid_load_loses_and_doubles_nothing(
     scratch_url: str,
     setup: Setup,
     server: tuple[str, "subprocess.Popen[bytes]"],
+    tmp_path: Path,
 ) -> None:
     base, process = server
     ids = [str(uuid.uuid4()) for _ in range(IDS)]
@@ -324,7 +329,8 @@ async def test_postgresql_restart_mid_load_loses_and_doubles_nothing(
     assert process.poll() is None, "the server died"
     assert status == 200, "/readyz did not recover without a restart"
     assert readyz_during == [503]
-    assert not load.server_errors, load.server_errors[:5]
+    server_log = (tmp_path / "server.log").read_text(errors="replace")
+    assert not load.server_errors, (load.server_errors[:5], server_log[-6000:])
     assert load.outage_statuses["503"] > 0, load.outage_statuses
     assert load.missing_retry_after == 0
     assert all(count == 1 for count in stored.values()), "an id is stored twice"

@@ -19,7 +19,7 @@ from sqlmodel import col
 from sqlmodel import select as model_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db import session_scope, utcnow
+from app.db import raw_connection, session_scope, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import Access, Questionnaire, QuestionnaireCreate, Status
@@ -296,7 +296,7 @@ async def submission_access(
                 auth_service.forget(principal.id)
                 principal = None
             if principal is None:
-                async with raw_pool.acquire() as connection:
+                async with raw_connection(raw_pool) as connection:
                     principal = await auth_service.resolve_token_raw(connection, tokens, token)
     else:
         async with sessionmaker() as session:
@@ -329,12 +329,12 @@ async def store(
     except Invalid:
         # A remembered principal may have been revoked since: 401 comes before 422.
         if principal is not None:
-            async with raw_pool.acquire() as connection:
+            async with raw_connection(raw_pool) as connection:
                 allowed = await responses_pg.still_allowed(connection, principal)
             if not allowed:
                 raise _no_longer_allowed(principal) from None
         raise
-    async with raw_pool.acquire() as connection:
+    async with raw_connection(raw_pool) as connection:
         try:
             inserted = await responses_pg.insert(
                 connection, questionnaire.id, principal, questionnaire.slots, [row]
@@ -427,7 +427,7 @@ async def store_batch(
             leftover = [row["id"] for row in rows if row["id"] not in inserted]
             existing = await _stored(session, leftover) if leftover else {}
     else:
-        async with raw_pool.acquire() as connection:
+        async with raw_connection(raw_pool) as connection:
             inserted = await _insert_batch_pg(connection, principal, questionnaire, rows, results)
             leftover = [row["id"] for row in rows if row["id"] not in inserted]
             existing = await responses_pg.stored(connection, leftover) if leftover else {}
