@@ -1,6 +1,7 @@
 """Single-response submission: Kenes against a baseline app of a few lines, in one run.
 
     .venv/bin/python bench/submit.py [--seconds 10] [--rounds 2] [--connections 32]
+                                     [--principal collector|user]
 
 Both servers run under uvicorn with one worker on loopback, on the same throw-away PostgreSQL
 database; wrk (a separate process, 1 thread) posts the same Almaty-survey response with a fresh
