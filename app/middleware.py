@@ -71,7 +71,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        [incoming] = _raw_headers(scope, (b"x-request-id",))
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -260,14 +260,6 @@ class BodyGuardMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    """One request header's first value (names in the ASGI scope are lower case)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _raw_headers(scope: Scope, names: tuple[bytes, ...]) -> list[str | None]:

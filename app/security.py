@@ -53,10 +53,6 @@ class TokenService:
         token: str = jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
         return token
 
-    def subject(self, token: str) -> uuid.UUID:
-        """The user id a valid token names; TokenError for anything else."""
-        return self.verify(token)[0]
-
     def verify(self, token: str) -> tuple[uuid.UUID, int]:
         """(user id, expiry as a Unix time) of a valid token; TokenError for anything else."""
         try:

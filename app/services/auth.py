@@ -60,7 +60,7 @@ async def resolve_token(session: AsyncSession, tokens: TokenService, token: str)
         if collector is None:
             raise Unauthorized("Unknown or revoked collector token")
         return _collector_principal(collector.id, collector.questionnaire_ids)
-    user = await session.get(User, _user_id(tokens, token))
+    user = await session.get(User, _verified(tokens, token)[0])
     if user is None or not user.is_active:
         raise Unauthorized("Invalid or expired token")
     return user_principal(user)
@@ -110,10 +110,7 @@ async def resolve_token_raw(
         principal = _collector_principal(row["id"], json.loads(row["questionnaire_ids"]))
         expires_at = math.inf
     else:
-        try:
-            user_id, expires_at = tokens.verify(token)
-        except TokenError:
-            raise Unauthorized("Invalid or expired token") from None
+        user_id, expires_at = _verified(tokens, token)
         row = await connection.fetchrow(
             "SELECT email, roles FROM user_account WHERE id = $1 AND is_active", user_id
         )
@@ -127,9 +124,10 @@ async def resolve_token_raw(
     return principal
 
 
-def _user_id(tokens: TokenService, token: str) -> uuid.UUID:
+def _verified(tokens: TokenService, token: str) -> tuple[uuid.UUID, int]:
+    """(user id, expiry) of a valid user token; 401 for anything else."""
     try:
-        return tokens.subject(token)
+        return tokens.verify(token)
     except TokenError:
         raise Unauthorized("Invalid or expired token") from None
 

@@ -236,7 +236,7 @@ async def _ensure_published(session: AsyncSession, questionnaire_id: uuid.UUID) 
         statement = statement.with_for_update(read=True)
     status = (await session.exec(statement)).first()
     if status != Status.published:
-        raise Conflict(f"The questionnaire is {status or 'gone'}; it takes no responses")
+        raise _closed(status)
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
@@ -287,23 +287,32 @@ async def submission_access(
     """
     questionnaire = questionnaire_service.cached_compiled(questionnaire_id)
     if raw_pool is not None and questionnaire is not None:
-        if token is None:
-            principal = None
-        else:
-            principal = auth_service.remembered(token)
-            if principal is not None and not may_submit(principal, questionnaire):
-                # Remembered with roles it may have gained since: only a fresh look refuses.
-                auth_service.forget(principal.id)
-                principal = None
-            if principal is None:
-                async with raw_connection(raw_pool) as connection:
-                    principal = await auth_service.resolve_token_raw(connection, tokens, token)
+        principal = await _caller_raw(raw_pool, tokens, token, questionnaire)
     else:
         async with sessionmaker() as session:
             principal = await auth_service.resolve_token(session, tokens, token) if token else None
             questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
     authorize_submit(principal, questionnaire)
     return principal, questionnaire
+
+
+async def _caller_raw(
+    raw_pool: asyncpg.Pool,
+    tokens: TokenService,
+    token: str | None,
+    questionnaire: CompiledQuestionnaire,
+) -> Principal | None:
+    """The caller on the hot path: remembered, if that may submit here; otherwise looked up
+    afresh (it may have gained a role since it was remembered: only a fresh look refuses)."""
+    if token is None:
+        return None
+    principal = auth_service.remembered(token)
+    if principal is not None and may_submit(principal, questionnaire):
+        return principal
+    if principal is not None:
+        auth_service.forget(principal.id)
+    async with raw_connection(raw_pool) as connection:
+        return await auth_service.resolve_token_raw(connection, tokens, token)
 
 
 async def store(
@@ -341,11 +350,7 @@ async def store(
             )
         except asyncpg.ForeignKeyViolationError:
             raise _unknown_territory(item.respondent.territory_code) from None
-        if not inserted.authorized:
-            raise _no_longer_allowed(principal)
-        if inserted.status != Status.published:
-            status = inserted.status or "gone"
-            raise Conflict(f"The questionnaire is {status}; it takes no responses")
+        _check_accepted(inserted, principal)
         if row["id"] in inserted.ids:
             return Stored(to_body(row, questionnaire.group_keys), created=True)
         existing = (await responses_pg.stored(connection, [row["id"]]))[row["id"]]
@@ -389,7 +394,19 @@ async def submit(
 
 def _require_published(questionnaire: CompiledQuestionnaire) -> None:
     if questionnaire.status != Status.published:
-        raise Conflict(f"The questionnaire is {questionnaire.status}; it takes no responses")
+        raise _closed(questionnaire.status)
+
+
+def _closed(status: str | None) -> Conflict:
+    return Conflict(f"The questionnaire is {status or 'gone'}; it takes no responses")
+
+
+def _check_accepted(inserted: responses_pg.Inserted, principal: Principal | None) -> None:
+    """Raise what the storing statement found in the way, if anything (then it stored nothing)."""
+    if not inserted.authorized:
+        raise _no_longer_allowed(principal)
+    if inserted.status != Status.published:
+        raise _closed(inserted.status)
 
 
 def _replay(
@@ -503,10 +520,7 @@ async def _insert_batch_pg(
         inserted = await responses_pg.insert(
             connection, questionnaire.id, principal, questionnaire.slots, rows, many=True
         )
-    if not inserted.authorized:
-        raise _no_longer_allowed(principal)
-    if inserted.status != Status.published:
-        raise Conflict(f"The questionnaire is {inserted.status or 'gone'}; it takes no responses")
+    _check_accepted(inserted, principal)
     return inserted.ids
 
 
