@@ -37,6 +37,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

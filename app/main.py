@@ -29,6 +29,8 @@ from app.routers import (
 )
 from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
+from app.services.responses.pg_store import PgResponseStore
+from app.services.responses.session_store import SessionResponseStore
 
 logger = logging.getLogger("kenes")
 
@@ -44,6 +46,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if await ensure_bootstrap_admin(session, settings):
             logger.info("bootstrap admin created", extra={"email": settings.bootstrap_admin_email})
     app.state.raw_pool = await create_raw_pool(settings)
+    if app.state.raw_pool is not None:
+        app.state.response_store = PgResponseStore(app.state.sessionmaker, app.state.raw_pool)
     # Everything loaded so far lives as long as the process: keep it out of the garbage
     # collector's sweeps, which otherwise show up as stalls in the latency tail (bench/submit.py:
     # p99 88 -> 31 ms). Young collections every 10,000 rather than 700 net allocations: they
@@ -75,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.raw_pool = None  # PostgreSQL: set by the lifespan (the submission hot path)
+    # The response store, chosen once for the engine (services/responses/stores.py): the
+    # lifespan puts PostgreSQL's in its place once the raw pool is up.
+    app.state.response_store = SessionResponseStore(app.state.sessionmaker)
     app.state.metrics = HttpMetrics()
     app.state.tokens = TokenService(settings)
 

@@ -12,6 +12,7 @@ from sqlmodel.sql.sqltypes import AutoString
 import app.models  # noqa: F401 - registers every table on the metadata
 from app.config import load_settings
 from app.db import UTCDateTime, create_engine
+from app.models.responses import ANSWER_TABLE_PREFIX
 
 config = context.config
 if config.config_file_name is not None:
@@ -32,13 +33,20 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     return False
 
 
+def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Answer tables are made at publish time from each questionnaire's layout, not by
+    migrations: autogenerate and `alembic check` leave them alone."""
+    return not (type_ == "table" and name is not None and name.startswith(ANSWER_TABLE_PREFIX))
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
         url=url,
         target_metadata=target_metadata,
         render_item=_render_item,
-        render_as_batch=True,  # SQLite can only ALTER through table copies
+        render_as_batch=True,
+        include_name=_include_name,  # SQLite can only ALTER through table copies
         compare_type=True,
         literal_binds=connection is None,
     )

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from app.models.auth import AuditEvent, Role
 from app.models.questionnaires import Questionnaire
-from app.models.responses import response_detail_table, response_table
+from app.models.responses import response_table
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
 from tests.factories import (
     almaty_definition,
@@ -367,7 +367,7 @@ async def test_submissions_are_not_copied_into_the_audit_log(
     assert after == before
     async with app.state.engine.connect() as connection:
         who = (
-            await connection.execute(select(response_detail_table.c.submitted_by_user))
+            await connection.execute(select(response_table.c.submitted_by_user))
         ).scalar_one()
     assert who is not None
 

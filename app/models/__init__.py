@@ -4,7 +4,7 @@ from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
 from app.models.consultations import Consultation, Observation
 from app.models.elections import Candidate, Election
 from app.models.questionnaires import Questionnaire
-from app.models.responses import response_detail_table, response_table
+from app.models.responses import response_table
 from app.models.territories import Territory
 
 __all__ = [
@@ -18,6 +18,5 @@ __all__ = [
     "RateLimitBucket",
     "Territory",
     "User",
-    "response_detail_table",
     "response_table",
 ]

@@ -27,10 +27,9 @@ from app.db import JSONType, UTCDateTime, utcnow
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 LANGUAGES = ("kk", "ru", "en")
-MAX_QUESTIONS = 96
-MAX_OPTIONS = 200
-# Multiple-choice answers are stored as a bit mask in a BIGINT (see services/answer_slots.py).
-MAX_MULTIPLE_OPTIONS = 63
+MAX_QUESTIONS = 2000
+MAX_OPTIONS = 10_000
+MAX_MULTIPLE_OPTIONS = 1000
 
 
 class Status(StrEnum):

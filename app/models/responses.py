@@ -1,12 +1,10 @@
-"""Responses: one row per submission, shaped for GROUP BY, and their schemas.
+"""Responses: one head row per submission, answers in typed tables per questionnaire version.
 
-A `response` row carries the respondent's dimensions as small codes and every answer in a
-typed "slot" column: k1..k64 (BIGINT: an option's index, a multiple-choice bit mask, 0/1 for
-booleans, 1 for answered text/date) and x1..x32 (DOUBLE: integers, decimals, scales). A
-questionnaire version maps its questions to slots once (services/answers.py), so aggregates
-group by plain columns instead of parsing JSON per row. The answers as submitted (JSON) and the
-rest live in `response_detail`, one row each: keeping them out of the row aggregates scan
-halves what a GROUP BY over a million responses reads.
+The `response` row holds what every questionnaire shares: the respondent's dimensions as small
+codes, times, the content fingerprint for exactly-once, the submitter and a random record key.
+The answers live in tables made when a questionnaire version is published (see
+services/responses/layout.py): a column per question in the best plain type, the respondent's
+dimensions copied into each row, so an aggregate is one pass over one narrow-typed table.
 """
 
 import uuid
@@ -18,23 +16,26 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     SmallInteger,
     String,
     Table,
+    Text,
     Uuid,
 )
+from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
-from app.db import JSONType, UTCDateTime
+from app.db import UTCDateTime
 from app.models.common import UtcDatetime
 
-CHOICE_SLOTS = 64
-NUMBER_SLOTS = 32
 MAX_BATCH = 1000
+MAX_ANSWERS = 2000
 
 # Stored as the index in these tuples; never reorder, only append.
 GENDERS = ("female", "male", "other", "undisclosed")
@@ -63,29 +64,48 @@ response_table = Table(
     Column("territory_code", String(16), ForeignKey("territory.code"), index=True),
     Column("submitted_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
-    *(Column(f"k{n}", BigInteger) for n in range(1, CHOICE_SLOTS + 1)),
-    *(Column(f"x{n}", Float(precision=53)) for n in range(1, NUMBER_SLOTS + 1)),
-    Index("ix_response_questionnaire_received", "questionnaire_id", "received_at", "id"),
-    Index("ix_response_questionnaire_submitted", "questionnaire_id", "submitted_at"),
-)
-
-response_detail_table = Table(
-    "response_detail",
-    SQLModel.metadata,
-    Column("id", Uuid, ForeignKey("response.id", ondelete="CASCADE"), primary_key=True),
-    Column("answers", JSONType, nullable=False),
+    # A random key fixed at storage: published aggregates perturb a cell by its records' keys.
+    Column("record_key", Integer, nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("started_at", UTCDateTime),
     Column("submitted_by_user", Uuid, ForeignKey("user_account.id")),
     Column("submitted_by_collector", Uuid, ForeignKey("collector.id")),
+    Index("ix_response_questionnaire_received", "questionnaire_id", "received_at", "id"),
+    Index("ix_response_questionnaire_submitted", "questionnaire_id", "submitted_at"),
 )
-DETAIL_COLUMNS = (
-    "answers",
-    "content_hash",
-    "started_at",
-    "submitted_by_user",
-    "submitted_by_collector",
-)
+# The respondent's dimensions, copied into every answer row so aggregates never join `response`.
+DIMENSIONS = (
+    "group_index", "category", "gender", "age_band", "language", "channel", "territory_code",
+    "submitted_at", "record_key",
+)  # fmt: skip
+
+# Answer tables are made per questionnaire version at publish time, on a metadata of their own:
+# Alembic and create_all never see them (migrations/env.py skips their names too).
+ANSWER_TABLE_PREFIX = "answers_"
+ANSWER_KINDS: dict[str, type[TypeEngine[Any]] | TypeEngine[Any]] = {
+    "smallint": SmallInteger,
+    "bigint": BigInteger,
+    "float": Float(precision=53),
+    "text": Text,
+    "date": Date,
+}
+
+
+def answer_table(name: str, columns: tuple[tuple[str, str], ...]) -> Table:
+    """One page of a questionnaire version's answers: the response id, the respondent's
+    dimensions (as in `response`) and a column per answer."""
+    return Table(
+        name,
+        MetaData(),
+        Column("response_id", Uuid, primary_key=True),
+        # Copies without the foreign key: the head row already checked the territory.
+        *(
+            Column(name, response_table.c[name].type, nullable=response_table.c[name].nullable)
+            for name in DIMENSIONS
+        ),
+        *(Column(column, ANSWER_KINDS[kind]) for column, kind in columns),
+    )
+
 
 Gender = Literal["female", "male", "other", "undisclosed"]
 AgeBand = Literal["under_18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
@@ -109,7 +129,7 @@ class ResponseIn(BaseModel):
     respondent: RespondentIn
     # Any, not JsonValue: the body was parsed from JSON, so its values are JSON already, and
     # JsonValue checks every value again through a Python callback on each submission.
-    answers: Annotated[dict[str, Any], MaxLen(200)]
+    answers: Annotated[dict[str, Any], MaxLen(MAX_ANSWERS)]
     language: Language | None = None
     channel: Channel | None = None
     started_at: UtcDatetime | None = None
@@ -117,11 +137,12 @@ class ResponseIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    """Items are checked one by one, so one malformed item cannot sink the others."""
+    """Items are checked one by one, so one malformed item (even a non-object) cannot sink the
+    others."""
 
     model_config = ConfigDict(extra="forbid")
 
-    responses: Annotated[list[dict[str, Any]], MinLen(1), MaxLen(MAX_BATCH)]
+    responses: Annotated[list[Any], MinLen(1), MaxLen(MAX_BATCH)]
 
 
 class RespondentRead(BaseModel):

@@ -35,14 +35,13 @@ from app.services.answers import CompiledQuestionnaire
 router = APIRouter(prefix="/api/v1", tags=["responses"])
 
 
-async def _limit_anonymous(request: Request) -> None:
-    """Submissions without credentials (public questionnaires) are rate limited per address.
+async def _limit_anonymous(request: Request, *, responses: int) -> None:
+    """Submissions by a caller without a valid token (public questionnaires, whatever
+    `Authorization` header was sent) are rate limited per address, counting responses.
 
-    Runs before the request's own session opens: the hit is committed in a transaction of its
-    own (on SQLite a second writer would wait on the first).
+    The hits are committed in a transaction of their own (they stick even if the request
+    fails; on SQLite a second writer would wait on the first).
     """
-    if "authorization" in request.headers:
-        return
     settings = request.app.state.settings
     address = request.client.host if request.client else "unknown"
     await ratelimit.enforce_in_own_transaction(
@@ -50,6 +49,7 @@ async def _limit_anonymous(request: Request) -> None:
         f"submit:{address}",
         limit=settings.public_submit_limit,
         window_seconds=settings.public_submit_window_seconds,
+        hits=responses,
     )
 
 
@@ -66,10 +66,9 @@ async def submission_access(questionnaire_id: uuid.UUID, request: Request) -> Su
     questionnaire: each dependency FastAPI solves costs time on every submission.
     """
     token = await bearer_token(request)
-    await _limit_anonymous(request)
     state = request.app.state
     principal, questionnaire = await service.submission_access(
-        state.sessionmaker, state.raw_pool, state.tokens, token, questionnaire_id
+        state.response_store, state.tokens, token, questionnaire_id
     )
     return Submission(principal, questionnaire)
 
@@ -108,9 +107,10 @@ Filters = Annotated[ResponseFilters, Depends(_filters)]
 )
 async def submit_response(item: ResponseIn, submission: Submitter, request: Request) -> Response:
     """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
-    state = request.app.state
+    if submission.principal is None:
+        await _limit_anonymous(request, responses=1)
     stored = await service.store(
-        state.sessionmaker, state.raw_pool, submission.principal, submission.questionnaire, item
+        request.app.state.response_store, submission.principal, submission.questionnaire, item
     )
     body = ResponseRead.model_validate(stored.body).model_dump_json()
     if not stored.created:
@@ -131,10 +131,10 @@ async def submit_response(item: ResponseIn, submission: Submitter, request: Requ
 )
 async def submit_batch(batch: BatchIn, submission: Submitter, request: Request) -> Response:
     """Up to 1000 responses; each stands or falls alone, in order."""
-    state = request.app.state
+    if submission.principal is None:
+        await _limit_anonymous(request, responses=len(batch.responses))
     results = await service.store_batch(
-        state.sessionmaker,
-        state.raw_pool,
+        request.app.state.response_store,
         submission.principal,
         submission.questionnaire,
         batch.responses,

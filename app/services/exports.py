@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models.responses import ResponseRead, response_table
 from app.services.answers import CompiledQuestionnaire
-from app.services.responses import to_body
+from app.services.responses import body_of
 
 CHUNK_ROWS = 1000
 FILE_CHUNK_BYTES = 64 * 1024
@@ -92,8 +92,8 @@ async def _bodies(
         assert isinstance(session, AsyncSession)  # noqa: S101
         ordered = statement.order_by(t.received_at, t.id).execution_options(yield_per=CHUNK_ROWS)
         result = await session.stream(ordered)
-        async for chunk in result.mappings().partitions(CHUNK_ROWS):
-            yield [to_body(row, questionnaire.group_keys) for row in chunk]
+        async for chunk in result.partitions(CHUNK_ROWS):
+            yield [body_of(row, questionnaire) for row in chunk]
 
 
 async def export(

@@ -21,10 +21,10 @@ from app.models.questionnaires import (
     QuestionnaireUpdate,
     Status,
 )
-from app.models.responses import CHOICE_SLOTS, NUMBER_SLOTS
+from app.models.responses import answer_table
 from app.pagination import paginate
 from app.services import audit, conditions
-from app.services.answers import CompiledQuestionnaire, compile_questionnaire, slot_counts
+from app.services.answers import CompiledQuestionnaire, compile_questionnaire
 
 DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
 READ_ALL_ROLES = (Role.coordinator, Role.analyst)
@@ -63,12 +63,6 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         if question.get("relevant") is not None:
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         earlier[question["key"]] = question
-
-    choices, numbers = slot_counts(questions)
-    if choices > CHOICE_SLOTS:
-        yield ["questions"], f"at most {CHOICE_SLOTS} non-numeric questions"
-    if numbers > NUMBER_SLOTS:
-        yield ["questions"], f"at most {NUMBER_SLOTS} integer, decimal and scale questions"
 
 
 def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
@@ -298,12 +292,22 @@ async def change_status(
     questionnaire.updated_at = now
     if target == Status.published:
         questionnaire.published_at = now
+        await create_answer_tables(session, _compile(questionnaire))
     else:
         questionnaire.closed_at = now
     action = "questionnaire.publish" if target == Status.published else "questionnaire.close"
     audit.record(session, actor, action, "questionnaire", questionnaire.id)
     await session.flush()
     return questionnaire
+
+
+async def create_answer_tables(session: AsyncSession, questionnaire: CompiledQuestionnaire) -> None:
+    """Make a version's answer tables (services/answers.py: the layout), in the transaction
+    that publishes it: both databases run DDL transactionally, so a failed publish leaves none."""
+    tables = [answer_table(page.table, page.columns) for page in questionnaire.pages]
+    connection = await session.connection()
+    for table in tables:
+        await connection.run_sync(table.create)
 
 
 async def count_versions(session: AsyncSession, slug: str) -> int:
@@ -334,15 +338,19 @@ async def compiled(session: AsyncSession, questionnaire_id: uuid.UUID) -> Compil
     questionnaire = await session.get(Questionnaire, questionnaire_id)
     if questionnaire is None:
         raise NotFound("No such questionnaire")
-    result = compile_questionnaire(
+    result = _compile(questionnaire)
+    if questionnaire.status == Status.published:
+        _compiled[questionnaire_id] = result
+        if len(_compiled) > _COMPILED_LIMIT:
+            _compiled.popitem(last=False)
+    return result
+
+
+def _compile(questionnaire: Questionnaire) -> CompiledQuestionnaire:
+    return compile_questionnaire(
         id=questionnaire.id,
         version=questionnaire.version,
         status=questionnaire.status,
         access=questionnaire.access,
         definition=questionnaire.definition,
     )
-    if questionnaire.status == Status.published:
-        _compiled[questionnaire_id] = result
-        if len(_compiled) > _COMPILED_LIMIT:
-            _compiled.popitem(last=False)
-    return result

@@ -27,8 +27,10 @@ async def current(session: AsyncSession, key: str, window_seconds: int) -> tuple
     return bucket.count, bucket.window_start + timedelta(seconds=window_seconds)
 
 
-async def hit(session: AsyncSession, key: str, window_seconds: int) -> tuple[int, datetime]:
-    """Count one hit with one atomic upsert; returns (count, window end)."""
+async def hit(
+    session: AsyncSession, key: str, window_seconds: int, hits: int = 1
+) -> tuple[int, datetime]:
+    """Count hits with one atomic upsert; returns (count, window end)."""
     now = utcnow()
     expired = col(RateLimitBucket.window_start) <= now - timedelta(seconds=window_seconds)
     insert = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(
@@ -36,11 +38,11 @@ async def hit(session: AsyncSession, key: str, window_seconds: int) -> tuple[int
     )
     table = RateLimitBucket.__table__.c  # type: ignore[attr-defined]
     statement = (
-        insert.values(key=key, window_start=now, count=1)
+        insert.values(key=key, window_start=now, count=hits)
         .on_conflict_do_update(
             index_elements=[table.key],
             set_={
-                "count": case((expired, 1), else_=table.count + 1),
+                "count": case((expired, hits), else_=table.count + hits),
                 "window_start": case((expired, now), else_=table.window_start),
             },
         )
@@ -57,12 +59,17 @@ async def reset(session: AsyncSession, key: str) -> None:
 
 
 async def enforce_in_own_transaction(
-    sessionmaker: async_sessionmaker[Any], key: str, *, limit: int, window_seconds: int
+    sessionmaker: async_sessionmaker[Any],
+    key: str,
+    *,
+    limit: int,
+    window_seconds: int,
+    hits: int = 1,
 ) -> None:
-    """Count a hit in a transaction of its own (it must stick even if the request fails);
+    """Count hits in a transaction of its own (they must stick even if the request fails);
     TooManyRequests once the window's limit is passed."""
     async with sessionmaker() as session:
-        count, window_end = await hit(session, key, window_seconds)
+        count, window_end = await hit(session, key, window_seconds, hits)
         await session.commit()
     if count > limit:
         retry = int((window_end - utcnow()).total_seconds()) + 1

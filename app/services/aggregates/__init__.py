@@ -1,0 +1,171 @@
+"""Survey aggregates: grouped in the database, one pass per answer table (queries.py); figures
+and small-cell protection from the grouped tallies (figures.py). PostgreSQL and SQLite give the
+same figures."""
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.errors import Invalid
+from app.models.aggregates import (
+    ANSWER_DIMENSION_TYPES,
+    MAX_DIMENSIONS,
+    PLAIN_DIMENSIONS,
+    QuestionFigures,
+    SurveyAggregates,
+)
+from app.models.responses import ResponseFilters
+from app.services.aggregates import queries
+from app.services.aggregates.figures import Tally, cell, order, protect, to_csv, wilson
+from app.services.answers import CompiledQuestion, CompiledQuestionnaire
+from app.services.responses import answer_tables, conditions
+
+__all__ = ["parse_by", "parse_questions", "protect", "survey_aggregates", "to_csv", "wilson"]
+
+Tallies = dict[str, dict[tuple[Any, ...], Tally]]
+
+
+def parse_by(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str]:
+    names = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    problems = []
+    if len(names) > MAX_DIMENSIONS:
+        problems.append(f"at most {MAX_DIMENSIONS} dimensions")
+    if len(set(names)) != len(names):
+        problems.append("a dimension is repeated")
+    for name in names:
+        if name.startswith("answer:"):
+            question = questionnaire.by_key.get(name.removeprefix("answer:"))
+            if question is None or question.type not in ANSWER_DIMENSION_TYPES:
+                problems.append(f"'{name}' names no choice, boolean or scale question")
+        elif name not in PLAIN_DIMENSIONS:
+            problems.append(f"unknown dimension '{name}'")
+    if problems:
+        raise Invalid(
+            "; ".join(problems),
+            errors=[{"loc": ["query", "by"], "msg": msg, "type": "by"} for msg in problems],
+        )
+    return names
+
+
+def parse_questions(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str] | None:
+    """The question keys asked for (None: all of them); unknown keys are 422."""
+    if not raw:
+        return None
+    keys = [part.strip() for part in raw.split(",") if part.strip()]
+    unknown = [key for key in keys if key not in questionnaire.by_key]
+    if unknown:
+        message = f"no such questions: {', '.join(unknown[:20])}"
+        raise Invalid(
+            message, errors=[{"loc": ["query", "questions"], "msg": message, "type": "unknown"}]
+        )
+    return keys
+
+
+async def _rows(session: AsyncSession, statement: Any) -> list[Any]:
+    connection = await session.connection()
+    return list((await connection.execute(statement)).all())
+
+
+async def _tally_page(
+    session: AsyncSession,
+    questionnaire: CompiledQuestionnaire,
+    page: int,
+    questions: list[CompiledQuestion],
+    filters: ResponseFilters,
+    by: list[str],
+    dialect: queries.Dialect,
+    tallies: Tallies,
+) -> int | None:
+    """Tally the page's asked questions into `tallies`; the number of responses matching the
+    filters when that comes out of the same pass (page 0, no multiple-choice dimension)."""
+    tables = answer_tables(questionnaire)
+    table = tables[page]
+    where = conditions(questionnaire, filters, table)
+    dims, source = queries.dimensions(by, questionnaire, table, tables)
+    width = len(dims)
+    measures, grouped = [], []
+    for question in questions:
+        measured = queries.measure(question, table, dialect)
+        if measured is None:
+            grouped.append(question)
+        else:
+            measures.append(measured)
+    counts_rows = page == 0 and not any(
+        questionnaire.by_key[name.removeprefix("answer:")].type == "multiple_choice"
+        for name in by
+        if name.startswith("answer:")
+    )
+    total = None
+    statements = queries.pivots(measures, dims, source, where, dialect, with_total=counts_rows)
+    for index, (statement, chunk) in enumerate(statements):
+        skip = width + (1 if counts_rows and index == 0 else 0)
+        for row in await _rows(session, statement):
+            group = tuple(row[:width])
+            if counts_rows and index == 0:
+                total = (total or 0) + int(row[width])
+            for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
+                if tally.n:
+                    tallies[m.question.key][group] = tally
+    for question in grouped:
+        statement = queries.by_value(question, table, dims, source, where)
+        decode = queries.answer_decoder(question)
+        for row in await _rows(session, statement):
+            tally = tallies[question.key].setdefault(tuple(row[:width]), Tally())
+            value, count = row[width], int(row[width + 1])
+            tally.n += count
+            if question.type == "single_choice":
+                label = decode(value)
+                assert label is not None  # noqa: S101 - nulls are filtered out
+                tally.counts[label] = tally.counts.get(label, 0) + count
+            else:
+                tally.values[float(value)] = tally.values.get(float(value), 0) + count
+    return total
+
+
+async def survey_aggregates(
+    session: AsyncSession,
+    questionnaire: CompiledQuestionnaire,
+    filters: ResponseFilters,
+    *,
+    by: list[str],
+    min_cell: int,
+    keys: list[str] | None = None,
+) -> SurveyAggregates:
+    dialect = queries.dialect_of((await session.connection()).dialect.name)
+    chosen = [q for q in questionnaire.questions if keys is None or q.key in keys]
+    tallies: Tallies = {question.key: {} for question in chosen}
+    n_responses = None
+    for page in range(len(questionnaire.pages)):
+        questions = [question for question in chosen if question.page == page]
+        if questions or page == 0:
+            total = await _tally_page(
+                session, questionnaire, page, questions, filters, by, dialect, tallies
+            )
+            if page == 0:
+                n_responses = total
+    if n_responses is None:
+        table = answer_tables(questionnaire)[0]
+        where = conditions(questionnaire, filters, table)
+        statement = select(func.count()).select_from(table).where(*where)
+        n_responses = int((await _rows(session, statement))[0][0])
+    tables = answer_tables(questionnaire)
+    decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
+    figures = []
+    for question in chosen:
+        cells = []
+        for group_values, tally in tallies[question.key].items():
+            decoded = [decode(v) for decode, v in zip(decoders, group_values, strict=True)]
+            group = dict(zip(by, decoded, strict=True))
+            cells.append(cell(group, tally, question))
+        cells.sort(key=lambda c: order(c.group))
+        figures.append(
+            QuestionFigures(key=question.key, type=question.type, cells=protect(cells, min_cell))
+        )
+    return SurveyAggregates(
+        questionnaire_id=questionnaire.id,
+        n_responses=n_responses,
+        by=by,
+        min_cell=min_cell,
+        questions=figures,
+    )

@@ -1,0 +1,320 @@
+"""The SQL of survey aggregates: one pass per answer table, a pivot of per-option counts.
+
+Each answer table (a page of a questionnaire version, services/answers.py) is read once,
+grouped by the requested dimensions, with every asked question's figures as aggregates of
+that one scan: `count(*) FILTER (WHERE column = option)` per option of a single choice, a
+sum of each option's bit for a multiple choice, count/mean/stddev/min/max/median for
+numbers. Its cost grows with the number of questions, never with the product of their answers.
+
+What differs between the engines sits in `Dialect`: PostgreSQL packs each question's figures
+into one array (a statement holds at most 1,664 columns) and computes numbers in the pass
+(percentile_cont); SQLite has neither arrays nor ordered-set aggregates, so its statements are
+cut at 1,800 columns and its numbers come from a histogram query (value -> count) per question.
+Single choices with very many options (settlement lists) are also counted from such a grouped
+query: thousands of FILTER clauses per row would cost more than grouping by the value.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    Table,
+    cast,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.sql import ColumnElement, FromClause
+
+from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
+from app.models.territories import Territory
+from app.services.aggregates.figures import Tally
+from app.services.answers import MASK_BITS, NUMBER_TYPES, CompiledQuestion, CompiledQuestionnaire
+
+PIVOT_OPTIONS = 64  # single choices with more options are counted by a grouped query
+ROLLED_UP = ("region", "district")
+
+Decode = Callable[[Any], str | None]
+Reader = Callable[[Sequence[Any]], Tally]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    pack: bool  # each question's figures in one array column
+    numbers_in_pass: bool  # count/avg/stddev/min/max/median of numbers in the pass
+    max_columns: int  # per statement
+
+
+POSTGRESQL = Dialect(pack=True, numbers_in_pass=True, max_columns=1500)
+SQLITE = Dialect(pack=False, numbers_in_pass=False, max_columns=1800)
+
+
+def dialect_of(name: str) -> Dialect:
+    return POSTGRESQL if name == "postgresql" else SQLITE
+
+
+@dataclass
+class Dimension:
+    name: str
+    expression: ColumnElement[Any]
+    decode: Decode
+
+
+@dataclass
+class Measure:
+    """A question's aggregates in the pivot, and how to read them back into a Tally."""
+
+    question: CompiledQuestion
+    expressions: list[ColumnElement[Any]]
+    read: Reader
+
+
+# --- dimensions -------------------------------------------------------------------------------
+
+
+def _decoder(values: Sequence[str]) -> Decode:
+    return lambda code: None if code is None else values[int(code)]
+
+
+def _plain(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def answer_decoder(question: CompiledQuestion) -> Decode:
+    if question.type in ("single_choice", "multiple_choice"):
+        return _decoder(question.option_values)
+    if question.type == "boolean":
+        return lambda code: None if code is None else ("true" if code else "false")
+    return lambda value: None if value is None else str(int(value))
+
+
+def dimensions(
+    names: list[str],
+    questionnaire: CompiledQuestionnaire,
+    table: Table,
+    tables: Sequence[Table],
+) -> tuple[list[Dimension], FromClause]:
+    """The dimensions' expressions over one answer table, and the FROM clause they need."""
+    source: FromClause = table
+    coded = {
+        "category": ("category", CATEGORIES),
+        "group": ("group_index", questionnaire.group_keys),
+        "gender": ("gender", GENDERS),
+        "age_band": ("age_band", AGE_BANDS),
+        "language": ("language", LANGUAGE_CODES),
+        "channel": ("channel", CHANNELS),
+    }
+    territory: Any = None
+    joined: dict[int, Any] = {}
+    result = []
+    for name in names:
+        if name in coded:
+            column, values = coded[name]
+            result.append(Dimension(name, table.c[column], _decoder(values)))
+        elif name == "territory":
+            result.append(Dimension(name, table.c.territory_code, _plain))
+        elif name in ROLLED_UP:
+            if territory is None:
+                territory = Territory.__table__.alias("respondent_territory")  # type: ignore[attr-defined]
+                source = source.outerjoin(territory, territory.c.code == table.c.territory_code)
+            result.append(Dimension(name, territory.c[f"{name}_code"], _plain))
+        else:
+            question = questionnaire.by_key[name.removeprefix("answer:")]
+            holder: Any = table
+            if tables[question.page] is not table:
+                # The question lives in another page of the same responses: one to one.
+                holder = joined.get(question.page)
+                if holder is None:
+                    holder = tables[question.page].alias(f"dimension_page{question.page}")
+                    joined[question.page] = holder
+                    source = source.outerjoin(holder, holder.c.response_id == table.c.response_id)
+            if question.type == "multiple_choice":
+                # A respondent counts in each option chosen: one joined row per option chosen.
+                options = union_all(
+                    *(
+                        select(literal_column(str(i), Integer).label("i"))
+                        for i in range(len(question.option_values))
+                    )
+                ).subquery(f"options_{len(result)}")
+                bit = _bit(holder, question, options.c.i)
+                source = source.outerjoin(options, bit == 1)
+                result.append(Dimension(name, options.c.i, _decoder(question.option_values)))
+            else:
+                column = holder.c[question.columns[0]]
+                result.append(Dimension(name, column, answer_decoder(question)))
+    return result, source
+
+
+def _bit(table: Any, question: CompiledQuestion, position: Any) -> ColumnElement[Any]:
+    """Whether option `position` (an int, or a column of ints) is chosen: 1 or 0."""
+    if isinstance(position, int):
+        column = table.c[question.columns[position // MASK_BITS]]
+        shift = literal_column(str(position % MASK_BITS), Integer)
+        chosen: ColumnElement[Any] = column.op(">>")(shift).op("&")(1)
+        return chosen
+    # A joined list of option numbers: pick the mask, then the bit (masks of 63 options each).
+    masks = [table.c[name] for name in question.columns]
+    mask: Any = masks[0]
+    if len(masks) > 1:
+        from sqlalchemy import case  # noqa: PLC0415 - only for wide multiple choices
+
+        mask = case(*((position / MASK_BITS == n, m) for n, m in enumerate(masks)), else_=None)
+    chosen_at: ColumnElement[Any] = mask.op(">>")(position % MASK_BITS).op("&")(1)
+    return chosen_at
+
+
+# --- measures ---------------------------------------------------------------------------------
+
+
+def measure(question: CompiledQuestion, table: Table, dialect: Dialect) -> Measure | None:
+    """The question's aggregates in the pivot; None when it is counted by a grouped query."""
+    if question.type == "single_choice":
+        if len(question.option_values) > PIVOT_OPTIONS:
+            return None
+        column = table.c[question.columns[0]]
+        return _counts(
+            question,
+            [func.count().filter(column == i) for i in range(len(question.option_values))],
+            question.option_values,
+        )
+    if question.type == "boolean":
+        column = table.c[question.columns[0]]
+        return _counts(
+            question,
+            [func.count().filter(column == 1), func.count().filter(column == 0)],
+            ("true", "false"),
+        )
+    if question.type == "multiple_choice":
+        answered = func.count(table.c[question.columns[0]])
+        bits = [
+            func.coalesce(func.sum(_bit(table, question, i)), 0)
+            for i in range(len(question.option_values))
+        ]
+        options = question.option_values
+
+        def read_multiple(values: Sequence[Any]) -> Tally:
+            return Tally(
+                n=int(values[0]),
+                counts={o: int(v) for o, v in zip(options, values[1:], strict=True)},
+            )
+
+        return Measure(question, [answered, *bits], read_multiple)
+    if question.type in NUMBER_TYPES:
+        if not dialect.numbers_in_pass:
+            return None
+        column = table.c[question.columns[0]]
+        expressions = [
+            func.count(column),
+            func.avg(column),
+            func.stddev_samp(column),
+            func.min(column),
+            func.max(column),
+            func.percentile_cont(0.5).within_group(column),
+        ]
+        return Measure(question, expressions, _read_numbers)
+    return Measure(
+        question, [func.count(table.c[question.columns[0]])], lambda v: Tally(n=int(v[0]))
+    )
+
+
+def _counts(question: CompiledQuestion, expressions: list[Any], labels: Sequence[str]) -> Measure:
+    def read(values: Sequence[Any]) -> Tally:
+        counts = {label: int(value) for label, value in zip(labels, values, strict=True)}
+        return Tally(n=sum(counts.values()), counts=counts)
+
+    return Measure(question, expressions, read)
+
+
+def _read_numbers(values: Sequence[Any]) -> Tally:
+    n = int(values[0])
+    if n == 0:
+        return Tally(n=0)
+    mean, stddev, low, high, median = (None if v is None else float(v) for v in values[1:])
+    return Tally(
+        n=n,
+        numbers={"mean": mean, "median": median, "stddev": stddev, "min": low, "max": high},
+    )
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+def pivots(
+    measures: list[Measure],
+    dims: list[Dimension],
+    source: FromClause,
+    where: list[Any],
+    dialect: Dialect,
+    *,
+    with_total: bool,
+) -> list[tuple[Select[Any], list[Measure]]]:
+    """Statements of at most `max_columns` columns, each grouped by the dimensions; the first
+    also counts the rows (`with_total`)."""
+    keys = [dimension.expression for dimension in dims]
+    statements: list[tuple[Select[Any], list[Measure]]] = []
+    chunk: list[Measure] = []
+    width = 0
+    for item in [*measures, None]:
+        size = 0 if item is None else (1 if dialect.pack else len(item.expressions))
+        if item is None or (chunk and width + size > dialect.max_columns):
+            if chunk or (item is None and with_total and not statements):
+                columns: list[Any] = []
+                for m in chunk:
+                    if dialect.pack:
+                        columns.append(array([cast(e, Float) for e in m.expressions]))
+                    else:
+                        columns.extend(m.expressions)
+                total = [func.count()] if with_total and not statements else []
+                statement = (
+                    select(*keys, *total, *columns)
+                    .select_from(source)
+                    .where(*where)
+                    .group_by(*keys)
+                )
+                statements.append((statement, chunk))
+            chunk, width = [], 0
+        if item is not None:
+            chunk.append(item)
+            width += size
+    return statements
+
+
+def read_pivot(
+    row: Sequence[Any], measures: list[Measure], width: int, dialect: Dialect
+) -> list[Tally]:
+    """The tallies of one grouped row (after `width` dimension and total columns)."""
+    tallies = []
+    position = width
+    for m in measures:
+        if dialect.pack:
+            values = row[position]
+            position += 1
+        else:
+            values = row[position : position + len(m.expressions)]
+            position += len(m.expressions)
+        tallies.append(m.read(values))
+    return tallies
+
+
+def by_value(
+    question: CompiledQuestion,
+    table: Table,
+    dims: list[Dimension],
+    source: FromClause,
+    where: list[Any],
+) -> Select[Any]:
+    """Counts grouped by the dimensions and the question's value (a histogram)."""
+    column = table.c[question.columns[0]]
+    keys = [*(dimension.expression for dimension in dims), column]
+    return (
+        select(*keys, func.count())
+        .select_from(source)
+        .where(*where, column.is_not(None))
+        .group_by(*keys)
+    )

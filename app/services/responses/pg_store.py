@@ -1,0 +1,224 @@
+"""Storing responses on PostgreSQL over a bare asyncpg connection: the submission hot path.
+
+Each statement here runs outside an explicit transaction, so it commits on its own and is
+atomic as one statement. It re-reads the questionnaire's status under a share lock (a close
+waits for submissions in flight), re-checks the caller, and inserts the responses whose id is
+new with their answer rows, only while it is published: one round trip per submission or batch.
+"""
+
+import functools
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db import raw_connection
+from app.models.auth import Principal
+from app.models.questionnaires import Status
+from app.models.responses import DIMENSIONS
+from app.security import TokenService
+from app.services import auth as auth_service
+from app.services import questionnaires as questionnaire_service
+from app.services.answers import AnswerPage, CompiledQuestionnaire
+from app.services.responses.stores import Accept, Inserted, Row
+
+# (column, PostgreSQL type) of the `response` row.
+HEAD = (
+    ("id", "uuid"),
+    ("questionnaire_id", "uuid"),
+    ("questionnaire_version", "int"),
+    ("group_index", "smallint"),
+    ("category", "smallint"),
+    ("gender", "smallint"),
+    ("age_band", "smallint"),
+    ("language", "smallint"),
+    ("channel", "smallint"),
+    ("territory_code", "varchar"),
+    ("submitted_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("record_key", "int"),
+    ("content_hash", "varchar"),
+    ("started_at", "timestamptz"),
+    ("submitted_by_user", "uuid"),
+    ("submitted_by_collector", "uuid"),
+)
+KIND_TYPES = {"smallint": "smallint", "bigint": "bigint", "float": "float8", "text": "text",
+              "date": "date"}  # fmt: skip
+
+
+def _still_allowed(first: int) -> str:
+    """True when the principal in parameters $first.. is as it was when resolved: a collector
+    ($first) not revoked, a user ($first+1) active with the same roles ($first+2, as a JSON
+    array; containment both ways ignores order). True with no principal (public)."""
+    collector, user, roles = f"${first}::uuid", f"${first + 1}::uuid", f"${first + 2}::jsonb"
+    return f"""CASE
+  WHEN {collector} IS NOT NULL THEN EXISTS (
+    SELECT 1 FROM collector WHERE id = {collector} AND revoked_at IS NULL)
+  WHEN {user} IS NOT NULL THEN EXISTS (
+    SELECT 1 FROM user_account WHERE id = {user} AND is_active
+    AND roles @> {roles} AND roles <@ {roles})
+  ELSE true END"""  # noqa: S608 - parameter numbers only
+
+
+# What every storing statement checks first ($1 the questionnaire, $2..$4 the principal), and
+# what it answers (see _insert_sql).
+_GUARDS = f"""WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
+a AS (SELECT {_still_allowed(2)} AS ok)"""  # noqa: S608 - our names
+_ALLOWED = f"(SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)"  # noqa: S608
+_RESULT = """SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
+  array(SELECT id FROM head) AS inserted"""
+_FIRST_COLUMN = 5  # the parameter number of the first column's value
+
+
+def _principal_args(principal: Principal | None) -> tuple[Any, Any, Any]:
+    if principal is None:
+        return None, None, None
+    if principal.kind == "collector":
+        return principal.id, None, None
+    return None, principal.id, orjson.dumps(sorted(principal.roles)).decode()
+
+
+def _page_names(page: AnswerPage) -> str:
+    return ", ".join(["response_id", *DIMENSIONS, *(name for name, _ in page.columns)])
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(pages: tuple[AnswerPage, ...], many: bool) -> str:
+    """One INSERT of `response` rows and their answer pages, guarded by the questionnaire's
+    status and the principal (_still_allowed: one remembered in memory is still refused at
+    once after a revocation, a deactivation or a change of roles).
+
+    One row: plain parameters. Many rows: one array parameter per column, unnested; the
+    statement text stays the same for every batch size (prepared once per connection).
+    """
+    answer_columns = [
+        (f"p{n}_{name}", KIND_TYPES[kind])
+        for n, page in enumerate(pages)
+        for name, kind in page.columns
+    ]
+    columns = [*HEAD, *answer_columns]
+    head_names = ", ".join(name for name, _ in HEAD)
+    if many:
+        arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, _FIRST_COLUMN))
+        names = ", ".join(name for name, _ in columns)
+        source = f"v AS (SELECT * FROM unnest({arrays}) AS v({names}))"  # noqa: S608
+        head_values = ", ".join(f"v.{name}" for name, _ in HEAD)
+        head = (
+            f"INSERT INTO response ({head_names}) SELECT {head_values} FROM v WHERE {_ALLOWED}"  # noqa: S608
+            " ORDER BY v.id ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        value = {name: f"v.{name}" for name, _ in columns}
+        joined = "FROM v JOIN head USING (id)"
+    else:
+        value = {name: f"${n}::{kind}" for n, (name, kind) in enumerate(columns, _FIRST_COLUMN)}
+        source = "v AS (SELECT 1)"
+        head_values = ", ".join(value[name] for name, _ in HEAD)
+        head = (
+            f"INSERT INTO response ({head_names}) SELECT {head_values} WHERE {_ALLOWED}"
+            " ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        joined = "FROM head"
+    inserts = []
+    for n, page in enumerate(pages):
+        values = ", ".join(
+            [
+                "head.id",
+                *(value[name] for name in DIMENSIONS),
+                *(value[f"p{n}_{name}"] for name, _ in page.columns),
+            ]
+        )
+        inserts.append(
+            f"page{n} AS (INSERT INTO {page.table} ({_page_names(page)}) SELECT {values} {joined})"
+        )
+    ctes = ",\n".join([source, f"head AS ({head})", *inserts])
+    return f"{_GUARDS},\n{ctes}\n{_RESULT}"  # noqa: S608 - our names
+
+
+def _values(row: Row) -> list[Any]:
+    values = [row.head[name] for name, _ in HEAD]
+    for page in row.pages:
+        values.extend(page)
+    return values
+
+
+class PgResponseStore:
+    """The ResponseStore of PostgreSQL: a bare asyncpg pool on the hot path."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: asyncpg.Pool) -> None:
+        self.sessionmaker = sessionmaker
+        self.pool = pool
+
+    async def submitter(
+        self,
+        tokens: TokenService,
+        token: str | None,
+        questionnaire_id: uuid.UUID,
+        accept: Accept,
+    ) -> tuple[Principal | None, CompiledQuestionnaire]:
+        """With the questionnaire compiled in memory, resolving the token is the only query,
+        and a bare asyncpg connection runs it for a fraction of a session's cost. A remembered
+        principal that `accept` refuses is looked up afresh (it may have gained a role)."""
+        questionnaire = questionnaire_service.cached_compiled(questionnaire_id)
+        if questionnaire is None:
+            async with self.sessionmaker() as session:
+                questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
+        if token is None:
+            return None, questionnaire
+        principal = auth_service.remembered(token)
+        if principal is not None and accept(principal, questionnaire):
+            return principal, questionnaire
+        if principal is not None:
+            auth_service.forget(principal.id)
+        async with raw_connection(self.pool) as connection:
+            return await auth_service.resolve_token_raw(connection, tokens, token), questionnaire
+
+    async def insert(
+        self,
+        questionnaire: CompiledQuestionnaire,
+        principal: Principal | None,
+        rows: Sequence[Row],
+        *,
+        many: bool = False,
+    ) -> Inserted:
+        guard = (questionnaire.id, *_principal_args(principal))
+        many = many or len(rows) != 1
+        statement = _insert_sql(questionnaire.pages, many)
+        if many:
+            width = len(HEAD) + sum(len(page.columns) for page in questionnaire.pages)
+            columns = [list(c) for c in zip(*(_values(row) for row in rows), strict=True)]
+            arguments = columns or [[]] * width  # empty arrays for an empty batch
+        else:
+            arguments = _values(rows[0])
+        async with raw_connection(self.pool) as connection:
+            try:
+                record = await connection.fetchrow(statement, *guard, *arguments)
+            except asyncpg.ForeignKeyViolationError:
+                # The only reference a valid row can break is its territory.
+                return Inserted(Status.published.value, True, set(), territory_refused=True)
+        assert record is not None  # noqa: S101 - the statement always returns one row
+        return Inserted(record["status"], record["authorized"], set(record["inserted"]))
+
+    async def heads(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Mapping[str, Any]]:
+        async with raw_connection(self.pool) as connection:
+            records = await connection.fetch(
+                "SELECT * FROM response WHERE id = ANY($1::uuid[])", list(ids)
+            )
+        return {record["id"]: dict(record) for record in records}
+
+    async def unknown_territories(self, codes: set[str]) -> set[str]:
+        async with raw_connection(self.pool) as connection:
+            known = await connection.fetch(
+                "SELECT code FROM territory WHERE code = ANY($1::varchar[])", list(codes)
+            )
+        return codes - {record["code"] for record in known}
+
+    async def still_allowed(self, principal: Principal | None) -> bool:
+        async with raw_connection(self.pool) as connection:
+            allowed: bool = await connection.fetchval(
+                f"SELECT {_still_allowed(1)}", *_principal_args(principal)
+            )
+        return allowed
