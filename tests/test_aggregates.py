@@ -134,9 +134,12 @@ def wilson_interval(successes: int, total: int) -> list[float]:
 
 
 def expected_cells(
-    items: list[dict[str, Any]], by: list[str], key: str
+    items: list[dict[str, Any]],
+    by: list[str],
+    key: str,
+    questions: dict[str, dict[str, Any]] = QUESTIONS,
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    question = QUESTIONS[key]
+    question = questions[key]
     answered: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
     for item in items:
         value = item["answers"].get(key)
@@ -193,14 +196,18 @@ def expected_suppressed(cells: dict[tuple[Any, ...], dict[str, Any]], min_cell: 
 
 
 def assert_matches(
-    result: dict[str, Any], items: list[dict[str, Any]], by: list[str], min_cell: int
+    result: dict[str, Any],
+    items: list[dict[str, Any]],
+    by: list[str],
+    min_cell: int,
+    questions: dict[str, dict[str, Any]] = QUESTIONS,
 ) -> None:
     assert result["by"] == by
     assert result["min_cell"] == min_cell
     assert result["n_responses"] == len(items)
-    assert [q["key"] for q in result["questions"]] == list(QUESTIONS)
+    assert [q["key"] for q in result["questions"]] == list(questions)
     for question in result["questions"]:
-        expected = expected_cells(items, by, question["key"])
+        expected = expected_cells(items, by, question["key"], questions)
         got = {tuple(cell["group"][name] for name in by): cell for cell in question["cells"]}
         assert set(got) == set(expected), question["key"]
         hidden = expected_suppressed(expected, min_cell)
@@ -473,3 +480,141 @@ async def test_questions_can_be_chosen(
     unknown = await aggregates(client, survey, analyst, questions="aware,nope")
     assert unknown.status_code == 422
     assert unknown.json()["errors"][0]["loc"] == ["query", "questions"]
+
+
+# --- wide forms -------------------------------------------------------------------------------
+
+
+def wide_definition() -> dict[str, Any]:
+    """A form past one answer table: 820 decimals (8 bytes each: more than a page holds), single
+    choices of 4, 100 (counted by value) and 5,000 options (a settlements list), multiple choices
+    of 300 and 1,000 options (several bit masks each), a scale, a boolean, texts and a date."""
+
+    def label(text: str) -> dict[str, str]:
+        return {"ru": text, "en": text}
+
+    def options(count: int, prefix: str) -> list[dict[str, Any]]:
+        return [{"value": f"{prefix}{n}", "label": label(f"{prefix} {n}")} for n in range(count)]
+
+    questions: list[dict[str, Any]] = [
+        {
+            "key": "mood",
+            "type": "single_choice",
+            "label": label("Mood"),
+            "options": options(4, "m"),
+        },
+        {
+            "key": "village",
+            "type": "single_choice",
+            "label": label("Village"),
+            "options": options(5000, "v"),
+        },
+        {
+            "key": "district",
+            "type": "single_choice",
+            "label": label("District"),
+            "options": options(100, "d"),
+        },
+        {
+            "key": "skills",
+            "type": "multiple_choice",
+            "label": label("Skills"),
+            "options": options(300, "s"),
+        },
+        {
+            "key": "crops",
+            "type": "multiple_choice",
+            "label": label("Crops"),
+            "options": options(1000, "c"),
+        },
+        {"key": "trust", "type": "scale", "min": 1, "max": 7, "label": label("Trust")},
+        {"key": "voted", "type": "boolean", "label": label("Voted")},
+        {"key": "note", "type": "text", "label": label("Note")},
+        {"key": "visited", "type": "date", "label": label("Visited")},
+    ]
+    questions += [
+        {"key": f"x{n:03d}", "type": "decimal", "label": label(f"Amount {n}")} for n in range(820)
+    ]
+    questions.append(
+        {"key": "late_choice", "type": "single_choice", "label": label("Late"),
+         "options": options(3, "l")}
+    )  # fmt: skip
+    return {
+        "slug": f"wide-{uuid.uuid4().hex[:8]}",
+        "title": label("Wide"),
+        "default_language": "ru",
+        "respondent_groups": [
+            {"key": "resident", "category": "citizen", "label": label("Resident")},
+            {"key": "expert", "category": "expert", "label": label("Expert")},
+        ],
+        "questions": questions,
+    }  # fmt: skip
+
+
+def wide_response(rng: random.Random, questions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    answers: dict[str, Any] = {
+        "mood": f"m{rng.randrange(4)}",
+        "village": f"v{rng.choice([0, 1, 4999, rng.randrange(5000)])}",
+        "district": f"d{rng.randrange(100)}",
+        "skills": [f"s{n}" for n in rng.sample(range(300), rng.randint(1, 5))],
+        "crops": [f"c{n}" for n in rng.sample([0, 62, 63, 126, 999, *range(500, 520)], 4)],
+        "trust": rng.randint(1, 7),
+        "voted": rng.random() < 0.5,
+        "late_choice": f"l{rng.randrange(3)}",
+    }
+    if rng.random() < 0.5:
+        answers["note"] = "тест"
+    if rng.random() < 0.5:
+        answers["visited"] = f"2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"
+    for key in questions:
+        if key.startswith("x") and rng.random() < 0.3:
+            answers[key] = round(rng.uniform(-50, 5000), 2)
+    respondent: dict[str, Any] = {"group": rng.choice(["resident", "expert"])}
+    if rng.random() < 0.9:
+        respondent["gender"] = rng.choice(["female", "male"])
+    return {"id": str(uuid.uuid4()), "respondent": respondent, "answers": answers}
+
+
+async def test_a_form_wider_than_one_answer_table_aggregates_and_reads_back_exactly(
+    app: FastAPI, client: httpx.AsyncClient, floor_one: httpx.AsyncClient
+) -> None:
+    definition = wide_definition()
+    questions = {q["key"]: q for q in definition["questions"]}
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    assert created.status_code == 201, created.text[:500]
+    survey_id = created.json()["id"]
+    published = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator
+    )
+    assert published.status_code == 200
+    rng = random.Random(11)
+    items = [wide_response(rng, questions) for _ in range(60)]
+    observer = await headers_for(app, Role.observer)
+    reply = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/responses/batch",
+        json={"responses": items},
+        headers=observer,
+    )
+    assert {r["status"] for r in reply.json()["results"]} == {"created"}, reply.text[:500]
+
+    # Every answer reads back as sent (a multiple choice as a set, in option order).
+    analyst = await headers_for(app, Role.analyst)
+    for item in items[:5]:
+        stored = (await client.get(f"/api/v1/responses/{item['id']}", headers=analyst)).json()
+        assert set(stored["answers"]) == set(item["answers"])
+        for key, value in item["answers"].items():
+            if isinstance(value, list):
+                assert sorted(stored["answers"][key]) == sorted(value), key
+            else:
+                assert stored["answers"][key] == value, key
+
+    # Every figure, across both answer tables, with a dimension on the other table.
+    for by in ([], ["gender"], ["answer:late_choice"], ["answer:mood", "group"]):
+        result = await floor_one.get(
+            f"/api/v1/questionnaires/{survey_id}/aggregates",
+            params={"by": ",".join(by)},
+            headers=analyst,
+        )
+        assert result.status_code == 200, result.text[:500]
+        assert_matches(result.json(), items, by, min_cell=1, questions=questions)

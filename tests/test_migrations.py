@@ -72,3 +72,136 @@ async def test_empty_to_head_without_drift_and_back(empty_database_url: str) -> 
     again = _run([*kenes, "migrate"], empty_database_url)
     assert again.returncode == 0, again.stderr
     assert "territory" in await _tables(empty_database_url)
+
+
+async def test_stored_answers_move_into_answer_tables_and_back(empty_database_url: str) -> None:
+    """The answer-tables revision carries responses stored in the slot layout, both ways."""
+    import json
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from app.main import create_app
+    from app.models.auth import Role
+    from tests.conftest import make_settings
+    from tests.factories import almaty_definition, headers_for
+
+    alembic = [sys.executable, "-m", "alembic"]
+    before = _run([*alembic, "upgrade", "02601938f2d3"], empty_database_url)
+    assert before.returncode == 0, before.stderr
+    definition = almaty_definition(slug="moved")
+    survey_id, response_id = uuid.uuid4(), uuid.uuid4()
+    answers = {
+        "aware": "partly",
+        "channels_known": ["petitions", "hearings"],
+        "participated": True,
+        "times_participated": 3,
+        "trust_akimat": 4,
+        "info_sources": ["tv"],
+        "suggestions": "Больше слушаний",
+    }
+    at = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    import sqlalchemy as sa
+
+    questionnaire = sa.table(
+        "questionnaire",
+        *(sa.column(n, sa.Uuid()) for n in ("id",)),
+        *(sa.column(n, sa.String()) for n in ("slug", "status", "access", "default_language")),
+        sa.column("version", sa.Integer()),
+        sa.column("definition", sa.JSON()),
+        *(sa.column(n, sa.DateTime(timezone=True)) for n in ("created_at", "updated_at")),
+        sa.column("published_at", sa.DateTime(timezone=True)),
+    )
+    response = sa.table(
+        "response",
+        *(sa.column(n, sa.Uuid()) for n in ("id", "questionnaire_id")),
+        *(sa.column(n, sa.Integer()) for n in ("questionnaire_version", "group_index")),
+        *(sa.column(n, sa.Integer()) for n in ("category", "gender", "language", "k1")),
+        sa.column("x2", sa.Float()),
+        *(sa.column(n, sa.DateTime(timezone=True)) for n in ("submitted_at", "received_at")),
+    )
+    detail = sa.table(
+        "response_detail",
+        sa.column("id", sa.Uuid()),
+        sa.column("answers", sa.JSON()),
+        sa.column("content_hash", sa.String()),
+    )
+    engine = create_async_engine(empty_database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            questionnaire.insert().values(
+                id=survey_id,
+                slug="moved",
+                version=1,
+                status="published",
+                access="token",
+                default_language="ru",
+                definition={
+                    k: definition.get(k) for k in ("title", "respondent_groups", "questions")
+                },
+                created_at=at,
+                updated_at=at,
+                published_at=at,
+            )
+        )
+        await connection.execute(
+            response.insert().values(
+                id=response_id,
+                questionnaire_id=survey_id,
+                questionnaire_version=1,
+                group_index=0,
+                category=0,
+                gender=0,
+                language=1,
+                k1=1,
+                x2=4,
+                submitted_at=at,
+                received_at=at,
+            )
+        )
+        await connection.execute(
+            detail.insert().values(id=response_id, answers=answers, content_hash="old")
+        )
+    await engine.dispose()
+
+    upgraded = _run([*alembic, "upgrade", "head"], empty_database_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"answers_{survey_id.hex}_p0" in await _tables(empty_database_url)
+    application = create_app(make_settings(empty_database_url))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://t"
+    ) as http:
+        analyst = await headers_for(application, Role.analyst)
+        stored = (await http.get(f"/api/v1/responses/{response_id}", headers=analyst)).json()
+        assert stored["answers"]["aware"] == "partly"
+        assert sorted(stored["answers"]["channels_known"]) == ["hearings", "petitions"]
+        assert stored["answers"]["times_participated"] == 3
+        assert stored["answers"]["suggestions"] == "Больше слушаний"
+        assert set(stored["answers"]) == set(answers)
+        figures = await http.get(
+            f"/api/v1/questionnaires/{survey_id}/aggregates",
+            params={"min_cell": "1", "questions": "aware,trust_akimat"},
+            headers=analyst,
+        )
+        assert figures.json()["n_responses"] == 1
+    await application.state.engine.dispose()
+
+    down = _run([*alembic, "downgrade", "02601938f2d3"], empty_database_url)
+    assert down.returncode == 0, down.stderr
+    assert f"answers_{survey_id.hex}_p0" not in await _tables(empty_database_url)
+    engine = create_async_engine(empty_database_url)
+    async with engine.connect() as connection:
+        restored = (
+            await connection.execute(
+                text(
+                    "SELECT d.answers, r.k1, r.x2 FROM response r JOIN response_detail d"
+                    " ON d.id = r.id"
+                )
+            )
+        ).one()
+    await engine.dispose()
+    back = restored[0]
+    while isinstance(back, str):  # the driver may hand back JSON text
+        back = json.loads(back)
+    assert back["aware"] == "partly" and sorted(back["channels_known"]) == ["hearings", "petitions"]
+    assert (restored[1], restored[2]) == (1, 4)

@@ -130,6 +130,43 @@ async def test_a_replay_answers_200_with_the_stored_response(
     assert await stored_count(app) == 1
 
 
+async def test_same_content_compares_values_not_spelling(
+    app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
+) -> None:
+    """Hardening finding 14: 1 and 1.0 are one integer, a multiple choice is a set, key order
+    and null answers do not count; a replay after the questionnaire closed is still 200."""
+    body = response(id=str(uuid.uuid4()))
+    assert (await client.post(url(survey), json=body, headers=observer)).status_code == 201
+    respelled = {
+        **body,
+        "answers": dict(
+            reversed(
+                list(
+                    answers(
+                        times_participated=2.0,
+                        channels_known=["petitions", "hearings"],
+                        info_sources=["ngos", "social"],
+                    ).items()
+                )
+            )
+        ),
+    }
+    respelled["answers"]["influence"] = 2.0
+    respelled["answers"]["unanswered_extra"] = None
+    replay = await client.post(url(survey), json=respelled, headers=observer)
+    assert replay.status_code == 200, replay.text
+    coordinator = await headers_for(app, Role.coordinator)
+    await client.post(f"/api/v1/questionnaires/{survey.id}/close", headers=coordinator)
+    after_close = await client.post(url(survey), json=body, headers=observer)
+    assert after_close.status_code == 200, after_close.text
+    batch = await client.post(url(survey, "/batch"), json={"responses": [body]}, headers=observer)
+    assert batch.status_code == 200
+    assert batch.json()["results"][0]["status"] == "duplicate"
+    changed = {**body, "answers": answers(times_participated=3)}
+    assert (await client.post(url(survey), json=changed, headers=observer)).status_code == 409
+    assert await stored_count(app) == 1
+
+
 async def test_concurrent_copies_of_one_id_store_one_row(
     app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
 ) -> None:
@@ -356,6 +393,53 @@ async def test_anonymous_public_submissions_are_rate_limited(settings: Any, app:
     assert await stored_count(app) == 3
 
 
+@pytest.mark.parametrize(
+    "authorization", ["Basic dXNlcjpwYXNz", "", "Token x", "Bearer", "bearer  "]
+)
+async def test_the_anonymous_limit_holds_whatever_authorization_is_sent(
+    settings: Any, app: FastAPI, authorization: str
+) -> None:
+    """Hardening finding 1: a header that carries no valid token counts as anonymous."""
+    from app.main import create_app
+
+    limited = create_app(settings.model_copy(update={"public_submit_limit": 3}))
+    public = await create_questionnaire(app, publish=True, access="public")
+    headers = {"Authorization": authorization}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=limited, client=(f"10.9.{len(authorization)}.1", 1)),
+        base_url="http://t",
+    ) as http:
+        statuses = [
+            (await http.post(url(public), json=response(), headers=headers)).status_code
+            for _ in range(5)
+        ]
+    await limited.state.engine.dispose()
+    assert statuses.count(201) == 3 and statuses[3:] == [429, 429], statuses
+    assert await stored_count(app, questionnaire_id=public.id) == 3
+
+
+async def test_the_anonymous_limit_counts_responses_not_requests(
+    settings: Any, app: FastAPI
+) -> None:
+    """Hardening finding 2: a batch spends the limit by its number of responses."""
+    from app.main import create_app
+
+    limited = create_app(settings.model_copy(update={"public_submit_limit": 5}))
+    public = await create_questionnaire(app, publish=True, access="public")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=limited, client=("10.8.0.1", 1)), base_url="http://t"
+    ) as http:
+        first = await http.post(
+            url(public, "/batch"), json={"responses": [response() for _ in range(4)]}
+        )
+        second = await http.post(
+            url(public, "/batch"), json={"responses": [response() for _ in range(4)]}
+        )
+    await limited.state.engine.dispose()
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert await stored_count(app, questionnaire_id=public.id) == 4
+
+
 async def test_submissions_are_not_copied_into_the_audit_log(
     app: FastAPI, client: httpx.AsyncClient, survey: Questionnaire, observer: dict[str, str]
 ) -> None:
@@ -366,9 +450,7 @@ async def test_submissions_are_not_copied_into_the_audit_log(
         after = (await session.exec(select(func.count()).select_from(AuditEvent))).one()
     assert after == before
     async with app.state.engine.connect() as connection:
-        who = (
-            await connection.execute(select(response_table.c.submitted_by_user))
-        ).scalar_one()
+        who = (await connection.execute(select(response_table.c.submitted_by_user))).scalar_one()
     assert who is not None
 
 
@@ -391,6 +473,8 @@ async def test_a_batch_handles_each_item_alone_and_in_order(
         {"respondent": "nobody"},  # 7 invalid shape
         response("sme", respondent={"group": "sme", "gender": "male"}),  # 8 created
         response(respondent={"group": "sme", "territory_code": "999999999"}),  # 9 invalid
+        "not an object",  # 10 invalid alone (hardening finding 14)
+        [response()],  # 11 invalid alone
     ]
     reply = await client.post(url(survey, "/batch"), json={"responses": items}, headers=observer)
     assert reply.status_code == 200, reply.text
@@ -398,8 +482,9 @@ async def test_a_batch_handles_each_item_alone_and_in_order(
     assert [r["index"] for r in results] == list(range(len(items)))
     assert [r["status"] for r in results] == [
         "created", "invalid", "created", "duplicate", "conflict",
-        "duplicate", "conflict", "invalid", "created", "invalid",
+        "duplicate", "conflict", "invalid", "created", "invalid", "invalid", "invalid",
     ]  # fmt: skip
+    assert results[10]["errors"][0]["loc"] == ["body", "responses", 10]
     assert ["body", "respondent", "territory_code"] in [e["loc"] for e in results[9]["errors"]]
     assert results[2]["id"] == results[3]["id"] == repeated_id
     assert ["body", "answers", "aware"] in [e["loc"] for e in results[1]["errors"]]

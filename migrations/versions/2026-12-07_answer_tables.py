@@ -202,6 +202,7 @@ def _move(
         )
     )
     dimensions = {name: getattr(row, name) for name in DIMENSIONS if name != "record_key"}
+    dimensions["submitted_at"] = submitted_at
     for table, page, values in zip(tables, compiled.pages, pages, strict=True):
         names = [name for name, _ in page.columns]
         connection.execute(

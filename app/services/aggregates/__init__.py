@@ -15,6 +15,7 @@ from app.models.aggregates import (
     QuestionFigures,
     SurveyAggregates,
 )
+from app.models.questionnaires import Status
 from app.models.responses import ResponseFilters
 from app.services.aggregates import queries
 from app.services.aggregates.figures import Tally, cell, order, protect, to_csv, wilson
@@ -136,7 +137,11 @@ async def survey_aggregates(
     chosen = [q for q in questionnaire.questions if keys is None or q.key in keys]
     tallies: Tallies = {question.key: {} for question in chosen}
     n_responses = None
-    for page in range(len(questionnaire.pages)):
+    # A draft has no answer tables yet (they are made at publish time), and no responses.
+    pages = 0 if questionnaire.status == Status.draft else len(questionnaire.pages)
+    if pages == 0:
+        n_responses = 0
+    for page in range(pages):
         questions = [question for question in chosen if question.page == page]
         if questions or page == 0:
             total = await _tally_page(

@@ -9,12 +9,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, delete, or_, select
+from sqlalchemy import Select, Table, and_, delete, null, or_, select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Forbidden, Invalid, NotFound
 from app.models.auth import Principal, Role
+from app.models.questionnaires import Status
 from app.models.responses import GENDERS, ResponseFilters, answer_table, response_table
 from app.pagination import decode_cursor, encode_cursor
 from app.services import audit
@@ -78,10 +79,13 @@ def conditions(
 def read_select(questionnaire: CompiledQuestionnaire) -> Select[Any]:
     """`response` rows with their answer columns (labelled p<page>_<column>)."""
     source: Any = response_table
-    answer_columns = []
+    answer_columns: list[Any] = []
     for number, table in enumerate(answer_tables(questionnaire)):
-        source = source.outerjoin(table, table.c.response_id == t.id)
         page = questionnaire.pages[number]
+        if questionnaire.status == Status.draft:  # no answer tables yet, and no responses
+            answer_columns += [null().label(f"p{number}_{name}") for name, _ in page.columns]
+            continue
+        source = source.outerjoin(table, table.c.response_id == t.id)
         answer_columns += [table.c[name].label(f"p{number}_{name}") for name, _ in page.columns]
     return select(*HEAD_COLUMNS, *answer_columns).select_from(source)
 
