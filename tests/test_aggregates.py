@@ -618,3 +618,108 @@ async def test_a_form_wider_than_one_answer_table_aggregates_and_reads_back_exac
         )
         assert result.status_code == 200, result.text[:500]
         assert_matches(result.json(), items, by, min_cell=1, questions=questions)
+
+
+async def test_questions_inside_repeats_are_aggregated_over_their_instances(
+    app: FastAPI, client: httpx.AsyncClient, floor_one: httpx.AsyncClient
+) -> None:
+    from tests.test_responses import roster_definition
+
+    definition = roster_definition()
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    survey_id = created.json()["id"]
+    await client.post(f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator)
+    rng = random.Random(5)
+    items = []
+    for _ in range(40):
+        members = []
+        for _ in range(rng.randint(1, 6)):
+            member: dict[str, Any] = {"age": rng.randint(0, 90)}
+            if rng.random() < 0.8:
+                member["works"] = rng.random() < 0.6
+            if member.get("works") and rng.random() < 0.9:
+                sectors = ["farm", "trade", "state"]
+                member["jobs"] = [{"sector": rng.choice(sectors)} for _ in range(rng.randint(1, 3))]
+            members.append(member)
+        respondent = {"group": "household", "gender": rng.choice(["female", "male"])}
+        answers = {"has_land": rng.choice(["yes", "no"]), "members": members}
+        if answers["has_land"] == "yes":
+            answers["hectares"] = round(rng.uniform(0.1, 30), 1)
+        items.append({"respondent": respondent, "answers": answers})
+    observer = await headers_for(app, Role.observer)
+    reply = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/responses/batch",
+        json={"responses": items},
+        headers=observer,
+    )
+    assert {r["status"] for r in reply.json()["results"]} == {"created"}, reply.text[:300]
+
+    # Each instance stands as its own record, with its respondent's dimensions.
+    members = [
+        {"respondent": item["respondent"], "answers": member}
+        for item in items
+        for member in item["answers"]["members"]
+    ]
+    jobs = [
+        {"respondent": member["respondent"], "answers": job}
+        for member in members
+        for job in member["answers"].get("jobs", [])
+    ]
+    questions = {
+        q["key"]: q
+        for q in [
+            definition["questions"][0],
+            definition["questions"][1]["questions"][0],
+            *definition["questions"][2]["questions"][:2],
+            definition["questions"][2]["questions"][2]["questions"][0],
+        ]
+    }
+    analyst = await headers_for(app, Role.analyst)
+    for by in ([], ["gender"], ["gender", "answer:has_land"]):
+        result = await floor_one.get(
+            f"/api/v1/questionnaires/{survey_id}/aggregates",
+            params={"by": ",".join(by)},
+            headers=analyst,
+        )
+        assert result.status_code == 200, result.text
+        body = result.json()
+        assert body["n_responses"] == len(items)
+        got = {q["key"]: q for q in body["questions"]}
+        assert list(got) == list(questions)
+        for key, records in (
+            ("has_land", items),
+            ("hectares", items),
+            ("age", members),
+            ("works", members),
+            ("sector", jobs),
+        ):
+            expected = expected_cells(_with_top(records, items), by, key, questions)
+            cells = {tuple(c["group"][name] for name in by): c for c in got[key]["cells"]}
+            assert set(cells) == set(expected), key
+            for group, want in expected.items():
+                assert cells[group]["n"] == want["n"], (key, group)
+                for name in ("counts", "mean", "median", "min", "max"):
+                    if name in want:
+                        assert cells[group][name] == pytest.approx(want[name]), (key, name)
+    refused = await floor_one.get(
+        f"/api/v1/questionnaires/{survey_id}/aggregates",
+        params={"by": "answer:works"},
+        headers=analyst,
+    )
+    assert refused.status_code == 422
+
+
+def _with_top(records: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records carrying their response's top-level answer `has_land` (a dimension)."""
+    by_respondent = {id(item["respondent"]): item for item in items}
+    return [
+        {
+            **record,
+            "answers": {
+                **record["answers"],
+                "has_land": by_respondent[id(record["respondent"])]["answers"]["has_land"],
+            },
+        }
+        for record in records
+    ]

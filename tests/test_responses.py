@@ -762,3 +762,130 @@ async def test_the_public_submission_limit_holds_across_workers(
         server.wait(timeout=15)
     assert statuses == [201] * 6 + [429] * 4, statuses
     assert await stored_count(app) == 6
+
+
+# --- groups and repeats -----------------------------------------------------------------------
+
+
+def roster_definition() -> dict[str, Any]:
+    """A household survey: a group with a condition, a roster of members (a repeat) with a
+    nested repeat of each member's jobs."""
+
+    def label(text: str) -> dict[str, str]:
+        return {"ru": text, "kk": text}
+
+    yes_no = [{"value": "yes", "label": label("да")}, {"value": "no", "label": label("нет")}]
+    return {
+        "slug": f"household-{uuid.uuid4().hex[:8]}",
+        "title": label("Домохозяйство"),
+        "default_language": "ru",
+        "respondent_groups": [{"key": "household", "category": "citizen", "label": label("х")}],
+        "questions": [
+            {"key": "has_land", "type": "single_choice", "label": label("Земля?"),
+             "options": yes_no, "required": True},
+            {"key": "land", "type": "group", "label": label("Участок"),
+             "relevant": {"question": "has_land", "op": "eq", "value": "yes"},
+             "questions": [
+                 {"key": "hectares", "type": "decimal", "label": label("Га"), "min": 0,
+                  "required": True},
+             ]},
+            {"key": "members", "type": "repeat", "label": label("Члены семьи"), "min_count": 1,
+             "max_count": 20,
+             "questions": [
+                 {"key": "age", "type": "integer", "label": label("Возраст"), "min": 0,
+                  "max": 120, "required": True},
+                 {"key": "works", "type": "boolean", "label": label("Работает?")},
+                 {"key": "jobs", "type": "repeat", "label": label("Работы"),
+                  "relevant": {"question": "works", "op": "eq", "value": True},
+                  "questions": [
+                      {"key": "sector", "type": "single_choice", "label": label("Сектор"),
+                       "options": [{"value": s, "label": label(s)}
+                                   for s in ("farm", "trade", "state")]},
+                  ]},
+             ]},
+        ],
+    }  # fmt: skip
+
+
+async def test_groups_and_nested_repeats_are_checked_stored_and_read_back(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str]
+) -> None:
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post(
+        "/api/v1/questionnaires", json=roster_definition(), headers=coordinator
+    )
+    assert created.status_code == 201, created.text
+    survey_id = created.json()["id"]
+    await client.post(f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator)
+    target = f"/api/v1/questionnaires/{survey_id}/responses"
+    members = [
+        {"age": 44, "works": True, "jobs": [{"sector": "farm"}, {"sector": "trade"}]},
+        {"age": 12, "works": False},
+        {"age": 71, "works": True, "jobs": [{"sector": "state"}]},
+    ]
+    body = {
+        "id": str(uuid.uuid4()),
+        "respondent": {"group": "household"},
+        "answers": {"has_land": "yes", "hectares": 2.5, "members": members},
+    }
+    stored = await client.post(target, json=body, headers=observer)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["answers"]["members"] == members
+    analyst = await headers_for(app, Role.analyst)
+    read = await client.get(f"/api/v1/responses/{body['id']}", headers=analyst)
+    assert read.json()["answers"] == body["answers"]
+    assert (await client.post(target, json=body, headers=observer)).status_code == 200
+    reordered = {**body, "answers": {**body["answers"], "members": members[::-1]}}
+    assert (await client.post(target, json=reordered, headers=observer)).status_code == 409
+
+    bad = {
+        "no members": {"has_land": "no"},
+        "not relevant group": {"has_land": "no", "hectares": 1, "members": members},
+        "jobs of a non-worker": {
+            "has_land": "no",
+            "members": [{"age": 30, "works": False, "jobs": [{"sector": "farm"}]}],
+        },
+        "unknown key in an instance": {"has_land": "no", "members": [{"age": 3, "pet": "cat"}]},
+        "missing required in an instance": {"has_land": "no", "members": [{"works": True}]},
+        "not a list": {"has_land": "no", "members": {"age": 3}},
+        "too many": {"has_land": "no", "members": [{"age": 3}] * 21},
+        "a bad option deep down": {
+            "has_land": "no",
+            "members": [{"age": 30, "works": True, "jobs": [{"sector": "mining"}]}],
+        },
+    }
+    for reason, answers_given in bad.items():
+        refused = await client.post(
+            target,
+            json={"respondent": {"group": "household"}, "answers": answers_given},
+            headers=observer,
+        )
+        assert refused.status_code == 422, (reason, refused.text)
+    deep = await client.post(
+        target,
+        json={"respondent": {"group": "household"}, "answers": bad["a bad option deep down"]},
+        headers=observer,
+    )
+    assert ["body", "answers", "members", 0, "jobs", 0, "sector"] in [
+        e["loc"] for e in deep.json()["errors"]
+    ]
+
+    batch = await client.post(
+        f"{target}/batch",
+        json={
+            "responses": [
+                {"respondent": {"group": "household"}, "answers": {"has_land": "no",
+                 "members": [{"age": 9}]}},
+                {"respondent": {"group": "household"}, "answers": bad["too many"]},
+            ]
+        },
+        headers=observer,
+    )  # fmt: skip
+    assert [r["status"] for r in batch.json()["results"]] == ["created", "invalid"]
+    listed = await client.get(target, headers=analyst)
+    assert sorted(len(item["answers"]["members"]) for item in listed.json()["items"]) == [1, 3]
+    ndjson = await client.get(f"{target}/export", params={"format": "ndjson"}, headers=analyst)
+    lines = [json.loads(line) for line in ndjson.text.splitlines()]
+    assert sorted(len(line["answers"]["members"]) for line in lines) == [1, 3]
+    csv_text = (await client.get(f"{target}/export", headers=analyst)).text
+    assert "hectares" in csv_text.splitlines()[0] and "sector" not in csv_text.splitlines()[0]

@@ -189,10 +189,54 @@ class Date(QuestionBase):
     type: Literal["date"]
 
 
+MAX_REPEAT_INSTANCES = 1000
+MAX_NESTING = 8
+
+
+class Group(BaseModel):
+    """Questions shown together; its `relevant` applies to all of them. Their answers are keyed
+    by their own keys (no nesting in the answers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    type: Literal["group"]
+    label: I18nText | None = None
+    relevant: Condition | None = None
+    questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
+
+
+class Repeat(BaseModel):
+    """Questions asked once per instance (a household roster); the answer is a list of
+    objects, one per instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    type: Literal["repeat"]
+    label: I18nText
+    help: I18nText | None = None
+    relevant: Condition | None = None
+    questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
+    min_count: Annotated[StrictInt, Field(ge=0, le=MAX_REPEAT_INSTANCES)] | None = None
+    max_count: Annotated[StrictInt, Field(ge=1, le=MAX_REPEAT_INSTANCES)] | None = None
+
+
 Question = Annotated[
-    SingleChoice | MultipleChoice | Text | Integer | Decimal | Scale | Boolean | Date,
+    SingleChoice
+    | MultipleChoice
+    | Text
+    | Integer
+    | Decimal
+    | Scale
+    | Boolean
+    | Date
+    | Group
+    | Repeat,
     Field(discriminator="type"),
 ]
+Group.model_rebuild()
+Repeat.model_rebuild()
 
 
 class RespondentGroup(BaseModel):

@@ -91,13 +91,28 @@ ANSWER_KINDS: dict[str, type[TypeEngine[Any]] | TypeEngine[Any]] = {
 }
 
 
-def answer_table(name: str, columns: tuple[tuple[str, str], ...]) -> Table:
-    """One page of a questionnaire version's answers: the response id, the respondent's
-    dimensions (as in `response`) and a column per answer."""
+# The columns that place a repeat's instance: its number in the response, its enclosing
+# instance's number (null at the top level) and its position among its siblings.
+INSTANCE_COLUMNS = ("instance", "parent_instance", "position")
+
+
+def answer_table(name: str, columns: tuple[tuple[str, str], ...], repeat: bool = False) -> Table:
+    """One page of a questionnaire version's answers: the response id (and for a repeat the
+    instance), the respondent's dimensions (as in `response`) and a column per answer."""
+    placement = (
+        [
+            Column("instance", Integer, primary_key=True),
+            Column("parent_instance", Integer),
+            Column("position", Integer, nullable=False),
+        ]
+        if repeat
+        else []
+    )
     return Table(
         name,
         MetaData(),
         Column("response_id", Uuid, primary_key=True),
+        *placement,
         # Copies without the foreign key: the head row already checked the territory.
         *(
             Column(name, response_table.c[name].type, nullable=response_table.c[name].nullable)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.models.responses import ResponseRead, response_table
 from app.services.answers import CompiledQuestionnaire
 from app.services.responses import body_of
+from app.services.responses.reads import instances
 
 CHUNK_ROWS = 1000
 FILE_CHUNK_BYTES = 64 * 1024
@@ -37,12 +38,18 @@ MEDIA_TYPES = {
 
 def header(questionnaire: CompiledQuestionnaire) -> list[str]:
     columns = list(BASE_COLUMNS)
-    for question in questionnaire.questions:
+    for question in top_level(questionnaire):
         if question.type == "multiple_choice":
             columns += [f"{question.key}/{value}" for value in question.option_values]
         else:
             columns.append(question.key)
     return columns
+
+
+def top_level(questionnaire: CompiledQuestionnaire) -> list[Any]:
+    """The questions asked once per response: the columns of the main sheet (questions inside
+    repeats are in NDJSON's lists)."""
+    return [question for question in questionnaire.questions if question.repeat is None]
 
 
 def neutralise(value: Any) -> Any:
@@ -68,7 +75,7 @@ def cells(body: Mapping[str, Any], questionnaire: CompiledQuestionnaire) -> list
         body["channel"],
     ]
     answers = body["answers"]
-    for question in questionnaire.questions:
+    for question in top_level(questionnaire):
         answer = answers.get(question.key)
         if question.type == "multiple_choice":
             chosen = set(answer or ())
@@ -93,7 +100,9 @@ async def _bodies(
         ordered = statement.order_by(t.received_at, t.id).execution_options(yield_per=CHUNK_ROWS)
         result = await session.stream(ordered)
         async for chunk in result.partitions(CHUNK_ROWS):
-            yield [body_of(row, questionnaire) for row in chunk]
+            ids = [row.id for row in chunk] if questionnaire.repeats else []
+            repeated = await instances(session, questionnaire, ids)
+            yield [body_of(row, questionnaire, repeated) for row in chunk]
 
 
 async def export(

@@ -14,6 +14,8 @@ from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import (
+    MAX_NESTING,
+    MAX_QUESTIONS,
     Access,
     Questionnaire,
     QuestionnaireCreate,
@@ -27,6 +29,7 @@ from app.services import audit, conditions
 from app.services.answers import CompiledQuestionnaire, compile_questionnaire
 
 DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
+CONTAINER_TYPES = ("group", "repeat")
 READ_ALL_ROLES = (Role.coordinator, Role.analyst)
 WRITE_ROLES = (Role.coordinator,)
 
@@ -53,16 +56,33 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             yield place, f"must include the default language '{default}'"
 
     yield from _duplicates([g["key"] for g in data["respondent_groups"]], ["respondent_groups"])
-    questions = data["questions"]
-    yield from _duplicates([q["key"] for q in questions], ["questions"])
+    entries = list(walk(data["questions"]))
+    yield from _duplicates(
+        [q["key"] for _, q, _ in entries], [], located=[loc for loc, _, _ in entries]
+    )
+    if len(entries) > MAX_QUESTIONS:
+        yield ["questions"], f"at most {MAX_QUESTIONS} questions, groups and repeats in all"
 
     earlier: dict[str, Mapping[str, Any]] = {}
-    for index, question in enumerate(questions):
-        loc: Loc = ["questions", index]
+    for loc, question, depth in entries:
+        if depth > MAX_NESTING:
+            yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
         yield from _question_problems(question, loc)
         if question.get("relevant") is not None:
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
-        earlier[question["key"]] = question
+        if question["type"] not in CONTAINER_TYPES:
+            earlier[question["key"]] = question
+
+
+def walk(
+    questions: list[Mapping[str, Any]], loc: Loc | None = None, depth: int = 0
+) -> Iterator[tuple[Loc, Mapping[str, Any], int]]:
+    """Every question, group and repeat in order, with its place and how deep it sits."""
+    for index, question in enumerate(questions):
+        place: Loc = [*(loc or ["questions"]), index]
+        yield place, question, depth
+        if question["type"] in CONTAINER_TYPES:
+            yield from walk(question["questions"], [*place, "questions"], depth + 1)
 
 
 def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
@@ -82,13 +102,20 @@ def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[
         yield [*loc, "min"], "greater than max"
     elif qtype == "scale" and low is not None and high is not None and not 0 < high - low <= 100:
         yield [*loc, "max"], "a scale runs from min to a larger max, at most 100 steps"
+    elif qtype == "repeat":
+        least, most = question.get("min_count"), question.get("max_count")
+        if least is not None and most is not None and least > most:
+            yield [*loc, "min_count"], "greater than max_count"
 
 
-def _duplicates(values: list[str], loc: Loc, key: str = "key") -> Iterator[tuple[Loc, str]]:
+def _duplicates(
+    values: list[str], loc: Loc, key: str = "key", located: list[Loc] | None = None
+) -> Iterator[tuple[Loc, str]]:
     seen: set[str] = set()
     for index, value in enumerate(values):
         if value in seen:
-            yield [*loc, index, key], f"'{value}' is used twice"
+            place = located[index] if located is not None else [*loc, index]
+            yield [*place, key], f"'{value}' is used twice"
         seen.add(value)
 
 
@@ -98,12 +125,13 @@ def _texts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Mapping[str, str]]]:
         yield ["description"], data["description"]
     for index, group in enumerate(data["respondent_groups"]):
         yield ["respondent_groups", index, "label"], group["label"]
-    for index, question in enumerate(data["questions"]):
-        yield ["questions", index, "label"], question["label"]
+    for loc, question, _ in walk(data["questions"]):
+        if question.get("label"):
+            yield [*loc, "label"], question["label"]
         if question.get("help"):
-            yield ["questions", index, "help"], question["help"]
+            yield [*loc, "help"], question["help"]
         for number, option in enumerate(question.get("options") or []):
-            yield ["questions", index, "options", number, "label"], option["label"]
+            yield [*loc, "options", number, "label"], option["label"]
 
 
 # --- reading and access -----------------------------------------------------------------------
@@ -304,7 +332,10 @@ async def change_status(
 async def create_answer_tables(session: AsyncSession, questionnaire: CompiledQuestionnaire) -> None:
     """Make a version's answer tables (services/answers.py: the layout), in the transaction
     that publishes it: both databases run DDL transactionally, so a failed publish leaves none."""
-    tables = [answer_table(page.table, page.columns) for page in questionnaire.pages]
+    tables = [
+        answer_table(page.table, page.columns, page.repeat is not None)
+        for page in questionnaire.pages
+    ]
     connection = await session.connection()
     for table in tables:
         await connection.run_sync(table.create)

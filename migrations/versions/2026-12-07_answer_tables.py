@@ -136,7 +136,10 @@ def upgrade() -> None:
         sa.Column("submitted_by_collector", sa.Uuid()),
     )
     for compiled in _compiled(connection):
-        tables = [answer_table(page.table, page.columns) for page in compiled.pages]
+        tables = [
+            answer_table(page.table, page.columns, page.repeat is not None)
+            for page in compiled.pages
+        ]
         for table in tables:
             table.create(connection)
         source = sa.select(response, detail.c.answers, *(detail.c[n] for n in DETAIL[1:]))
@@ -172,8 +175,8 @@ def _move(
 ) -> None:
     answers = _json(row.answers)
     errors, pages = compiled.check_answers(answers)
-    if errors:  # stored under older rules: keep what still fits, leave the rest unanswered
-        pages = [[None] * len(page.columns) for page in compiled.pages]
+    if errors:  # stored under older rules: leave them unanswered rather than lose the response
+        pages = [[[None] * len(page.columns)] for page in compiled.pages]
     submitted_at, received_at = _aware(row.submitted_at), _aware(row.received_at)
     started_at = _aware(row.started_at)
     # The fingerprint as services/responses/rules.py takes it; a submission time equal to the
@@ -210,7 +213,7 @@ def _move(
                 response_id=row.id,
                 record_key=record_key,
                 **dimensions,
-                **dict(zip(names, values, strict=True)),
+                **dict(zip(names, values[0], strict=True)),
             )
         )
 
@@ -258,7 +261,10 @@ def downgrade() -> None:
         sa.Column("submitted_by_collector", sa.Uuid()),
     )
     for compiled in _compiled(connection):
-        tables = [answer_table(page.table, page.columns) for page in compiled.pages]
+        tables = [
+            answer_table(page.table, page.columns, page.repeat is not None)
+            for page in compiled.pages
+        ]
         for row in connection.execute(
             sa.select(response).where(response.c.questionnaire_id == compiled.id)
         ).all():
@@ -268,7 +274,7 @@ def downgrade() -> None:
                 found = connection.execute(
                     sa.select(*(table.c[n] for n in names)).where(table.c.response_id == row.id)
                 ).first()
-                pages.append(list(found) if found is not None else [None] * len(names))
+                pages.append([list(found) if found is not None else [None] * len(names)])
             answers = compiled.answers_from(pages)
             connection.execute(
                 response.update().where(response.c.id == row.id).values(**_slots(compiled, pages))
@@ -309,12 +315,10 @@ def downgrade() -> None:
 def _slots(compiled: Any, pages: list[list[Any]]) -> dict[str, Any]:
     """The slot values of the layout before this revision (a frozen copy of its rules)."""
     values: dict[str, Any] = {}
-    positions = [0] * len(compiled.pages)
     choice, number = 0, 0
     for question in compiled.questions:
-        start = positions[question.page]
-        positions[question.page] = start + len(question.columns)
-        stored = pages[question.page][start : start + len(question.columns)]
+        start = question.offset
+        stored = pages[question.page][0][start : start + len(question.columns)]
         if question.type in NUMBER_TYPES:
             number += 1
             values[f"x{number}"] = stored[0]

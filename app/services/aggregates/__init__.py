@@ -39,6 +39,8 @@ def parse_by(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str]
             question = questionnaire.by_key.get(name.removeprefix("answer:"))
             if question is None or question.type not in ANSWER_DIMENSION_TYPES:
                 problems.append(f"'{name}' names no choice, boolean or scale question")
+            elif question.repeat is not None:
+                problems.append(f"'{name}' is asked in a repeat: not a respondent's dimension")
         elif name not in PLAIN_DIMENSIONS:
             problems.append(f"unknown dimension '{name}'")
     if problems:

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db import raw_connection
 from app.models.auth import Principal
 from app.models.questionnaires import Status
-from app.models.responses import DIMENSIONS
+from app.models.responses import DIMENSIONS, INSTANCE_COLUMNS
 from app.security import TokenService
 from app.services import auth as auth_service
 from app.services import questionnaires as questionnaire_service
@@ -83,7 +83,13 @@ def _principal_args(principal: Principal | None) -> tuple[Any, Any, Any]:
 
 
 def _page_names(page: AnswerPage) -> str:
-    return ", ".join(["response_id", *DIMENSIONS, *(name for name, _ in page.columns)])
+    placement = INSTANCE_COLUMNS if page.repeat is not None else ()
+    names = ["response_id", *placement, *DIMENSIONS, *(name for name, _ in page.columns)]
+    return ", ".join(names)
+
+
+def _typed(page: AnswerPage, number: int) -> list[tuple[str, str]]:
+    return [(f"p{number}_{name}", KIND_TYPES[kind]) for name, kind in page.columns]
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,57 +98,89 @@ def _insert_sql(pages: tuple[AnswerPage, ...], many: bool) -> str:
     status and the principal (_still_allowed: one remembered in memory is still refused at
     once after a revocation, a deactivation or a change of roles).
 
-    One row: plain parameters. Many rows: one array parameter per column, unnested; the
+    One response: plain parameters. Many: one array parameter per column, unnested; the
     statement text stays the same for every batch size (prepared once per connection).
+    Repeat instances come as arrays in both cases (a response has any number of them).
     """
-    answer_columns = [
-        (f"p{n}_{name}", KIND_TYPES[kind])
-        for n, page in enumerate(pages)
-        for name, kind in page.columns
-    ]
-    columns = [*HEAD, *answer_columns]
+    top = [n for n, page in enumerate(pages) if page.repeat is None]
+    columns = [*HEAD, *(column for n in top for column in _typed(pages[n], n))]
     head_names = ", ".join(name for name, _ in HEAD)
     if many:
         arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, _FIRST_COLUMN))
         names = ", ".join(name for name, _ in columns)
-        source = f"v AS (SELECT * FROM unnest({arrays}) AS v({names}))"  # noqa: S608
+        sources = [f"v AS (SELECT * FROM unnest({arrays}) AS v({names}))"]  # noqa: S608
         head_values = ", ".join(f"v.{name}" for name, _ in HEAD)
         head = (
             f"INSERT INTO response ({head_names}) SELECT {head_values} FROM v WHERE {_ALLOWED}"  # noqa: S608
             " ORDER BY v.id ON CONFLICT (id) DO NOTHING RETURNING id"
         )
         value = {name: f"v.{name}" for name, _ in columns}
-        joined = "FROM v JOIN head USING (id)"
     else:
         value = {name: f"${n}::{kind}" for n, (name, kind) in enumerate(columns, _FIRST_COLUMN)}
-        source = "v AS (SELECT 1)"
+        sources = []
         head_values = ", ".join(value[name] for name, _ in HEAD)
         head = (
             f"INSERT INTO response ({head_names}) SELECT {head_values} WHERE {_ALLOWED}"
             " ON CONFLICT (id) DO NOTHING RETURNING id"
         )
-        joined = "FROM head"
+    parameter = _FIRST_COLUMN + len(columns)
     inserts = []
-    for n, page in enumerate(pages):
-        values = ", ".join(
-            [
+    for number, page in enumerate(pages):
+        answers = [f"p{number}_{name}" for name, _ in page.columns]
+        if page.repeat is None:
+            joined = "FROM v JOIN head USING (id)" if many else "FROM head"
+            values = [
                 "head.id",
                 *(value[name] for name in DIMENSIONS),
-                *(value[f"p{n}_{name}"] for name, _ in page.columns),
+                *(value[a] for a in answers),
             ]
-        )
+        else:
+            # Instances: arrays of (response, placement, answers), joined to the new heads.
+            instance = [("response_id", "uuid"), ("instance", "int"), ("parent_instance", "int"),
+                        ("position", "int"), *_typed(page, number)]  # fmt: skip
+            arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(instance, parameter))
+            parameter += len(instance)
+            names = ", ".join(name for name, _ in instance)
+            alias = f"i{number}"
+            sources.append(f"{alias} AS (SELECT * FROM unnest({arrays}) AS x({names}))")  # noqa: S608
+            joined = f"FROM {alias} JOIN head ON head.id = {alias}.response_id"
+            if many:
+                joined += f" JOIN v ON v.id = {alias}.response_id"
+            values = [
+                "head.id",
+                *(f"{alias}.{name}" for name in INSTANCE_COLUMNS),
+                *(value[name] for name in DIMENSIONS),
+                *(f"{alias}.{a}" for a in answers),
+            ]
         inserts.append(
-            f"page{n} AS (INSERT INTO {page.table} ({_page_names(page)}) SELECT {values} {joined})"
+            f"page{number} AS (INSERT INTO {page.table} ({_page_names(page)})"
+            f" SELECT {', '.join(values)} {joined})"
         )
-    ctes = ",\n".join([source, f"head AS ({head})", *inserts])
+    ctes = ",\n".join([*sources, f"head AS ({head})", *inserts])
     return f"{_GUARDS},\n{ctes}\n{_RESULT}"  # noqa: S608 - our names
 
 
-def _values(row: Row) -> list[Any]:
-    values = [row.head[name] for name, _ in HEAD]
-    for page in row.pages:
-        values.extend(page)
-    return values
+def _arguments(pages: tuple[AnswerPage, ...], rows: Sequence[Row], many: bool) -> list[Any]:
+    """The statement's parameters after the guard's, in _insert_sql's order."""
+    top = [n for n, page in enumerate(pages) if page.repeat is None]
+    if many:
+        width = len(HEAD) + sum(len(pages[n].columns) for n in top)
+        lines = [
+            [row.head[name] for name, _ in HEAD] + [v for n in top for v in row.pages[n][0]]
+            for row in rows
+        ]
+        arguments: list[Any] = [list(c) for c in zip(*lines, strict=True)] or [[]] * width
+    else:
+        row = rows[0]
+        arguments = [row.head[name] for name, _ in HEAD]
+        arguments += [v for n in top for v in row.pages[n][0]]
+    for number, page in enumerate(pages):
+        if page.repeat is None:
+            continue
+        width = 1 + len(INSTANCE_COLUMNS) + len(page.columns)
+        lines = [[row.id, *line] for row in rows for line in row.pages[number]]
+        arguments += [list(c) for c in zip(*lines, strict=True)] or [[] for _ in range(width)]
+    return arguments
 
 
 class PgResponseStore:
@@ -187,12 +225,7 @@ class PgResponseStore:
         guard = (questionnaire.id, *_principal_args(principal))
         many = many or len(rows) != 1
         statement = _insert_sql(questionnaire.pages, many)
-        if many:
-            width = len(HEAD) + sum(len(page.columns) for page in questionnaire.pages)
-            columns = [list(c) for c in zip(*(_values(row) for row in rows), strict=True)]
-            arguments = columns or [[]] * width  # empty arrays for an empty batch
-        else:
-            arguments = _values(rows[0])
+        arguments = _arguments(questionnaire.pages, rows, many)
         async with raw_connection(self.pool) as connection:
             try:
                 record = await connection.fetchrow(statement, *guard, *arguments)

@@ -10,13 +10,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, delete, null, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlalchemy.sql import ColumnElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Forbidden, Invalid, NotFound
 from app.models.auth import Principal, Role
 from app.models.questionnaires import Status
-from app.models.responses import GENDERS, ResponseFilters, answer_table, response_table
+from app.models.responses import (
+    GENDERS,
+    INSTANCE_COLUMNS,
+    ResponseFilters,
+    answer_table,
+    response_table,
+)
 from app.pagination import decode_cursor, encode_cursor
 from app.services import audit
 from app.services import questionnaires as questionnaire_service
@@ -35,7 +42,7 @@ HEAD_COLUMNS = (
 
 @functools.lru_cache(maxsize=512)
 def _tables(pages: tuple[AnswerPage, ...]) -> tuple[Table, ...]:
-    return tuple(answer_table(page.table, page.columns) for page in pages)
+    return tuple(answer_table(page.table, page.columns, page.repeat is not None) for page in pages)
 
 
 def answer_tables(questionnaire: CompiledQuestionnaire) -> tuple[Table, ...]:
@@ -82,6 +89,8 @@ def read_select(questionnaire: CompiledQuestionnaire) -> Select[Any]:
     answer_columns: list[Any] = []
     for number, table in enumerate(answer_tables(questionnaire)):
         page = questionnaire.pages[number]
+        if page.repeat is not None:
+            continue  # instances: read by `instances`
         if questionnaire.status == Status.draft:  # no answer tables yet, and no responses
             answer_columns += [null().label(f"p{number}_{name}") for name, _ in page.columns]
             continue
@@ -90,16 +99,43 @@ def read_select(questionnaire: CompiledQuestionnaire) -> Select[Any]:
     return select(*HEAD_COLUMNS, *answer_columns).select_from(source)
 
 
-def body_of(row: Any, questionnaire: CompiledQuestionnaire) -> dict[str, Any]:
-    """A row of read_select as the API shows it."""
+Instances = dict[uuid.UUID, dict[int, list[Any]]]  # response -> page -> instance rows
+
+
+def body_of(
+    row: Any, questionnaire: CompiledQuestionnaire, instances: Instances | None = None
+) -> dict[str, Any]:
+    """A row of read_select (with the response's repeat instances) as the API shows it."""
     values = tuple(row)
     width = len(HEAD_COLUMNS)
-    pages = []
-    for page in questionnaire.pages:
-        pages.append(values[width : width + len(page.columns)])
+    found = (instances or {}).get(row.id, {})
+    pages: list[Any] = []
+    for number, page in enumerate(questionnaire.pages):
+        if page.repeat is not None:
+            pages.append(found.get(number, []))
+            continue
+        pages.append([values[width : width + len(page.columns)]])
         width += len(page.columns)
     mapping: Mapping[str, Any] = row._mapping
     return to_body(mapping, questionnaire.answers_from(pages), questionnaire)
+
+
+async def instances(
+    session: SAAsyncSession, questionnaire: CompiledQuestionnaire, ids: list[uuid.UUID]
+) -> Instances:
+    """The repeat instances of these responses, as rows per answer page."""
+    found: Instances = {}
+    if questionnaire.status == Status.draft or not ids:
+        return found
+    for number, table in enumerate(answer_tables(questionnaire)):
+        page = questionnaire.pages[number]
+        if page.repeat is None:
+            continue
+        columns = [table.c[name] for name in (*INSTANCE_COLUMNS, *(n for n, _ in page.columns))]
+        statement = select(table.c.response_id, *columns).where(table.c.response_id.in_(ids))
+        for line in await _run(session, statement):
+            found.setdefault(line[0], {}).setdefault(number, []).append(list(line[1:]))
+    return found
 
 
 async def filtered(
@@ -111,7 +147,7 @@ async def filtered(
     return statement, questionnaire
 
 
-async def _run(session: AsyncSession, statement: Any) -> Any:
+async def _run(session: SAAsyncSession, statement: Any) -> Any:
     connection = await session.connection()
     return await connection.execute(statement)
 
@@ -131,8 +167,9 @@ async def list_responses(
             or_(t.received_at > after_at, and_(t.received_at == after_at, t.id > after_id))
         )
     statement = statement.order_by(t.received_at, t.id).limit(limit + 1)
-    rows = list(await _run(session, statement))
-    bodies = [body_of(row, questionnaire) for row in rows[:limit]]
+    rows = list(await _run(session, statement))[: limit + 1]
+    repeated = await instances(session, questionnaire, [row.id for row in rows[:limit]])
+    bodies = [body_of(row, questionnaire, repeated) for row in rows[:limit]]
     if len(rows) <= limit:
         return bodies, None
     last = bodies[-1]
@@ -152,7 +189,7 @@ async def get_response(session: AsyncSession, response_id: uuid.UUID) -> dict[st
     row = (await _run(session, read_select(questionnaire).where(t.id == response_id))).first()
     if row is None:
         raise NotFound("No such response")
-    return body_of(row, questionnaire)
+    return body_of(row, questionnaire, await instances(session, questionnaire, [response_id]))
 
 
 async def delete_response(session: AsyncSession, actor: Principal, response_id: uuid.UUID) -> None:

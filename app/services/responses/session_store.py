@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db import session_scope
 from app.models.auth import Collector, Principal, User
 from app.models.questionnaires import Questionnaire, Status
-from app.models.responses import DIMENSIONS, answer_table, response_table
+from app.models.responses import DIMENSIONS, INSTANCE_COLUMNS, answer_table, response_table
 from app.models.territories import Territory
 from app.security import TokenService
 from app.services import auth as auth_service
@@ -50,19 +50,21 @@ async def insert_rows(
     inserted = set(result.scalars())
     new = [row for row in rows if row.id in inserted]
     for number, page in enumerate(questionnaire.pages):
-        if not new:
-            break
-        table = answer_table(page.table, page.columns)
+        table = answer_table(page.table, page.columns, page.repeat is not None)
         names = [name for name, _ in page.columns]
+        if page.repeat is not None:
+            names = [*INSTANCE_COLUMNS, *names]
         values = [
             {
                 "response_id": row.id,
                 **{name: row.head[name] for name in DIMENSIONS},
-                **dict(zip(names, row.pages[number], strict=True)),
+                **dict(zip(names, page_row, strict=True)),
             }
             for row in new
+            for page_row in row.pages[number]
         ]
-        await connection.execute(table.insert(), values if len(values) > 1 else values[0])
+        if values:
+            await connection.execute(table.insert(), values if len(values) > 1 else values[0])
     return inserted
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from app.models.auth import Principal
 from app.security import TokenService
-from app.services.answers import CompiledQuestionnaire
+from app.services.answers import CompiledQuestionnaire, PageRows
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Row:
     """A checked response ready to store: its `response` row and its answer pages' values."""
 
     head: dict[str, Any]
-    pages: list[list[Any]]
+    pages: PageRows  # per answer page, its rows (see services/answers.py)
 
     @property
     def id(self) -> uuid.UUID:
