@@ -1,13 +1,9 @@
 """Territory rules and queries: the hierarchy, subtree conditions, CSV import."""
 
-import base64
-import binascii
 import csv
 import io
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +12,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.errors import BadRequest, Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.models.auth import Principal
 from app.models.territories import (
     CODE_PATTERN,
@@ -29,6 +25,7 @@ from app.models.territories import (
     TerritoryUpdate,
     i18n,
 )
+from app.pagination import decode_cursor_key, encode_cursor
 from app.services import audit
 
 TERRITORY_COLUMNS = ("code", "parent_code", "level", "name_kk", "name_ru", "name_en")
@@ -232,24 +229,6 @@ async def _roll_up_subtree(
     territory.region_code = region_code
 
 
-def _encode_cursor(created_at: datetime, code: str) -> str:
-    raw = json.dumps([created_at.isoformat(), code]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    # Territories are keyed by code, not by UUID, so app.pagination's cursor does not fit them.
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, code = json.loads(raw)
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None or not isinstance(code, str):
-            raise ValueError("bad cursor")
-        return parsed, code
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-        raise BadRequest("The cursor is malformed; use next_cursor from a previous page") from error
-
-
 async def list_territories(
     session: AsyncSession,
     *,
@@ -266,7 +245,7 @@ async def list_territories(
         statement = statement.where(col(Territory.parent_code) == parent_code)
     created, code = col(Territory.created_at), col(Territory.code)
     if cursor is not None:
-        after_created, after_code = _decode_cursor(cursor)
+        after_created, after_code = decode_cursor_key(cursor)
         statement = statement.where(
             or_(created > after_created, and_(created == after_created, code > after_code))
         )
@@ -275,7 +254,7 @@ async def list_territories(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], _encode_cursor(last.created_at, last.code)
+    return rows[:limit], encode_cursor(last.created_at, last.code)
 
 
 # --- CSV files ---------------------------------------------------------------------------------
