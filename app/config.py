@@ -40,9 +40,15 @@ class Settings(BaseSettings):
     jwt_audience: str = "kenes-api"
     bootstrap_admin_email: EmailStr | None = None
     bootstrap_admin_password: SecretStr | None = None
+    # Failed logins per (account, address) before each further try waits, twice as long
+    # each time from login_backoff_seconds up to the window; other addresses are unaffected.
     login_max_failures: int = Field(default=5, ge=1)
+    login_backoff_seconds: int = Field(default=30, ge=1)
+    # Password checks (each an argon2 hash) per client address (IPv6: per /64) and window.
     login_max_failures_per_address: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Password hashes computed at once by one process: the rest wait, off the event loop.
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     public_submit_limit: int = Field(default=60, ge=1)
     public_submit_window_seconds: int = Field(default=60, ge=1)
 

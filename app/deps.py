@@ -1,6 +1,7 @@
 """Annotated dependency aliases: a route's signature says what it needs and who may call it."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -36,7 +37,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+async def get_units_of_work(request: Request) -> UnitOfWork:
+    """For a route that needs more than one transaction (a login hashes between two): each
+    call opens one unit of work, committed on success and rolled back on error."""
+    sessionmaker = request.app.state.sessionmaker
+    return lambda: asynccontextmanager(session_scope)(sessionmaker)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+UnitsOfWorkDep = Annotated[UnitOfWork, Depends(get_units_of_work)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.raw_pool = None  # PostgreSQL: set by the lifespan (the submission hot path)
     app.state.metrics = HttpMetrics()
     app.state.tokens = TokenService(settings)
+    app.state.password_hashing = anyio.CapacityLimiter(settings.password_hash_concurrency)
 
     install_error_handlers(app)
     # Routes are matched in order: the submission routes, the busiest, come first.

@@ -4,16 +4,31 @@ Each test reproduces one finding through the real app (httpx ASGITransport, or a
 loopback where the finding is about the server or the event loop) and fails without its fix.
 """
 
+import asyncio
 import base64
+import contextlib
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlmodel import col, select
 
-from app.models.auth import Role
-from tests.factories import almaty_definition, create_questionnaire, headers_for
+from app.config import Settings
+from app.main import create_app
+from app.models.auth import Role, User
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    almaty_definition,
+    bearer,
+    create_questionnaire,
+    create_user,
+    headers_for,
+)
 from tests.test_consultations import create, observation, observations_url
 from tests.test_elections import create_election
 from tests.test_territories import import_tree
@@ -104,3 +119,222 @@ async def test_non_finite_numbers_in_a_definition_are_422(
             assert field in json.dumps(answer.json()["errors"]), answer.text
     listed = await client.get("/api/v1/questionnaires", headers=coordinator)
     assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+# --- logins (findings 4, 5, 6, 7, 15 and the audit part of 16) ----------------------------------
+
+ALMATY_ANSWERS: dict[str, Any] = {
+    "aware": "yes",
+    "channels_known": ["hearings", "petitions"],
+    "participated": True,
+    "times_participated": 2,
+    "info_sources": ["social", "ngos"],
+    "trust_akimat": 3,
+    "influence": 2,
+    "information_access": "difficult",
+    "last_hearing": "2025-05-14",
+    "suggestions": "Больше онлайн-слушаний",
+}
+
+
+def submission() -> dict[str, Any]:
+    return {
+        "respondent": {"group": "student", "gender": "female", "age_band": "18-24"},
+        "answers": ALMATY_ANSWERS,
+        "language": "ru",
+        "channel": "mobile",
+    }
+
+
+@contextlib.asynccontextmanager
+async def client_from(application: FastAPI, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app whose requests come from `address`."""
+    transport = httpx.ASGITransport(app=application, client=(address, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def app_from(settings: Settings, **changes: Any) -> AsyncIterator[FastAPI]:
+    """The app with changed settings, on the suite's database."""
+    application = create_app(settings.model_copy(update=changes))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def try_login(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    return await http.post("/api/v1/auth/token", data={"username": email, "password": password})
+
+
+async def test_logins_do_not_hold_the_write_lock_while_hashing(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 4: on SQLite a login held the write lock through argon2, so 28 failed logins
+    pushed submissions from 4 ms to about 2 s. Now the hash runs between two short
+    transactions: submissions during a burst of failed logins stay fast (both databases)."""
+    survey = await create_questionnaire(app, publish=True)
+    observer = await headers_for(app, Role.observer)
+    target = f"/api/v1/questionnaires/{survey.id}/responses"
+    assert (await client.post(target, json=submission(), headers=observer)).status_code == 201
+
+    async def failed_logins() -> list[int]:
+        answers = await asyncio.gather(
+            *(try_login(client, f"nobody{n}@example.org", "wrong password 1") for n in range(28))
+        )
+        return [answer.status_code for answer in answers]
+
+    async def timed_submissions() -> list[float]:
+        took = []
+        for _ in range(10):
+            started = time.perf_counter()
+            answer = await client.post(target, json=submission(), headers=observer)
+            took.append(time.perf_counter() - started)
+            assert answer.status_code == 201, answer.text
+            await asyncio.sleep(0.02)
+        return took
+
+    statuses, took = await asyncio.gather(failed_logins(), timed_submissions())
+    assert statuses == [401] * 28
+    assert max(took) < 1.0, [round(t, 3) for t in took]
+
+
+async def test_concurrent_wrong_passwords_cannot_race_the_throttle(
+    app: FastAPI, settings: Settings
+) -> None:
+    """Finding 5: on PostgreSQL 14 concurrent wrong passwords were checked against a limit of 5
+    (the right one accepted after 13 failures), and 38 against a per-address limit of 30.
+    Each attempt is now counted before its password is checked, in one locked step."""
+    user = await create_user(app, Role.observer)
+    async with (
+        app_from(settings, login_max_failures=5, login_backoff_seconds=600) as application,
+        client_from(application, "192.0.2.10") as http,
+    ):
+        answers = await asyncio.gather(
+            *(try_login(http, user.email, f"wrong password {n}") for n in range(14))
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [401] * 5 + [429] * 9, statuses
+        assert (await try_login(http, user.email, DEFAULT_PASSWORD)).status_code == 429
+    async with (
+        app_from(settings, login_max_failures_per_address=30) as application,
+        client_from(application, "192.0.2.11") as http,
+    ):
+        answers = await asyncio.gather(
+            *(try_login(http, f"guess{n}@example.org", "wrong password 1") for n in range(38))
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [401] * 30 + [429] * 8, statuses
+
+
+async def test_nobody_can_lock_the_owner_out_and_hashing_per_address_is_bounded(
+    app: FastAPI, settings: Settings
+) -> None:
+    """Finding 6: five wrong passwords from anywhere locked the admin for 900 s. Failures now
+    count per (account, address), with a backoff that doubles; the owner, elsewhere, still
+    logs in; an address (an IPv6 /64) gets one hashing budget for all the accounts it tries."""
+    admin = await create_user(app, Role.admin)
+    async with app_from(
+        settings, login_max_failures=3, login_backoff_seconds=1, login_max_failures_per_address=8
+    ) as application:
+        async with client_from(application, "198.51.100.7") as attacker:
+            for _ in range(3):
+                assert (
+                    await try_login(attacker, admin.email, "wrong password 1")
+                ).status_code == 401
+            refused = await try_login(attacker, admin.email, DEFAULT_PASSWORD)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            await asyncio.sleep(1.1)
+            # The backoff doubles with each further failure.
+            assert (await try_login(attacker, admin.email, "wrong password 1")).status_code == 401
+            refused = await try_login(attacker, admin.email, "wrong password 1")
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
+        async with client_from(application, "203.0.113.9") as owner:
+            assert (await try_login(owner, admin.email, DEFAULT_PASSWORD)).status_code == 200
+        # One /64 is one budget (8 password checks), however many addresses it uses.
+        statuses = []
+        for n in range(10):
+            async with client_from(application, f"2001:db8:1:2::{n + 1:x}") as rotating:
+                answer = await try_login(rotating, f"guess{n}@example.org", "wrong password 1")
+                statuses.append(answer.status_code)
+        assert statuses == [401] * 8 + [429] * 2, statuses
+        async with client_from(application, "2001:db8:1:3::1") as neighbour:
+            assert (await try_login(neighbour, admin.email, DEFAULT_PASSWORD)).status_code == 200
+
+
+async def test_a_password_typed_as_the_username_is_not_stored(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 16: the username field of a failed login went into the audit log as typed,
+    which is sometimes the password; nor does it go into the throttle's keys."""
+    admin = await headers_for(app, Role.admin)
+    typed = "Tr0ub4dor&3 horse"
+    assert (await try_login(client, typed, "something")).status_code == 401
+    log = await client.get("/api/v1/audit", headers=admin)
+    assert log.status_code == 200
+    assert "auth.login_failed" in log.text and typed not in log.text
+    async with app.state.engine.connect() as connection:
+        keys = (await connection.execute(text("SELECT key FROM rate_limit_bucket"))).scalars()
+        assert not [key for key in keys if typed.lower() in key]
+
+
+async def test_a_password_change_or_deactivation_ends_earlier_tokens(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 7: a password change did not end old tokens; deactivate then reactivate
+    revived them. Both end every token issued before, for good."""
+    admin = await headers_for(app, Role.admin)
+    user = await create_user(app, Role.observer)
+    first = (await try_login(client, user.email, DEFAULT_PASSWORD)).json()["access_token"]
+    old = {"Authorization": f"Bearer {first}"}
+    assert (await client.get("/api/v1/auth/me", headers=old)).status_code == 200
+    new_password = "a brand new passphrase"
+    changed = await client.patch(
+        f"/api/v1/users/{user.id}", json={"password": new_password}, headers=admin
+    )
+    assert changed.status_code == 200
+    assert (await client.get("/api/v1/auth/me", headers=old)).status_code == 401
+    second = (await try_login(client, user.email, new_password)).json()["access_token"]
+    current = {"Authorization": f"Bearer {second}"}
+    assert (await client.get("/api/v1/auth/me", headers=current)).status_code == 200
+    for active in (False, True):
+        patched = await client.patch(
+            f"/api/v1/users/{user.id}", json={"is_active": active}, headers=admin
+        )
+        assert patched.status_code == 200
+    assert (await client.get("/api/v1/auth/me", headers=current)).status_code == 401
+    assert (await client.get("/api/v1/auth/me", headers=old)).status_code == 401
+    third = (await try_login(client, user.email, new_password)).json()["access_token"]
+    fresh = {"Authorization": f"Bearer {third}"}
+    assert (await client.get("/api/v1/auth/me", headers=fresh)).status_code == 200
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 15: on PostgreSQL two admins deactivating each other at once left no admin in
+    9 of 15 tries. The active admins are now locked while one is removed."""
+    for _ in range(8):
+        first = await create_user(app, Role.admin)
+        second = await create_user(app, Role.admin)
+        answers = await asyncio.gather(
+            client.patch(
+                f"/api/v1/users/{second.id}", json={"is_active": False}, headers=bearer(app, first)
+            ),
+            client.patch(
+                f"/api/v1/users/{first.id}", json={"is_active": False}, headers=bearer(app, second)
+            ),
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        # The loser is refused as the last admin (409), or, if the winner's change landed
+        # first, by its own deactivation (401).
+        assert statuses in ([200, 401], [200, 409]), [a.text for a in answers]
+        async with app.state.sessionmaker() as session:
+            admins = [
+                user
+                for user in (await session.exec(select(User).where(col(User.is_active)))).all()
+                if "admin" in user.roles
+            ]
+        assert len(admins) == 1
+        # Start the next round with no admin left over.
+        async with app.state.engine.begin() as connection:
+            await connection.execute(text("UPDATE user_account SET is_active = false"))
