@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     auto_migrate: bool | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Exports at once per process, each on a connection of a pool of their own.
+    export_concurrency: int = Field(default=2, ge=1, le=50)
+    # An export whose client reads nothing for this long is ended (its connection freed).
+    export_idle_seconds: float = Field(default=60, gt=0, le=3600)
 
     token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     jwt_private_key: SecretStr | None = None

@@ -63,10 +63,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
-    """The app's engine; `one_shot` (migrations, CLI) keeps no pool."""
+def create_engine(
+    settings: Settings, *, one_shot: bool = False, pool_size: int | None = None
+) -> AsyncEngine:
+    """The app's engine; `one_shot` (migrations, CLI) keeps no pool; `pool_size` gives one of
+    exactly that many connections (the exports' own engine)."""
     url = make_url(settings.database_url)
     pooling: dict[str, Any] = {"poolclass": NullPool} if one_shot else {}
+    if pool_size is not None:
+        pooling = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             try:
@@ -76,7 +81,7 @@ def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **pooling)
         _configure_sqlite(engine)
         return engine
-    if not one_shot:
+    if not one_shot and pool_size is None:
         pooling = {
             "pool_size": settings.db_pool_size,
             # No overflow: connections opened past the pool are closed again at once, and

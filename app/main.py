@@ -30,6 +30,7 @@ from app.routers import (
 )
 from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
+from app.streaming import StreamSlots
 
 logger = logging.getLogger("kenes")
 
@@ -58,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.raw_pool is not None:
             await app.state.raw_pool.close()
         await app.state.engine.dispose()
+        await app.state.export_engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    # Exports stream for as long as the client reads: they get connections of their own.
+    app.state.export_engine = create_engine(settings, pool_size=settings.export_concurrency)
+    app.state.export_sessionmaker = create_sessionmaker(app.state.export_engine)
+    app.state.export_slots = StreamSlots(settings.export_concurrency)
     app.state.raw_pool = None  # PostgreSQL: set by the lifespan (the submission hot path)
     app.state.metrics = HttpMetrics()
     app.state.tokens = TokenService(settings)

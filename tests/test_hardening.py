@@ -8,9 +8,13 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +25,7 @@ from sqlmodel import col, select
 from app.config import Settings
 from app.main import create_app
 from app.models.auth import Role, User
+from tests.conftest import ROOT, TEST_SECRET, free_port
 from tests.factories import (
     DEFAULT_PASSWORD,
     almaty_definition,
@@ -338,3 +343,110 @@ async def test_two_admins_removing_each_other_at_once_leave_one(
         # Start the next round with no admin left over.
         async with app.state.engine.begin() as connection:
             await connection.execute(text("UPDATE user_account SET is_active = false"))
+
+
+# --- a real server on loopback (findings 3, 10, 11) -----------------------------------------------
+
+
+@contextlib.contextmanager
+def real_server(
+    database_url: str, *args: str, **env_changes: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`kenes serve` on a free loopback port, until the block ends; yields (base URL, process)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENES_")}
+    env.update(
+        KENES_DATABASE_URL=database_url,
+        KENES_SECRET_KEY=TEST_SECRET,
+        KENES_AUTO_MIGRATE="false",
+        KENES_LOG_LEVEL="WARNING",
+        **env_changes,
+    )
+    server = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+def stalled_request(port: int, request: bytes) -> socket.socket:
+    """A connection that sends `request` and then reads nothing (a tiny receive window)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request)
+    return sock
+
+
+async def test_exports_the_client_stopped_reading_end_and_never_starve_others(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Finding 3: ten analyst exports that stopped reading held every database connection
+    (/auth/me, /questionnaires, /readyz and logins answered 503), with no end. Exports now have
+    connections of their own, one more than KENES_EXPORT_CONCURRENCY is 429, and one whose
+    client reads nothing for KENES_EXPORT_IDLE_SECONDS ends and frees its place."""
+    survey = await create_questionnaire(app, publish=True)
+    observer = await headers_for(app, Role.observer)
+    big = {**ALMATY_ANSWERS, "suggestions": "more public hearings online please " * 28}
+    for _ in range(10):  # 6,000 responses of about 1.3 kB: more than the socket buffers hold
+        batch = {"responses": [{**submission(), "answers": big} for _ in range(600)]}
+        stored = await client.post(
+            f"/api/v1/questionnaires/{survey.id}/responses/batch", json=batch, headers=observer
+        )
+        assert stored.status_code == 200, stored.text[:300]
+        assert {r["status"] for r in stored.json()["results"]} == {"created"}, stored.text[:300]
+    analyst = await create_user(app, Role.analyst)
+    token = bearer(app, analyst)["Authorization"]
+    export = f"/api/v1/questionnaires/{survey.id}/responses/export?format=csv"
+    request = f"GET {export} HTTP/1.1\r\nHost: t\r\nAuthorization: {token}\r\n\r\n".encode()
+    idle = 3.0
+    with real_server(
+        database_url,
+        KENES_DB_POOL_SIZE="3",
+        KENES_EXPORT_CONCURRENCY="2",
+        KENES_EXPORT_IDLE_SECONDS=str(idle),
+    ) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        stalled = [stalled_request(port, request) for _ in range(6)]
+        try:
+            time.sleep(1.0)
+            headers = {"Authorization": token}
+            async with httpx.AsyncClient(base_url=base, timeout=8) as http:
+                started = time.monotonic()
+                for path in ("/api/v1/auth/me", "/api/v1/questionnaires", "/readyz"):
+                    answer = await http.get(path, headers=headers)
+                    assert answer.status_code == 200, (path, answer.status_code, answer.text)
+                login = await try_login(http, analyst.email, DEFAULT_PASSWORD)
+                assert login.status_code == 200, login.text
+                assert time.monotonic() - started < 3.0
+                busy = await http.get(export, headers=headers)
+                assert busy.status_code == 429 and "retry-after" in busy.headers
+                # The stalled exports end after the idle time, and their places are free.
+                time.sleep(idle + 2.0)
+                complete = await http.get(export, headers=headers, timeout=30)
+                assert complete.status_code == 200
+                assert complete.text.count("\r\n") == 6_000 + 1
+        finally:
+            for sock in stalled:
+                sock.close()
