@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     auto_migrate: bool | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Slow clients (app/server.py): seconds for a request's headers, for its body, and
+    # between requests on a kept-alive connection; open connections per process.
+    http_header_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
     # Exports at once per process, each on a connection of a pool of their own.
     export_concurrency: int = Field(default=2, ge=1, le=50)
     # An export whose client reads nothing for this long is ended (its connection freed).

@@ -450,3 +450,93 @@ async def test_exports_the_client_stopped_reading_end_and_never_starve_others(
         finally:
             for sock in stalled:
                 sock.close()
+
+
+def closed_within(sock: socket.socket, seconds: float, dribble: bytes = b"") -> float | None:
+    """Seconds until the server closed `sock` (reading whatever it answered), sending one byte
+    of `dribble` every 0.5 s meanwhile; None if it was still open after `seconds`."""
+    started = time.monotonic()
+    sock.settimeout(0.5)
+    sent = 0
+    while time.monotonic() - started < seconds:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:  # reset: closed too
+            return time.monotonic() - started
+        if sent < len(dribble):
+            try:
+                sock.sendall(dribble[sent : sent + 1])
+            except OSError:
+                return time.monotonic() - started
+            sent += 1
+    return None
+
+
+def test_slow_and_idle_clients_are_dropped(database_url: str) -> None:
+    """Finding 11: idle connections, and headers or bodies dribbled a byte at a time, stayed
+    open; 4,000 idle connections were accepted. `kenes serve` now drops them (header and body
+    deadlines, a connection cap) and keeps serving everyone else."""
+    with real_server(
+        database_url,
+        KENES_HTTP_HEADER_TIMEOUT_SECONDS="2",
+        KENES_HTTP_BODY_TIMEOUT_SECONDS="3",
+        KENES_HTTP_KEEP_ALIVE_SECONDS="2",
+        KENES_MAX_CONNECTIONS="40",
+    ) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+        # Silent, and dribbling its headers a byte every half second: both closed in time.
+        silent = closed_within(connect(), 8)
+        headers = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100
+        dribbled = closed_within(connect(), 8, dribble=headers)
+        # Headers complete, a body of 100 bytes dribbled: closed at the body deadline.
+        body_request = connect()
+        body_request.sendall(
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+        )
+        slow_body = closed_within(body_request, 8, dribble=b"u" * 100)
+        # A kept-alive connection that then goes quiet.
+        kept = connect()
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        idle_after_response = closed_within(kept, 8)
+        assert silent is not None and 1.5 < silent < 4, silent
+        assert dribbled is not None and 1.5 < dribbled < 4, dribbled
+        assert slow_body is not None and 2.5 < slow_body < 5, slow_body
+        assert idle_after_response is not None and idle_after_response < 4
+
+        # Headers past 64 KiB are refused, not buffered.
+        huge = connect()
+        huge.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(20):
+                huge.sendall(b"X-Pad: " + b"p" * 8000 + b"\r\n")
+        assert closed_within(huge, 3) is not None
+
+        # A flood of idle connections: those past the cap are closed at once, and once the
+        # idle ones are dropped the server answers again.
+        flood = [connect() for _ in range(120)]
+        try:
+            time.sleep(0.5)
+            shut = 0
+            for sock in flood:
+                sock.settimeout(0.05)
+                try:
+                    if not sock.recv(1):
+                        shut += 1
+                except TimeoutError:
+                    pass
+                except OSError:
+                    shut += 1
+            assert shut >= 120 - 40, shut
+            time.sleep(3)
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        finally:
+            for sock in flood:
+                sock.close()
