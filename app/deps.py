@@ -5,6 +5,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -47,7 +48,14 @@ async def get_units_of_work(request: Request) -> UnitOfWork:
     return lambda: asynccontextmanager(session_scope)(sessionmaker)
 
 
+async def get_upload_work(request: Request) -> CapacityLimiter:
+    """The threads that parse and check uploads (XLSForms, CSV imports), off the event loop."""
+    limiter: CapacityLimiter = request.app.state.upload_work
+    return limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+UploadWork = Annotated[CapacityLimiter, Depends(get_upload_work)]
 UnitsOfWorkDep = Annotated[UnitOfWork, Depends(get_units_of_work)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.

@@ -35,6 +35,7 @@ from app.streaming import StreamSlots
 logger = logging.getLogger("kenes")
 
 API_PREFIX = "/api/v1"
+UPLOAD_CONCURRENCY = 2
 
 
 @asynccontextmanager
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = HttpMetrics()
     app.state.tokens = TokenService(settings)
     app.state.password_hashing = anyio.CapacityLimiter(settings.password_hash_concurrency)
+    # Uploads parsed and checked at once per process, each in a worker thread.
+    app.state.upload_work = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
 
     install_error_handlers(app)
     # Routes are matched in order: the submission routes, the busiest, come first.

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile, status
 from pydantic import BaseModel
 
-from app.deps import PageDep, RequireRoles, SessionDep
+from app.deps import PageDep, RequireRoles, SessionDep, UploadWork
 from app.models.auth import Principal, Role
 from app.models.common import UtcDatetime
 from app.models.consultations import (
@@ -122,11 +122,11 @@ async def consultations_calendar(
     responses=responses(401, 403, 413, 415, 422),
 )
 async def import_consultations(
-    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()]
+    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()], uploads: UploadWork
 ) -> ImportResult:
     """CSV `election_id,territory_code,host,starts_at,ends_at,location,announced_at,agenda_kk,
     agenda_ru,agenda_en`; all lines or none."""
-    count = await service.import_consultations(session, actor, await file.read())
+    count = await service.import_consultations(session, actor, await file.read(), uploads)
     return ImportResult(imported=count)
 
 

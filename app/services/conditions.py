@@ -54,6 +54,32 @@ def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
     raise ValueError(f"unknown operator {op}")
 
 
+# Comparisons, combinators and listed values in all the conditions of one definition. Every
+# response is checked against every condition, so this bounds the work one submission (and a
+# batch of 1000) can cause: an anonymous batch against a form with megabytes of conditions
+# held the event loop for 4 s.
+MAX_DEFINITION_COST = 1000
+
+
+def cost(condition: Any) -> int:
+    """The size of a condition: one per node, plus one per value of an `in`/`not_in` list."""
+    total = 0
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        total += 1
+        if not isinstance(node, Mapping):
+            continue
+        for kind in ("all", "any"):
+            if isinstance(node.get(kind), list):
+                stack.extend(node[kind])
+        if "not" in node:
+            stack.append(node["not"])
+        if isinstance(node.get("value"), list):
+            total += len(node["value"])
+    return total
+
+
 def referenced(condition: Condition) -> Iterator[str]:
     """Keys of the questions a condition refers to."""
     for kind in ("all", "any"):

@@ -57,10 +57,19 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
     yield from _duplicates([q["key"] for q in questions], ["questions"])
 
     earlier: dict[str, Mapping[str, Any]] = {}
+    condition_cost = 0
     for index, question in enumerate(questions):
         loc: Loc = ["questions", index]
         yield from _question_problems(question, loc)
         if question.get("relevant") is not None:
+            condition_cost += conditions.cost(question["relevant"])
+            if condition_cost > conditions.MAX_DEFINITION_COST:
+                yield (
+                    [*loc, "relevant"],
+                    f"the conditions of one questionnaire may hold at most "
+                    f"{conditions.MAX_DEFINITION_COST} comparisons and listed values in all",
+                )
+                break
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         earlier[question["key"]] = question
 
