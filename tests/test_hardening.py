@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -666,3 +667,57 @@ async def test_condition_cost_is_bounded_per_definition(
     took = time.perf_counter() - started
     assert stored.status_code == 200, stored.text[:300]
     assert took < 3.0, took
+
+
+# --- observations (findings 8 and 9) ----------------------------------------------------------
+
+
+async def test_observers_see_only_their_own_and_cannot_report_ahead(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 8: observers read each other's observations (notes, exact location, user id),
+    and one timed minutes ahead decided the status over later reports. Observers now see only
+    their own; observed_at may be at most 5 minutes ahead."""
+    coordinator = await headers_for(app, Role.coordinator)
+    await import_tree(client, coordinator)
+    consultation = await create(client, coordinator)
+    url = observations_url(consultation)
+    first, second = await headers_for(app, Role.observer), await headers_for(app, Role.observer)
+    analyst = await headers_for(app, Role.analyst)
+    mine = await client.post(url, json=observation(notes="first's notes"), headers=first)
+    theirs = await client.post(url, json=observation(notes="second's notes"), headers=second)
+    assert mine.status_code == theirs.status_code == 201
+    listed = await client.get(url, headers=first)
+    assert [item["id"] for item in listed.json()["items"]] == [mine.json()["id"]]
+    other = f"{url}/{theirs.json()['id']}"
+    assert (await client.get(other, headers=first)).status_code == 404
+    assert (await client.get(other, headers=second)).status_code == 200
+    for reader in (coordinator, analyst):
+        every = await client.get(url, headers=reader)
+        assert len(every.json()["items"]) == 2
+        assert (await client.get(other, headers=reader)).status_code == 200
+
+    now = datetime.now(UTC)
+    ahead = observation(outcome="cancelled", observed_at=(now + timedelta(minutes=10)).isoformat())
+    refused = await client.post(url, json=ahead, headers=first)
+    assert refused.status_code == 422 and "observed_at" in refused.text
+    almost = observation(outcome="postponed", observed_at=(now + timedelta(minutes=4)).isoformat())
+    assert (await client.post(url, json=almost, headers=first)).status_code == 201
+    read = await client.get(f"/api/v1/consultations/{consultation['id']}", headers=coordinator)
+    assert read.json()["status"] == "postponed"
+
+
+async def test_observations_may_predate_the_consultation_record(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 9: an observation dated before the consultation was recorded was refused, so
+    paper logs entered later, and schedules imported after the fact, could not be observed."""
+    coordinator = await headers_for(app, Role.coordinator)
+    await import_tree(client, coordinator)
+    consultation = await create(client, coordinator)
+    recorded = datetime.fromisoformat(consultation["created_at"])
+    paper = observation(observed_at=(recorded - timedelta(days=3)).isoformat(), outcome="held")
+    stored = await client.post(observations_url(consultation), json=paper, headers=coordinator)
+    assert stored.status_code == 201, stored.text
+    read = await client.get(f"/api/v1/consultations/{consultation['id']}", headers=coordinator)
+    assert read.json()["status"] == "held"
