@@ -74,6 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Metrics are ours (Prometheus, /metrics); FastAPI's OpenTelemetry hooks would only
         # check on every request for a provider nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # KENES_EXPOSE_DOCS=false serves neither the interactive docs nor the OpenAPI document.
+        docs_url="/docs" if settings.expose_docs else None,
+        redoc_url="/redoc" if settings.expose_docs else None,
+        openapi_url="/openapi.json" if settings.expose_docs else None,
     )
     app.state.settings = settings
     app.state.engine = create_engine(settings)
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)
     app.include_router(health.router)
+    if settings.expose_metrics:
+        app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(questionnaires.router)
     app.include_router(aggregates.router)

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,12 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from openpyxl import Workbook
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from app.config import Settings
+from app.config import Settings, SettingsError, load_settings
 from app.main import create_app
 from app.models.auth import Role, User
 from tests.conftest import ROOT, TEST_SECRET, free_port
@@ -721,3 +725,67 @@ async def test_observations_may_predate_the_consultation_record(
     assert stored.status_code == 201, stored.text
     read = await client.get(f"/api/v1/consultations/{consultation['id']}", headers=coordinator)
     assert read.json()["status"] == "held"
+
+
+# --- production settings (finding 12) ---------------------------------------------------------
+
+
+def _pem_pair(bits: int) -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def test_weak_production_settings_are_refused_with_one_line() -> None:
+    """Finding 12: production accepted a secret of 32 identical characters, a 512-bit RSA key,
+    a mismatched key pair (every token then 401 while /readyz was 200), KENES_MIN_CELL=1 and
+    CORS `*`. Each now stops start-up with one line naming the variable."""
+    good = secrets.token_urlsafe(48)
+    private, public = _pem_pair(2048)
+    other_private, other_public = _pem_pair(2048)
+    small_private, small_public = _pem_pair(1024)  # the smallest cryptography makes
+    production = {"env": "production", "secret_key": good}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"secret_key": "a" * 32}, "KENES_SECRET_KEY"),
+        ({"secret_key": "abcd" * 12}, "KENES_SECRET_KEY"),
+        ({"jwt_private_key": small_private, "jwt_public_key": small_public}, "at least 2048"),
+        ({"jwt_private_key": private, "jwt_public_key": other_public}, "KENES_JWT_PUBLIC_KEY"),
+        ({"jwt_private_key": "not a key", "jwt_public_key": public}, "PEM"),
+        ({"min_cell": 1}, "KENES_MIN_CELL"),
+        ({"cors_origins": "https://kenes.kz,*"}, "KENES_CORS_ORIGINS"),
+    ]
+    for changes, named in cases:
+        with pytest.raises(SettingsError) as refused:
+            load_settings(**(production | changes))
+        line = str(refused.value)
+        assert named in line and "\n" not in line, (changes, line)
+        assert good not in line and "PRIVATE KEY-----" not in line
+    accepted = load_settings(
+        **production,
+        jwt_private_key=other_private,
+        jwt_public_key=other_public,
+        min_cell=5,
+        cors_origins="https://kenes.kz",
+    )
+    assert accepted.jwt_algorithm == "RS256"
+
+
+async def test_docs_openapi_and_metrics_exposure_is_a_setting(settings: Settings) -> None:
+    """Finding 12: /docs, /openapi.json and /metrics were always served; now each can be off."""
+    for expose, status in ((True, 200), (False, 404)):
+        async with (
+            app_from(settings, expose_docs=expose, expose_metrics=expose) as application,
+            client_from(application, "127.0.0.1") as http,
+        ):
+            for path in ("/docs", "/redoc", "/openapi.json", "/metrics"):
+                assert (await http.get(path)).status_code == status, (expose, path)
+            assert (await http.get("/healthz")).status_code == 200
