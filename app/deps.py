@@ -69,14 +69,22 @@ BEARER_SECURITY: dict[str, Any] = {"security": [{"OAuth2PasswordBearer": []}]}
 
 
 async def bearer_token(request: Request) -> str | None:
-    """The bearer token, read as the BearerToken dependency does, without solving one."""
-    return await _bearer(request)
+    """The bearer token, read as the BearerToken dependency does, without solving one.
+
+    `Authorization: Bearer` with no token is bad credentials (401), never "no token".
+    """
+    token = await _bearer(request)
+    if token is not None and not token.strip():
+        raise Unauthorized("The bearer token is empty")
+    return token
 
 
 async def get_optional_principal(
     session: SessionDep, tokens: TokensDep, token: BearerToken
 ) -> Principal | None:
     """The caller, or None without credentials; bad credentials are 401, never anonymous."""
+    if token is not None and not token.strip():
+        raise Unauthorized("The bearer token is empty")
     if token is None:
         return None
     return await resolve_token(session, tokens, token)

@@ -80,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.expose_docs else None,
     )
     app.state.settings = settings
+    # No redirect from /path/ to /path: Starlette builds its Location from the Host header,
+    # which the client chooses. /path/ is simply 404.
+    app.router.redirect_slashes = False
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     # Exports stream for as long as the client reads: they get connections of their own.

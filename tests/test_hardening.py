@@ -27,10 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from openpyxl import Workbook
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from app.config import Settings, SettingsError, load_settings
 from app.main import create_app
+from app.migrate import upgrade_to_head
 from app.models.auth import Role, User
 from tests.conftest import ROOT, TEST_SECRET, free_port
 from tests.factories import (
@@ -789,3 +791,119 @@ async def test_docs_openapi_and_metrics_exposure_is_a_setting(settings: Settings
             for path in ("/docs", "/redoc", "/openapi.json", "/metrics"):
                 assert (await http.get(path)).status_code == status, (expose, path)
             assert (await http.get("/healthz")).status_code == 200
+
+
+# --- smaller findings (16) --------------------------------------------------------------------
+
+
+async def test_dates_in_conditions_are_exactly_yyyy_mm_dd(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 16: "20200101  " and "2020-W01-1" passed as dates (Python 3.11 reads both) and
+    were stored as sent, where they compare wrongly. A condition on a date question takes
+    only YYYY-MM-DD."""
+    coordinator = await headers_for(app, Role.coordinator)
+    for value, status in (("20200101  ", 422), ("2020-W01-1", 422), ("2020-01-01", 201)):
+        data = almaty_definition(slug=f"dates-{uuid.uuid4().hex[:8]}")
+        data["questions"][-1]["relevant"] = {"question": "last_hearing", "op": "gt", "value": value}
+        answer = await client.post("/api/v1/questionnaires", json=data, headers=coordinator)
+        assert answer.status_code == status, (value, answer.text[:300])
+
+
+async def test_territory_names_over_1000_characters_are_refused_on_import(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 16: a territory CSV stored names of 100 KB, where the API caps them at 1000."""
+    coordinator = await headers_for(app, Role.coordinator)
+    text_ = "code,parent_code,level,name_kk,name_ru,name_en\n" + f"77,,region,{'Ә' * 100_000},,\n"
+    refused = await client.post(
+        "/api/v1/territories/import", files=csv_file(text_), headers=coordinator
+    )
+    assert refused.status_code == 422, refused.text[:300]
+    assert refused.json()["errors"][0]["loc"] == ["file", 2]
+    assert (await client.get("/api/v1/territories/77", headers=coordinator)).status_code == 404
+
+
+async def test_no_redirect_is_built_from_the_host_header(client: httpx.AsyncClient) -> None:
+    """Finding 16: /path/ redirected to http://<Host header>/path, a redirect the client
+    chose."""
+    answer = await client.get("/api/v1/questionnaires/", headers={"Host": "evil.example"})
+    assert answer.status_code == 404
+    assert "evil.example" not in answer.headers.get("location", "")
+
+
+async def test_tokens_responses_and_exports_are_not_cached(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Finding 16: answers carrying tokens, responses and exports had no Cache-Control."""
+    analyst = await create_user(app, Role.analyst)
+    survey = await create_questionnaire(app, publish=True)
+    observer = await headers_for(app, Role.observer)
+    base = f"/api/v1/questionnaires/{survey.id}/responses"
+    stored = await client.post(base, json=submission(), headers=observer)
+    assert stored.status_code == 201
+    login = await try_login(client, analyst.email, DEFAULT_PASSWORD)
+    headers = bearer(app, analyst)
+    answers = [
+        login,
+        stored,
+        await client.get(base, headers=headers),
+        await client.get(f"/api/v1/responses/{stored.json()['id']}", headers=headers),
+        await client.get(f"{base}/export", headers=headers),
+        await client.get("/api/v1/auth/me", headers=headers),
+    ]
+    for answer in answers:
+        assert answer.status_code in (200, 201), answer.text[:200]
+        assert answer.headers.get("cache-control") == "no-store", answer.request.url
+
+
+async def test_sqlite_database_files_are_private(tmp_path: Any, settings: Settings) -> None:
+    """Finding 16: the SQLite database files were world-readable (they hold password hashes
+    and every answer). They are 0600, also when they existed before."""
+    path = tmp_path / "kenes.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    application = create_app(
+        settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{path}"})
+    )
+    try:
+        await upgrade_to_head(application.state.engine)
+        async with application.state.engine.begin() as connection:
+            await connection.execute(text("SELECT 1"))
+            for name in (path, path.with_name("kenes.db-wal")):
+                if name.exists():
+                    assert name.stat().st_mode & 0o777 == 0o600, name
+    finally:
+        await application.state.engine.dispose()
+        await application.state.export_engine.dispose()
+    fresh = tmp_path / "sub" / "new.db"
+    other = create_app(settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{fresh}"}))
+    await other.state.engine.dispose()
+    assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+async def test_statement_parameters_are_not_in_database_errors(app: FastAPI) -> None:
+    """Finding 16: SQLAlchemy's errors (and so the logged tracebacks) quoted the statement's
+    parameters: answers, e-mails, password hashes."""
+    secret = "hash-that-must-not-be-logged"
+    async with app.state.engine.connect() as connection:
+        with pytest.raises(DBAPIError) as failed:
+            await connection.execute(
+                text("INSERT INTO no_such_table (x) VALUES (:x)"), {"x": secret}
+            )
+    assert secret not in str(failed.value)
+
+
+async def test_a_bare_bearer_header_is_401(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """Finding 16: `Authorization: Bearer` with no token gave 201 on the first PostgreSQL
+    submission. It is bad credentials: 401, and nothing stored."""
+    survey = await create_questionnaire(app, publish=True, access="public")
+    url = f"/api/v1/questionnaires/{survey.id}/responses"
+    for header in ("Bearer", "Bearer ", "Bearer    "):
+        answer = await client.post(url, json=submission(), headers={"Authorization": header})
+        assert answer.status_code == 401, (header, answer.text)
+        me = await client.get("/api/v1/auth/me", headers={"Authorization": header})
+        assert me.status_code == 401
+    async with app.state.engine.connect() as connection:
+        stored = (await connection.execute(text("SELECT count(*) FROM response"))).scalar_one()
+    assert stored == 0

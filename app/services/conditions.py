@@ -9,6 +9,8 @@ An unanswered question has no value: every comparison with it is false, except `
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from app.models.common import is_iso_date
+
 Condition = Mapping[str, Any]
 
 MAX_DEPTH = 10
@@ -163,6 +165,8 @@ def _value_problem(question: Mapping[str, Any], value: Any) -> str | None:
     if qtype == "decimal":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return None if ok else "expected a number"
-    if qtype in ("text", "date"):
+    if qtype == "date":
+        return None if is_iso_date(value) else "expected a date as YYYY-MM-DD"
+    if qtype == "text":
         return None if isinstance(value, str) else "expected a string"
     return f"cannot compare with a {qtype} question"
