@@ -15,6 +15,8 @@ from app.config import Settings, SettingsError, load_settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.server import GuardedHttpProtocol
+
     if settings.migrate_on_start:
         # Migrate once here rather than racing in every worker's start-up.
         asyncio.run(_migrate(settings))
@@ -28,6 +30,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,  # the app writes its own access lines, with request ids
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        # Slow and idle clients are dropped (see app/server.py for what a proxy adds).
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=64 * 1024,
     )
     return 0
 

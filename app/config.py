@@ -1,10 +1,15 @@
 """One settings class, read from the environment (prefix KENES_)."""
 
+import math
 import secrets
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -13,6 +18,12 @@ DEV_SECRET_FILE = Path("var/secret_key")
 MIN_SECRET_LENGTH = 32
 # Values people paste from examples; refused outside development.
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "secret-key", "your-secret-key", "dev"}
+# Estimated bits in a production secret (Shannon entropy of its characters times its length):
+# 32 random hex digits give about 118, "a" * 32 gives 0, "abcd" * 8 gives 64.
+MIN_SECRET_BITS = 100
+MIN_RSA_BITS = 2048
+# In production a cell smaller than this would single people out in published aggregates.
+MIN_PRODUCTION_CELL = 3
 
 
 class SettingsError(Exception):
@@ -32,6 +43,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     auto_migrate: bool | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Whether /docs, /redoc and /openapi.json, and /metrics, are served (404 when not).
+    expose_docs: bool = True
+    expose_metrics: bool = True
+    # Slow clients (app/server.py): seconds for a request's headers, for its body, and
+    # between requests on a kept-alive connection; open connections per process.
+    http_header_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    # Exports at once per process, each on a connection of a pool of their own.
+    export_concurrency: int = Field(default=2, ge=1, le=50)
+    # An export whose client reads nothing for this long is ended (its connection freed).
+    export_idle_seconds: float = Field(default=60, gt=0, le=3600)
 
     token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     jwt_private_key: SecretStr | None = None
@@ -40,9 +64,15 @@ class Settings(BaseSettings):
     jwt_audience: str = "kenes-api"
     bootstrap_admin_email: EmailStr | None = None
     bootstrap_admin_password: SecretStr | None = None
+    # Failed logins per (account, address) before each further try waits, twice as long
+    # each time from login_backoff_seconds up to the window; other addresses are unaffected.
     login_max_failures: int = Field(default=5, ge=1)
+    login_backoff_seconds: int = Field(default=30, ge=1)
+    # Password checks (each an argon2 hash) per client address (IPv6: per /64) and window.
     login_max_failures_per_address: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Password hashes computed at once by one process: the rest wait, off the event loop.
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     public_submit_limit: int = Field(default=60, ge=1)
     public_submit_window_seconds: int = Field(default=60, ge=1)
 
@@ -76,6 +106,25 @@ class Settings(BaseSettings):
     def _check_key_pair(self) -> "Settings":
         if (self.jwt_private_key is None) != (self.jwt_public_key is None):
             raise ValueError("KENES_JWT_PRIVATE_KEY and KENES_JWT_PUBLIC_KEY must be set together")
+        if self.jwt_private_key is not None and self.jwt_public_key is not None:
+            problem = rsa_key_pair_problem(
+                self.jwt_private_key.get_secret_value(), self.jwt_public_key
+            )
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _check_production(self) -> "Settings":
+        if self.env != "production":
+            return self
+        if self.min_cell < MIN_PRODUCTION_CELL:
+            raise ValueError(
+                f"KENES_MIN_CELL must be at least {MIN_PRODUCTION_CELL} in production "
+                "(smaller cells single people out)"
+            )
+        if "*" in self.cors_origins:
+            raise ValueError("KENES_CORS_ORIGINS may not be * in production; list the origins")
         return self
 
     @model_validator(mode="after")
@@ -85,10 +134,14 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             raise ValueError("KENES_SECRET_KEY is required when KENES_ENV=production")
         value = self.secret_key.get_secret_value()
-        if len(value) < MIN_SECRET_LENGTH or value.lower() in PLACEHOLDER_SECRETS:
+        if (
+            len(value) < MIN_SECRET_LENGTH
+            or value.lower() in PLACEHOLDER_SECRETS
+            or estimated_bits(value) < MIN_SECRET_BITS
+        ):
             raise ValueError(
                 f"KENES_SECRET_KEY must be at least {MIN_SECRET_LENGTH} random characters "
-                "in production"
+                "in production (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
 
@@ -115,6 +168,36 @@ class Settings(BaseSettings):
         DEV_SECRET_FILE.touch(mode=0o600)
         DEV_SECRET_FILE.write_text(value)
         return value
+
+
+def estimated_bits(value: str) -> float:
+    """A rough estimate of the randomness in a secret: its characters' Shannon entropy times
+    its length. It cannot prove a secret random, but catches repeated and patterned ones."""
+    counts = Counter(value)
+    total = len(value)
+    per_character = -sum(n / total * math.log2(n / total) for n in counts.values())
+    return per_character * total
+
+
+def rsa_key_pair_problem(private_pem: str, public_pem: str) -> str | None:
+    """Why the RS256 key pair cannot serve (unreadable, too short, or not one pair), or None.
+
+    A mismatched pair made every token 401 while /readyz said 200.
+    """
+    try:
+        private_key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        public_key = serialization.load_pem_public_key(public_pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "KENES_JWT_PRIVATE_KEY and KENES_JWT_PUBLIC_KEY must be PEM RSA keys"
+    if not isinstance(private_key, rsa.RSAPrivateKey) or not isinstance(
+        public_key, rsa.RSAPublicKey
+    ):
+        return "KENES_JWT_PRIVATE_KEY and KENES_JWT_PUBLIC_KEY must be RSA keys"
+    if private_key.key_size < MIN_RSA_BITS:
+        return f"KENES_JWT_PRIVATE_KEY must be an RSA key of at least {MIN_RSA_BITS} bits"
+    if private_key.public_key().public_numbers() != public_key.public_numbers():
+        return "KENES_JWT_PUBLIC_KEY is not the public half of KENES_JWT_PRIVATE_KEY"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -63,20 +63,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
-    """The app's engine; `one_shot` (migrations, CLI) keeps no pool."""
+def create_engine(
+    settings: Settings, *, one_shot: bool = False, pool_size: int | None = None
+) -> AsyncEngine:
+    """The app's engine; `one_shot` (migrations, CLI) keeps no pool; `pool_size` gives one of
+    exactly that many connections (the exports' own engine)."""
     url = make_url(settings.database_url)
     pooling: dict[str, Any] = {"poolclass": NullPool} if one_shot else {}
+    if pool_size is not None:
+        pooling = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            try:
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError:
-                pass  # reported as "database unavailable" on first use
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **pooling)
+            _private_database_file(Path(url.database))
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, **pooling
+        )
         _configure_sqlite(engine)
         return engine
-    if not one_shot:
+    if not one_shot and pool_size is None:
         pooling = {
             "pool_size": settings.db_pool_size,
             # No overflow: connections opened past the pool are closed again at once, and
@@ -86,10 +90,26 @@ def create_engine(settings: Settings, *, one_shot: bool = False) -> AsyncEngine:
         }
     return create_async_engine(
         url,
+        # Errors (and their logged tracebacks) name the statement, never the values bound to
+        # it: those are answers, e-mails and password hashes.
+        hide_parameters=True,
         pool_pre_ping=False,
         connect_args={"timeout": 5},
         **pooling,
     )
+
+
+def _private_database_file(path: Path) -> None:
+    """The SQLite file readable by its owner only (0600): it holds password hashes and every
+    answer. SQLite creates its -wal and -shm files with the database file's permissions."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if name.exists():
+                name.chmod(0o600)
+    except OSError:
+        pass  # reported as "database unavailable" on first use
 
 
 async def create_raw_pool(settings: Settings) -> asyncpg.Pool | None:

@@ -1,9 +1,11 @@
 """Annotated dependency aliases: a route's signature says what it needs and who may call it."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,8 +38,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
+
+async def get_units_of_work(request: Request) -> UnitOfWork:
+    """For a route that needs more than one transaction (a login hashes between two): each
+    call opens one unit of work, committed on success and rolled back on error."""
+    sessionmaker = request.app.state.sessionmaker
+    return lambda: asynccontextmanager(session_scope)(sessionmaker)
+
+
+async def get_upload_work(request: Request) -> CapacityLimiter:
+    """The threads that parse and check uploads (XLSForms, CSV imports), off the event loop."""
+    limiter: CapacityLimiter = request.app.state.upload_work
+    return limiter
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+UploadWork = Annotated[CapacityLimiter, Depends(get_upload_work)]
+UnitsOfWorkDep = Annotated[UnitOfWork, Depends(get_units_of_work)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -50,14 +69,22 @@ BEARER_SECURITY: dict[str, Any] = {"security": [{"OAuth2PasswordBearer": []}]}
 
 
 async def bearer_token(request: Request) -> str | None:
-    """The bearer token, read as the BearerToken dependency does, without solving one."""
-    return await _bearer(request)
+    """The bearer token, read as the BearerToken dependency does, without solving one.
+
+    `Authorization: Bearer` with no token is bad credentials (401), never "no token".
+    """
+    token = await _bearer(request)
+    if token is not None and not token.strip():
+        raise Unauthorized("The bearer token is empty")
+    return token
 
 
 async def get_optional_principal(
     session: SessionDep, tokens: TokensDep, token: BearerToken
 ) -> Principal | None:
     """The caller, or None without credentials; bad credentials are 401, never anonymous."""
+    if token is not None and not token.strip():
+        raise Unauthorized("The bearer token is empty")
     if token is None:
         return None
     return await resolve_token(session, tokens, token)

@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -31,10 +32,12 @@ from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
 from app.services.responses.pg_store import PgResponseStore
 from app.services.responses.session_store import SessionResponseStore
+from app.streaming import StreamSlots
 
 logger = logging.getLogger("kenes")
 
 API_PREFIX = "/api/v1"
+UPLOAD_CONCURRENCY = 2
 
 
 @asynccontextmanager
@@ -61,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.raw_pool is not None:
             await app.state.raw_pool.close()
         await app.state.engine.dispose()
+        await app.state.export_engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,21 +78,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Metrics are ours (Prometheus, /metrics); FastAPI's OpenTelemetry hooks would only
         # check on every request for a provider nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # KENES_EXPOSE_DOCS=false serves neither the interactive docs nor the OpenAPI document.
+        docs_url="/docs" if settings.expose_docs else None,
+        redoc_url="/redoc" if settings.expose_docs else None,
+        openapi_url="/openapi.json" if settings.expose_docs else None,
     )
     app.state.settings = settings
+    # No redirect from /path/ to /path: Starlette builds its Location from the Host header,
+    # which the client chooses. /path/ is simply 404.
+    app.router.redirect_slashes = False
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    # Exports stream for as long as the client reads: they get connections of their own.
+    app.state.export_engine = create_engine(settings, pool_size=settings.export_concurrency)
+    app.state.export_sessionmaker = create_sessionmaker(app.state.export_engine)
+    app.state.export_slots = StreamSlots(settings.export_concurrency)
     app.state.raw_pool = None  # PostgreSQL: set by the lifespan (the submission hot path)
     # The response store, chosen once for the engine (services/responses/stores.py): the
     # lifespan puts PostgreSQL's in its place once the raw pool is up.
     app.state.response_store = SessionResponseStore(app.state.sessionmaker)
     app.state.metrics = HttpMetrics()
     app.state.tokens = TokenService(settings)
+    app.state.password_hashing = anyio.CapacityLimiter(settings.password_hash_concurrency)
+    # Uploads parsed and checked at once per process, each in a worker thread.
+    app.state.upload_work = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
 
     install_error_handlers(app)
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)
     app.include_router(health.router)
+    if settings.expose_metrics:
+        app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(questionnaires.router)
     app.include_router(aggregates.router)

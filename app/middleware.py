@@ -47,10 +47,24 @@ _BASE_SECURITY_HEADERS = [
 _STRICT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
+_NO_STORE = (b"cache-control", b"no-store")
+# Answers no cache (a browser's, a proxy's) may keep: tokens (logins, new collectors), users,
+# the audit log, and responses (single, listed, exported).
+_PRIVATE_PREFIXES = (
+    "/api/v1/auth/",
+    "/api/v1/users",
+    "/api/v1/collectors",
+    "/api/v1/audit",
+    "/api/v1/responses",
+)
+
+
 def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
     # The interactive docs load Swagger UI's scripts and styles; every other answer is data.
     if path.startswith(_DOCS_PATHS):
         return _BASE_SECURITY_HEADERS
+    if path.startswith(_PRIVATE_PREFIXES) or "/responses" in path:
+        return [*_BASE_SECURITY_HEADERS, _STRICT_CSP, _NO_STORE]
     return [*_BASE_SECURITY_HEADERS, _STRICT_CSP]
 
 

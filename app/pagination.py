@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar, cast
 
 from pydantic import BaseModel
@@ -26,21 +26,50 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+def encode_cursor(created_at: datetime, row_id: uuid.UUID | str) -> str:
     raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+_MALFORMED = "The cursor is malformed; use next_cursor from a previous page"
+
+
+def decode_cursor_key(cursor: str) -> tuple[datetime, str]:
+    """(time in UTC, key) of a cursor; 400 for anything a client could have made up.
+
+    A cursor is client input: every part is checked (a number where the id belongs, a time
+    that has no UTC equivalent such as 0001-01-01T00:00:00+14:00), never left to fail later
+    as a 500 when it is bound into the query.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
+        value = json.loads(raw)
+        if not (isinstance(value, list) and len(value) == 2):
+            raise ValueError("not a pair")
+        created_at, key = value
+        if not isinstance(created_at, str) or not isinstance(key, str):
+            raise ValueError("not two strings")
         parsed = datetime.fromisoformat(created_at)
         if parsed.tzinfo is None:
             raise ValueError("naive time")
-        return parsed, uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-        raise BadRequest("The cursor is malformed; use next_cursor from a previous page") from error
+        return parsed.astimezone(UTC), key
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ) as error:
+        raise BadRequest(_MALFORMED) from error
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    created_at, row_id = decode_cursor_key(cursor)
+    try:
+        return created_at, uuid.UUID(row_id)
+    except ValueError as error:
+        raise BadRequest(_MALFORMED) from error
 
 
 async def paginate(

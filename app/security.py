@@ -40,10 +40,12 @@ class TokenService:
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
 
-    def issue(self, subject: uuid.UUID) -> str:
+    def issue(self, subject: uuid.UUID, version: int = 0) -> str:
+        """A token for user `subject` at token version `version` (see User.token_version)."""
         now = datetime.now(UTC)
         claims = {
             "sub": str(subject),
+            "ver": version,
             "iat": int(now.timestamp()),
             "exp": int((now + timedelta(seconds=self.ttl)).timestamp()),
             "iss": self.issuer,
@@ -53,8 +55,9 @@ class TokenService:
         token: str = jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
         return token
 
-    def verify(self, token: str) -> tuple[uuid.UUID, int]:
-        """(user id, expiry as a Unix time) of a valid token; TokenError for anything else."""
+    def verify(self, token: str) -> tuple[uuid.UUID, int, int]:
+        """(user id, expiry as a Unix time, token version) of a valid token; TokenError for
+        anything else. A token without a version (issued before versions) is version 0."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != self.algorithm:
@@ -67,7 +70,10 @@ class TokenService:
                 issuer=self.issuer,
                 options={f"require_{claim}": True for claim in _REQUIRED_CLAIMS},
             )
-            return uuid.UUID(str(claims["sub"])), int(claims["exp"])
+            version = claims.get("ver", 0)
+            if type(version) is not int:
+                raise TokenError("bad token version")
+            return uuid.UUID(str(claims["sub"])), int(claims["exp"]), version
         except (JWTError, ValueError, KeyError, TypeError) as error:
             raise TokenError(str(error)) from error
 

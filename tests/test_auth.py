@@ -171,7 +171,7 @@ async def test_login_issues_a_bearer_token_for_me(app: FastAPI, client: httpx.As
         "created_at": me.json()["created_at"],
     }
     claims = jwt.get_unverified_claims(body["access_token"])
-    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "jti"}
+    assert set(claims) == {"sub", "iat", "exp", "iss", "aud", "jti", "ver"}
     assert claims["exp"] - claims["iat"] == 3600
 
 

@@ -35,6 +35,9 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     roles: list[str] = Field(sa_column=Column(JSONType, nullable=False))
     is_active: bool = True
+    # Raised when the password changes or the user is deactivated: tokens carry it ("ver"),
+    # and one carrying an older value is refused.
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 

@@ -1,6 +1,7 @@
 """Schema types shared by several domains."""
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
@@ -16,3 +17,18 @@ def _to_utc(value: datetime) -> datetime:
 
 # A time with an offset, stored and returned in UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def is_iso_date(value: object) -> bool:
+    """A calendar date written exactly YYYY-MM-DD. Python 3.11's date.fromisoformat also reads
+    "20200101", "2020-W01-1" and others, which would be stored as sent and sort wrongly."""
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

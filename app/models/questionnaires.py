@@ -1,5 +1,6 @@
 """Questionnaires: versioned, trilingual survey definitions, and their schemas."""
 
+import math
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -7,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen, MinLen
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -49,6 +51,9 @@ Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 I18nText = Annotated[dict[Language, Label], MinLen(1)]
+# NaN, Infinity and 1e400 parse as floats; stored, they broke every later read (SQLite) or the
+# insert itself (PostgreSQL's JSONB has no NaN).
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
 
 
 class Questionnaire(SQLModel, table=True):
@@ -76,12 +81,26 @@ class Questionnaire(SQLModel, table=True):
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "answered", "contains"]
 
 
+def _finite(value: Any) -> Any:
+    """No NaN or infinity anywhere in a value (JSON has neither; PostgreSQL refuses them)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 class Comparison(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: Key
     op: Operator
-    value: JsonValue = None
+    value: Annotated[JsonValue, AfterValidator(_finite)] = None
 
 
 class AllOf(BaseModel):
@@ -171,8 +190,8 @@ class Integer(QuestionBase):
 
 class Decimal(QuestionBase):
     type: Literal["decimal"]
-    min: StrictFloat | StrictInt | None = None
-    max: StrictFloat | StrictInt | None = None
+    min: FiniteNumber | None = None
+    max: FiniteNumber | None = None
 
 
 class Scale(QuestionBase):

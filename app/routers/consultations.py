@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile, status
 from pydantic import BaseModel
 
-from app.deps import PageDep, RequireRoles, SessionDep
+from app.deps import PageDep, RequireRoles, SessionDep, UploadWork
 from app.models.auth import Principal, Role
 from app.models.common import UtcDatetime
 from app.models.consultations import (
@@ -122,11 +122,11 @@ async def consultations_calendar(
     responses=responses(401, 403, 413, 415, 422),
 )
 async def import_consultations(
-    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()]
+    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()], uploads: UploadWork
 ) -> ImportResult:
     """CSV `election_id,territory_code,host,starts_at,ends_at,location,announced_at,agenda_kk,
     agenda_ru,agenda_en`; all lines or none."""
-    count = await service.import_consultations(session, actor, await file.read())
+    count = await service.import_consultations(session, actor, await file.read(), uploads)
     return ImportResult(imported=count)
 
 
@@ -186,11 +186,11 @@ async def submit_observation(
     responses=responses(400, 401, 403, 404, 422),
 )
 async def list_observations(
-    consultation_id: uuid.UUID, _: Reader, session: SessionDep, page: PageDep
+    consultation_id: uuid.UUID, reader: Reader, session: SessionDep, page: PageDep
 ) -> Page[ObservationRead]:
-    """In the order they were received."""
+    """In the order they were received; an observer sees only their own."""
     rows, next_cursor = await service.list_observations(
-        session, consultation_id, limit=page.limit, cursor=page.cursor
+        session, reader, consultation_id, limit=page.limit, cursor=page.cursor
     )
     return Page(items=[_observation(row) for row in rows], next_cursor=next_cursor)
 
@@ -201,6 +201,9 @@ async def list_observations(
     responses=responses(401, 403, 404),
 )
 async def get_observation(
-    consultation_id: uuid.UUID, observation_id: uuid.UUID, _: Reader, session: SessionDep
+    consultation_id: uuid.UUID, observation_id: uuid.UUID, reader: Reader, session: SessionDep
 ) -> ObservationRead:
-    return _observation(await service.get_observation(session, consultation_id, observation_id))
+    """An observer may read only their own observations (others' are 404)."""
+    return _observation(
+        await service.get_observation(session, reader, consultation_id, observation_id)
+    )

@@ -10,6 +10,8 @@ from app.errors import Unavailable
 from app.models.health import Health
 
 router = APIRouter(tags=["operations"])
+# Included only when KENES_EXPOSE_METRICS is true (the default).
+metrics_router = APIRouter(tags=["operations"])
 
 READY_TIMEOUT_SECONDS = 3.0
 
@@ -34,7 +36,9 @@ async def readyz(request: Request) -> Health:
     return Health(status="ok", database="ok")
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@metrics_router.get(
+    "/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format: request counts and latencies by route and status."""
     body = generate_latest(request.app.state.metrics.registry)

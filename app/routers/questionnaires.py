@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, File, Header, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
-from app.deps import CoordinatorUser, CurrentPrincipal, OptionalPrincipal, PageDep, SessionDep
+from app.deps import (
+    CoordinatorUser,
+    CurrentPrincipal,
+    OptionalPrincipal,
+    PageDep,
+    SessionDep,
+    UploadWork,
+)
 from app.models.questionnaires import (
     QuestionnaireCreate,
     QuestionnaireRead,
@@ -59,9 +66,12 @@ async def import_xlsform(
     actor: CoordinatorUser,
     session: SessionDep,
     response: Response,
+    uploads: UploadWork,
 ) -> QuestionnaireRead:
     """An XLSForm becomes a draft; what cannot be mapped is refused with 422 naming the row."""
-    data = xlsform.to_definition(await file.read(), filename=file.filename or "form.xlsx")
+    data = await xlsform.read_definition(
+        await file.read(), filename=file.filename or "form.xlsx", limiter=uploads
+    )
     return _created(service.to_read(await service.create(session, actor, data)), response)
 
 

@@ -15,6 +15,7 @@ from app.deps import (
     SessionDep,
     bearer_token,
 )
+from app.errors import TooManyRequests
 from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
@@ -31,6 +32,7 @@ from app.routers.problems import responses
 from app.services import exports, ratelimit
 from app.services import responses as service
 from app.services.answers import CompiledQuestionnaire
+from app.streaming import IdleLimitedStreamingResponse
 
 router = APIRouter(prefix="/api/v1", tags=["responses"])
 
@@ -166,7 +168,7 @@ async def list_responses(
     response_class=StreamingResponse,
     responses={
         200: {"content": {media: {} for media in exports.MEDIA_TYPES.values()}},
-        **responses(401, 403, 404, 422),
+        **responses(401, 403, 404, 422, 429),
     },
 )
 async def export_responses(
@@ -177,10 +179,20 @@ async def export_responses(
     filters: Filters,
     format: Annotated[ExportFormat, Query()] = "csv",
 ) -> StreamingResponse:
-    """All matching responses, streamed; memory does not grow with their number."""
+    """All matching responses, streamed; memory does not grow with their number.
+
+    Exports read through a pool of their own (KENES_EXPORT_CONCURRENCY connections), so they
+    never take the connections other requests need; one more is 429. A client that stops
+    reading for KENES_EXPORT_IDLE_SECONDS has its export ended and its connection freed.
+    """
     statement, questionnaire = await service.filtered(session, questionnaire_id, filters)
-    return StreamingResponse(
-        exports.export(request.app.state.sessionmaker, statement, questionnaire, format),
+    state = request.app.state
+    if not state.export_slots.try_take():
+        raise TooManyRequests("Too many exports are running; retry shortly", retry_after=10)
+    return IdleLimitedStreamingResponse(
+        exports.export(state.export_sessionmaker, statement, questionnaire, format),
+        idle_seconds=state.settings.export_idle_seconds,
+        on_close=state.export_slots.give_back,
         media_type=exports.MEDIA_TYPES[format],
         headers={
             "Content-Disposition": f'attachment; filename="responses-{questionnaire_id}.{format}"'

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Path, Response, UploadFile, status
 from pydantic import BaseModel
 
-from app.deps import PageDep, RequireRoles, SessionDep
+from app.deps import PageDep, RequireRoles, SessionDep, UploadWork
 from app.models.auth import Principal, Role
 from app.models.territories import (
     Territory,
@@ -70,11 +70,11 @@ async def list_territories(
     responses=responses(401, 403, 413, 415, 422),
 )
 async def import_territories(
-    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()]
+    actor: Writer, session: SessionDep, file: Annotated[UploadFile, File()], uploads: UploadWork
 ) -> ImportResult:
     """CSV `code,parent_code,level,name_kk,name_ru,name_en`; all lines or none."""
     return ImportResult(
-        imported=await service.import_territories(session, actor, await file.read())
+        imported=await service.import_territories(session, actor, await file.read(), uploads)
     )
 
 

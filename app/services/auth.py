@@ -1,15 +1,21 @@
 """Users, logins (with throttling), collectors and resolving a bearer token to a principal."""
 
 import asyncio
+import hashlib
+import ipaddress
 import json
 import math
 import time
 import uuid
 from collections import OrderedDict
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import asyncpg
+from anyio import CapacityLimiter
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -60,8 +66,9 @@ async def resolve_token(session: AsyncSession, tokens: TokenService, token: str)
         if collector is None:
             raise Unauthorized("Unknown or revoked collector token")
         return _collector_principal(collector.id, collector.questionnaire_ids)
-    user = await session.get(User, _verified(tokens, token)[0])
-    if user is None or not user.is_active:
+    user_id, _, version = _verified(tokens, token)
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active or user.token_version != version:
         raise Unauthorized("Invalid or expired token")
     return user_principal(user)
 
@@ -110,9 +117,12 @@ async def resolve_token_raw(
         principal = _collector_principal(row["id"], json.loads(row["questionnaire_ids"]))
         expires_at = math.inf
     else:
-        user_id, expires_at = _verified(tokens, token)
+        user_id, expires_at, version = _verified(tokens, token)
         row = await connection.fetchrow(
-            "SELECT email, roles FROM user_account WHERE id = $1 AND is_active", user_id
+            "SELECT email, roles FROM user_account "
+            "WHERE id = $1 AND is_active AND token_version = $2",
+            user_id,
+            version,
         )
         if row is None:
             raise Unauthorized("Invalid or expired token")
@@ -124,8 +134,8 @@ async def resolve_token_raw(
     return principal
 
 
-def _verified(tokens: TokenService, token: str) -> tuple[uuid.UUID, int]:
-    """(user id, expiry) of a valid user token; 401 for anything else."""
+def _verified(tokens: TokenService, token: str) -> tuple[uuid.UUID, int, int]:
+    """(user id, expiry, token version) of a valid user token; 401 for anything else."""
     try:
         return tokens.verify(token)
     except TokenError:
@@ -143,56 +153,117 @@ def _collector_principal(collector_id: uuid.UUID, questionnaire_ids: list[str]) 
 # --- logins -----------------------------------------------------------------------------------
 
 
-def _throttle_keys(email: str, address: str | None) -> list[tuple[str, str]]:
-    keys = [("email", f"login:email:{email}")]
-    if address:
-        keys.append(("address", f"login:address:{address}"))
-    return keys
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login that passed the throttle; its failure is already counted."""
+
+    email: str
+    address: str | None
+    user: User | None
 
 
-async def login(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    email: str,
-    password: str,
-    address: str | None,
-) -> User:
-    """The user whose credentials these are; failures are counted and audited.
+def _address_key(address: str | None) -> str | None:
+    """The throttling unit of a client address: an IPv4 address, or an IPv6 /64 (one host
+    usually holds a whole /64, so single IPv6 addresses would give it endless fresh budgets)."""
+    if not address:
+        return None
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
-    The caller must commit also when this raises, so that failures are remembered.
+
+def _pair_key(email: str, address: str | None) -> str:
+    # Hashed: the username field sometimes holds a password typed in the wrong box.
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    return f"login:pair:{digest}:{_address_key(address) or '-'}"
+
+
+def login_backoff(settings: Settings, failures: int) -> timedelta:
+    """How long a (account, address) pair waits after `failures` failed logins in a row."""
+    over = failures - settings.login_max_failures
+    if over < 0:
+        return timedelta(0)
+    seconds = min(
+        settings.login_window_seconds, settings.login_backoff_seconds * 2 ** min(over, 30)
+    )
+    return timedelta(seconds=seconds)
+
+
+async def begin_login(
+    session: AsyncSession, settings: Settings, *, email: str, address: str | None
+) -> LoginAttempt:
+    """Throttle, then count this attempt as a failure before any password is checked.
+
+    Counting first, in the same short write transaction that checks the limits, makes the
+    count atomic: concurrent wrong passwords cannot all pass a check made before any of them
+    is counted (PostgreSQL: row lock; SQLite: the write lock, released before hashing).
+    Two limits: per (account, address) with exponential backoff, so that nobody can lock an
+    account's owner out from elsewhere; and password checks per address, which bounds the
+    hashing work one address can cause, whichever accounts it tries.
     """
     email = email.strip().lower()
     window = settings.login_window_seconds
-    limits = {
-        "email": settings.login_max_failures,
-        "address": settings.login_max_failures_per_address,
-    }
-    for kind, key in _throttle_keys(email, address):
-        count, window_end = await ratelimit.current(session, key, window)
-        if count >= limits[kind]:
+    address_key = _address_key(address)
+    if address_key is not None:
+        count, window_end = await ratelimit.hit(session, f"login:address:{address_key}", window)
+        if count > settings.login_max_failures_per_address:
             retry = int((window_end - utcnow()).total_seconds()) + 1
-            raise TooManyRequests("Too many failed logins; try again later", retry_after=retry)
-
+            raise TooManyRequests(
+                "Too many logins from this address; try again later", retry_after=retry
+            )
+    now = utcnow()
+    bucket = await ratelimit.locked(session, _pair_key(email, address))
+    failures = bucket.count if bucket.window_start > now - timedelta(seconds=window) else 0
+    allowed_at = bucket.window_start + login_backoff(settings, failures)
+    if failures >= settings.login_max_failures and allowed_at > now:
+        retry = math.ceil((allowed_at - now).total_seconds())
+        raise TooManyRequests("Too many failed logins; try again later", retry_after=retry)
+    bucket.count = failures + 1
+    bucket.window_start = now
     user = (await session.exec(select(User).where(col(User.email) == email))).first()
-    # Hashing is CPU-bound: keep it off the event loop.
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    await session.flush()
+    return LoginAttempt(email=email, address=address, user=user)
+
+
+async def check_password(attempt: LoginAttempt, password: str, limiter: CapacityLimiter) -> bool:
+    """Argon2 off the event loop, at most `limiter` hashes at once (the CPU is bounded, and
+    the default thread pool stays free for everything else). Outside any transaction."""
+    stored = attempt.user.password_hash if attempt.user else None
+    ok: bool = await anyio.to_thread.run_sync(verify_password, stored, password, limiter=limiter)
+    return ok
+
+
+async def finish_login(
+    session: AsyncSession, settings: Settings, attempt: LoginAttempt, ok: bool
+) -> User:
+    """The user, or 401; the failure stays counted and is audited.
+
+    The caller must commit also when this raises, so that the audit row is kept.
+    """
+    user = attempt.user
     if not ok or user is None or not user.is_active:
-        for _, key in _throttle_keys(email, address):
-            await ratelimit.hit(session, key, window)
         audit.record(
             session,
             None,
             "auth.login_failed",
             "user",
             user.id if user else None,
-            email=email,
-            address=address,
+            # Only an e-mail that is an account's: what was typed may be a password.
+            email=user.email if user else None,
+            address=attempt.address,
         )
         raise Unauthorized("Incorrect e-mail or password")
-
-    await ratelimit.reset(session, f"login:email:{email}")
-    audit.record(session, user_principal(user), "auth.login", "user", user.id, address=address)
+    await ratelimit.reset(session, _pair_key(attempt.email, attempt.address))
+    address_key = _address_key(attempt.address)
+    if address_key is not None:
+        await ratelimit.give_back(session, f"login:address:{address_key}")
+    audit.record(
+        session, user_principal(user), "auth.login", "user", user.id, address=attempt.address
+    )
     return user
 
 
@@ -242,7 +313,15 @@ async def create_user(
 
 
 async def _active_admins(session: AsyncSession) -> list[User]:
-    users = await session.exec(select(User).where(col(User.is_active).is_(True)))
+    """The active admins, locked until the transaction ends (PostgreSQL; SQLite's writers are
+    serial): two admins removing each other at once cannot both see the other still there."""
+    users = await session.exec(
+        select(User)
+        .where(col(User.is_active).is_(True))
+        .order_by(col(User.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return [user for user in users if Role.admin in user.roles]
 
 
@@ -274,6 +353,10 @@ async def update_user(
         user.is_active = changes["is_active"]
     if "password" in changes:
         user.password_hash = await asyncio.to_thread(hash_password, changes["password"])
+    if "password" in changes or changes.get("is_active") is False:
+        # Every token issued before ends, and stays ended after a reactivation.
+        user.token_version += 1
+        forget(user.id)
     user.updated_at = utcnow()
     detail = {name: ("changed" if name == "password" else changes[name]) for name in changes}
     audit.record(session, actor, "user.update", "user", user.id, changes=detail)

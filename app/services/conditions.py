@@ -9,6 +9,8 @@ An unanswered question has no value: every comparison with it is false, except `
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from app.models.common import is_iso_date
+
 Condition = Mapping[str, Any]
 
 MAX_DEPTH = 10
@@ -52,6 +54,32 @@ def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
     except TypeError:
         return False
     raise ValueError(f"unknown operator {op}")
+
+
+# Comparisons, combinators and listed values in all the conditions of one definition. Every
+# response is checked against every condition, so this bounds the work one submission (and a
+# batch of 1000) can cause: an anonymous batch against a form with megabytes of conditions
+# held the event loop for 4 s.
+MAX_DEFINITION_COST = 1000
+
+
+def cost(condition: Any) -> int:
+    """The size of a condition: one per node, plus one per value of an `in`/`not_in` list."""
+    total = 0
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        total += 1
+        if not isinstance(node, Mapping):
+            continue
+        for kind in ("all", "any"):
+            if isinstance(node.get(kind), list):
+                stack.extend(node[kind])
+        if "not" in node:
+            stack.append(node["not"])
+        if isinstance(node.get("value"), list):
+            total += len(node["value"])
+    return total
 
 
 def referenced(condition: Condition) -> Iterator[str]:
@@ -137,6 +165,8 @@ def _value_problem(question: Mapping[str, Any], value: Any) -> str | None:
     if qtype == "decimal":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return None if ok else "expected a number"
-    if qtype in ("text", "date"):
+    if qtype == "date":
+        return None if is_iso_date(value) else "expected a date as YYYY-MM-DD"
+    if qtype == "text":
         return None if isinstance(value, str) else "expected a string"
     return f"cannot compare with a {qtype} question"

@@ -9,7 +9,8 @@ import asyncio
 import csv
 import io
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from openpyxl import Workbook
@@ -93,7 +94,7 @@ async def _bodies(
     sessionmaker: async_sessionmaker[Any],
     statement: Select[Any],
     questionnaire: CompiledQuestionnaire,
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]]]:
     t = response_table.c
     async with sessionmaker() as session:
         assert isinstance(session, AsyncSession)  # noqa: S101
@@ -110,17 +111,22 @@ async def export(
     statement: Select[Any],
     questionnaire: CompiledQuestionnaire,
     fmt: str,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
+    """The export's bytes. Closing this generator (the response does, also when the client
+    stopped reading) closes the cursor and returns its connection at once."""
     if fmt == "csv":
-        async for piece in _csv(sessionmaker, statement, questionnaire):
-            yield piece
+        async with aclosing(_csv(sessionmaker, statement, questionnaire)) as pieces:
+            async for piece in pieces:
+                yield piece
     elif fmt == "ndjson":
-        async for bodies in _bodies(sessionmaker, statement, questionnaire):
-            lines = (ResponseRead.model_validate(b).model_dump_json() + "\n" for b in bodies)
-            yield "".join(lines).encode()
+        async with aclosing(_bodies(sessionmaker, statement, questionnaire)) as chunks:
+            async for bodies in chunks:
+                lines = (ResponseRead.model_validate(b).model_dump_json() + "\n" for b in bodies)
+                yield "".join(lines).encode()
     else:
-        async for piece in _xlsx(sessionmaker, statement, questionnaire):
-            yield piece
+        async with aclosing(_xlsx(sessionmaker, statement, questionnaire)) as pieces:
+            async for piece in pieces:
+                yield piece
 
 
 def _csv_text(lines: Iterable[list[Any]]) -> bytes:
@@ -133,24 +139,26 @@ async def _csv(
     sessionmaker: async_sessionmaker[Any],
     statement: Select[Any],
     questionnaire: CompiledQuestionnaire,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     # The byte-order mark makes spreadsheet programs read the file as UTF-8 (Cyrillic).
     yield "\ufeff".encode() + _csv_text([header(questionnaire)])
-    async for bodies in _bodies(sessionmaker, statement, questionnaire):
-        yield _csv_text(cells(body, questionnaire) for body in bodies)
+    async with aclosing(_bodies(sessionmaker, statement, questionnaire)) as chunks:
+        async for bodies in chunks:
+            yield _csv_text(cells(body, questionnaire) for body in bodies)
 
 
 async def _xlsx(
     sessionmaker: async_sessionmaker[Any],
     statement: Select[Any],
     questionnaire: CompiledQuestionnaire,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("responses")
     sheet.append(header(questionnaire))
-    async for bodies in _bodies(sessionmaker, statement, questionnaire):
-        for body in bodies:
-            sheet.append(cells(body, questionnaire))
+    async with aclosing(_bodies(sessionmaker, statement, questionnaire)) as chunks:
+        async for bodies in chunks:
+            for body in bodies:
+                sheet.append(cells(body, questionnaire))
     with tempfile.TemporaryFile() as handle:
         await asyncio.to_thread(workbook.save, handle)  # zips the sheet: CPU-bound
         handle.seek(0)

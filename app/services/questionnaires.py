@@ -64,11 +64,20 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         yield ["questions"], f"at most {MAX_QUESTIONS} questions, groups and repeats in all"
 
     earlier: dict[str, Mapping[str, Any]] = {}
+    condition_cost = 0
     for loc, question, depth in entries:
         if depth > MAX_NESTING:
             yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
         yield from _question_problems(question, loc)
         if question.get("relevant") is not None:
+            condition_cost += conditions.cost(question["relevant"])
+            if condition_cost > conditions.MAX_DEFINITION_COST:
+                yield (
+                    [*loc, "relevant"],
+                    f"the conditions of one questionnaire may hold at most "
+                    f"{conditions.MAX_DEFINITION_COST} comparisons and listed values in all",
+                )
+                break
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
             earlier[question["key"]] = question

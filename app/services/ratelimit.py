@@ -3,10 +3,10 @@
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete
+from sqlalchemy import case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
@@ -52,6 +52,33 @@ async def hit(
     if window_start.tzinfo is None:  # SQLite's RETURNING bypasses the column type
         window_start = window_start.replace(tzinfo=now.tzinfo)
     return count, window_start + timedelta(seconds=window_seconds)
+
+
+async def locked(session: AsyncSession, key: str) -> RateLimitBucket:
+    """The bucket of `key`, created empty if missing, locked until the transaction ends
+    (PostgreSQL: FOR UPDATE; SQLite: the caller's write transaction already excludes others)."""
+    insert = (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(
+        RateLimitBucket
+    )
+    await session.exec(
+        insert.values(key=key, window_start=utcnow(), count=0).on_conflict_do_nothing()
+    )
+    statement = (
+        select(RateLimitBucket)
+        .where(col(RateLimitBucket.key) == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.exec(statement)).one()
+
+
+async def give_back(session: AsyncSession, key: str) -> None:
+    """Undo one hit (a login that succeeded does not use up its address's budget)."""
+    await session.exec(
+        update(RateLimitBucket)
+        .where(col(RateLimitBucket.key) == key, col(RateLimitBucket.count) > 0)
+        .values(count=col(RateLimitBucket.count) - 1)
+    )
 
 
 async def reset(session: AsyncSession, key: str) -> None:

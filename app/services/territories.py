@@ -1,22 +1,21 @@
 """Territory rules and queries: the hierarchy, subtree conditions, CSV import."""
 
-import base64
-import binascii
 import csv
 import io
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
+from anyio import CapacityLimiter
 from sqlalchemy import ColumnElement, String, and_, literal, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.errors import BadRequest, Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.models.auth import Principal
 from app.models.territories import (
     CODE_PATTERN,
@@ -29,13 +28,20 @@ from app.models.territories import (
     TerritoryUpdate,
     i18n,
 )
+from app.pagination import decode_cursor_key, encode_cursor
 from app.services import audit
 
 TERRITORY_COLUMNS = ("code", "parent_code", "level", "name_kk", "name_ru", "name_en")
 # Sorts after every character a code may hold: [path, path + "~") is exactly the subtree.
 _SUBTREE_END = "~"
+T = TypeVar("T")
+
 _CHUNK = 500  # bound parameters per IN (...) query
 MAX_IMPORT_ERRORS = 100
+# Data lines per imported CSV (the whole KATO holds about 17,000 territories). Larger files are
+# refused before they are parsed: a 100,000-line file held the event loop for 11 s.
+MAX_IMPORT_LINES = 20_000
+MAX_NAME_LENGTH = 1000  # as the API's I18nText
 
 Loc = Sequence[str | int]
 
@@ -232,24 +238,6 @@ async def _roll_up_subtree(
     territory.region_code = region_code
 
 
-def _encode_cursor(created_at: datetime, code: str) -> str:
-    raw = json.dumps([created_at.isoformat(), code]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    # Territories are keyed by code, not by UUID, so app.pagination's cursor does not fit them.
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, code = json.loads(raw)
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None or not isinstance(code, str):
-            raise ValueError("bad cursor")
-        return parsed, code
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-        raise BadRequest("The cursor is malformed; use next_cursor from a previous page") from error
-
-
 async def list_territories(
     session: AsyncSession,
     *,
@@ -266,7 +254,7 @@ async def list_territories(
         statement = statement.where(col(Territory.parent_code) == parent_code)
     created, code = col(Territory.created_at), col(Territory.code)
     if cursor is not None:
-        after_created, after_code = _decode_cursor(cursor)
+        after_created, after_code = decode_cursor_key(cursor)
         statement = statement.where(
             or_(created > after_created, and_(created == after_created, code > after_code))
         )
@@ -275,7 +263,7 @@ async def list_territories(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], _encode_cursor(last.created_at, last.code)
+    return rows[:limit], encode_cursor(last.created_at, last.code)
 
 
 # --- CSV files ---------------------------------------------------------------------------------
@@ -289,8 +277,14 @@ def file_error(line: int | None, message: str, kind: str = "value_error") -> dic
 def parse_csv_upload(content: bytes, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) for each data line of an uploaded CSV; the header is line 1.
 
-    The header must hold exactly `columns` (any order); values are stripped.
+    The header must hold exactly `columns` (any order); values are stripped. CPU-bound for a
+    large file: call it through run_off_loop.
     """
+    if content.count(b"\n") > MAX_IMPORT_LINES + 1:
+        raise Invalid(
+            f"The file has more than {MAX_IMPORT_LINES} lines; split it",
+            errors=[file_error(None, f"at most {MAX_IMPORT_LINES} data lines", "size")],
+        )
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -349,12 +343,43 @@ async def territories_by_code(session: AsyncSession, codes: Iterable[str]) -> di
     return found
 
 
-async def import_territories(session: AsyncSession, actor: Principal, content: bytes) -> int:
+async def run_off_loop(limiter: CapacityLimiter, function: Callable[..., T], *args: Any) -> T:
+    """CPU-bound work (parsing and checking an upload) in a worker thread, at most `limiter`
+    at once, so the event loop keeps answering other requests meanwhile."""
+    return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+
+
+async def flush_in_chunks(session: AsyncSession, rows: Sequence[Any], size: int = 1000) -> None:
+    """Add and flush rows a chunk at a time: the ORM's bookkeeping for one flush runs on the
+    event loop, and a chunk bounds how long it holds it."""
+    for start in range(0, len(rows), size):
+        session.add_all(rows[start : start + size])
+        await session.flush()
+
+
+async def import_territories(
+    session: AsyncSession, actor: Principal, content: bytes, limiter: CapacityLimiter
+) -> int:
     """All lines or none: any bad line, or a code that exists, refuses the whole file."""
-    rows = parse_csv_upload(content, TERRITORY_COLUMNS)
+    rows = await run_off_loop(limiter, parse_csv_upload, content, TERRITORY_COLUMNS)
     existing = await territories_by_code(
         session, [row["code"] for _, row in rows] + [row["parent_code"] for _, row in rows]
     )
+    added, errors = await run_off_loop(limiter, _territories_from_rows, rows, existing)
+    if errors:
+        raise refuse_file(errors)
+    if not rows:
+        raise Invalid("The file has no data lines", errors=[file_error(None, "no data lines")])
+    await flush_in_chunks(session, list(added.values()))
+    audit.record(session, actor, "territory.import", "territory", None, count=len(added))
+    await session.flush()
+    return len(added)
+
+
+def _territories_from_rows(
+    rows: Sequence[tuple[int, Mapping[str, str]]], existing: Mapping[str, Territory]
+) -> tuple[dict[str, Territory], list[dict[str, Any]]]:
+    """The new territories of an import, or the errors of its lines."""
     errors: list[dict[str, Any]] = []
     added: dict[str, Territory] = {}
     first_line: dict[str, int] = {}
@@ -365,14 +390,7 @@ async def import_territories(session: AsyncSession, actor: Principal, content: b
         elif territory is not None:
             added[territory.code] = territory
         first_line.setdefault(row["code"], line)
-    if errors:
-        raise refuse_file(errors)
-    if not rows:
-        raise Invalid("The file has no data lines", errors=[file_error(None, "no data lines")])
-    session.add_all(added.values())
-    audit.record(session, actor, "territory.import", "territory", None, count=len(added))
-    await session.flush()
-    return len(added)
+    return added, errors
 
 
 def _territory_from_row(
@@ -393,6 +411,9 @@ def _territory_from_row(
     name = {lang: row[f"name_{lang}"] for lang in LANGUAGES if row[f"name_{lang}"]}
     if not name:
         return None, "at least one of name_kk, name_ru, name_en is needed"
+    for lang, text in name.items():
+        if len(text) > MAX_NAME_LENGTH:
+            return None, f"name_{lang} is longer than {MAX_NAME_LENGTH} characters"
     parent = None
     if parent_code is not None:
         parent = added.get(parent_code) or existing.get(parent_code)
