@@ -85,6 +85,9 @@ class Principal:
     roles: frozenset[str] = frozenset()
     email: str | None = None
     questionnaire_ids: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    # A user's token version when the principal was resolved (see User.token_version): a
+    # statement that re-checks a remembered principal must compare it too.
+    token_version: int | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -49,7 +49,13 @@ from app.services import audit, ratelimit
 
 
 def user_principal(user: User) -> Principal:
-    return Principal(kind="user", id=user.id, roles=frozenset(user.roles), email=user.email)
+    return Principal(
+        kind="user",
+        id=user.id,
+        roles=frozenset(user.roles),
+        email=user.email,
+        token_version=user.token_version,
+    )
 
 
 async def resolve_token(session: AsyncSession, tokens: TokenService, token: str) -> Principal:
@@ -127,7 +133,9 @@ async def resolve_token_raw(
         if row is None:
             raise Unauthorized("Invalid or expired token")
         roles = frozenset(json.loads(row["roles"]))
-        principal = Principal(kind="user", id=user_id, roles=roles, email=row["email"])
+        principal = Principal(
+            kind="user", id=user_id, roles=roles, email=row["email"], token_version=version
+        )
     _remembered[hash_token(token)] = (principal, expires_at)
     if len(_remembered) > _REMEMBERED_LIMIT:
         _remembered.popitem(last=False)
