@@ -377,6 +377,36 @@ async def test_a_changed_user_is_refused_from_the_next_submission(
     assert await stored_count(app) == 2
 
 
+async def test_a_password_change_ends_the_submitting_token_at_once(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The token's user is remembered on the submission path; a password change (or a
+    deactivation and reactivation) still ends the token from the next submission."""
+    admin = await headers_for(app, Role.admin)
+    staff_only = await create_questionnaire(app, publish=True, access="staff")
+    user = await create_user(app, Role.observer)
+    observer = bearer(app, user)
+    assert (
+        await client.post(url(staff_only), json=response(), headers=observer)
+    ).status_code == 201
+    changed = await client.patch(
+        f"/api/v1/users/{user.id}", json={"password": "another long password"}, headers=admin
+    )
+    assert changed.status_code == 200
+    assert (
+        await client.post(url(staff_only), json=response(), headers=observer)
+    ).status_code == 401
+    login = await client.post(
+        "/api/v1/auth/token", data={"username": user.email, "password": "another long password"}
+    )
+    fresh = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await client.post(url(staff_only), json=response(), headers=fresh)).status_code == 201
+    await client.patch(f"/api/v1/users/{user.id}", json={"is_active": False}, headers=admin)
+    await client.patch(f"/api/v1/users/{user.id}", json={"is_active": True}, headers=admin)
+    assert (await client.post(url(staff_only), json=response(), headers=fresh)).status_code == 401
+    assert await stored_count(app, questionnaire_id=staff_only.id) == 2
+
+
 async def test_anonymous_public_submissions_are_rate_limited(settings: Any, app: FastAPI) -> None:
     from app.main import create_app
 

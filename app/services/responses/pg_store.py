@@ -53,33 +53,36 @@ KIND_TYPES = {"smallint": "smallint", "bigint": "bigint", "float": "float8", "te
 def _still_allowed(first: int) -> str:
     """True when the principal in parameters $first.. is as it was when resolved: a collector
     ($first) not revoked, a user ($first+1) active with the same roles ($first+2, as a JSON
-    array; containment both ways ignores order). True with no principal (public)."""
+    array; containment both ways ignores order) and token version ($first+3: a password change
+    or a deactivation since ends the token). True with no principal (public)."""
     collector, user, roles = f"${first}::uuid", f"${first + 1}::uuid", f"${first + 2}::jsonb"
+    version = f"${first + 3}::int"
     return f"""CASE
   WHEN {collector} IS NOT NULL THEN EXISTS (
     SELECT 1 FROM collector WHERE id = {collector} AND revoked_at IS NULL)
   WHEN {user} IS NOT NULL THEN EXISTS (
     SELECT 1 FROM user_account WHERE id = {user} AND is_active
-    AND roles @> {roles} AND roles <@ {roles})
+    AND roles @> {roles} AND roles <@ {roles} AND token_version = {version})
   ELSE true END"""  # noqa: S608 - parameter numbers only
 
 
-# What every storing statement checks first ($1 the questionnaire, $2..$4 the principal), and
+# What every storing statement checks first ($1 the questionnaire, $2..$5 the principal), and
 # what it answers (see _insert_sql).
 _GUARDS = f"""WITH q AS (SELECT status FROM questionnaire WHERE id = $1 FOR SHARE),
 a AS (SELECT {_still_allowed(2)} AS ok)"""  # noqa: S608 - our names
 _ALLOWED = f"(SELECT status FROM q) = '{Status.published.value}' AND (SELECT ok FROM a)"  # noqa: S608
 _RESULT = """SELECT (SELECT status FROM q) AS status, (SELECT ok FROM a) AS authorized,
   array(SELECT id FROM head) AS inserted"""
-_FIRST_COLUMN = 5  # the parameter number of the first column's value
+_FIRST_COLUMN = 6  # the parameter number of the first column's value
 
 
-def _principal_args(principal: Principal | None) -> tuple[Any, Any, Any]:
+def _principal_args(principal: Principal | None) -> tuple[Any, Any, Any, Any]:
     if principal is None:
-        return None, None, None
+        return None, None, None, None
     if principal.kind == "collector":
-        return principal.id, None, None
-    return None, principal.id, orjson.dumps(sorted(principal.roles)).decode()
+        return principal.id, None, None, None
+    roles = orjson.dumps(sorted(principal.roles)).decode()
+    return None, principal.id, roles, principal.token_version or 0
 
 
 def _page_names(page: AnswerPage) -> str:
