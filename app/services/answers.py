@@ -23,8 +23,10 @@ from app.services.conditions import evaluate
 # Integers are stored in DOUBLE columns; beyond 2**53 they would silently lose digits.
 MAX_SAFE_INTEGER = 2**53
 MASK_BITS = 63  # options per BIGINT bit mask (the sign bit stays clear)
-PAGE_COLUMNS = 1000
-PAGE_BYTES = 6000  # fixed-width bytes of answer columns per page row
+# Layout rules by number: (answer columns, fixed-width bytes) at most per page. A version keeps
+# the rules it was published with (questionnaire.answer_layout); new rules get a new number.
+LAYOUTS = {1: (1000, 6000)}
+CURRENT_LAYOUT = 1
 MAX_INSTANCES = 1000  # of a repeat in one response
 
 # Column kinds and their fixed width in a PostgreSQL row (text: a TOAST pointer at most).
@@ -277,6 +279,8 @@ def column_kinds(question: Mapping[str, Any]) -> list[str]:
 class _Layout:
     """Pages being filled while a definition is compiled: each scope has its own."""
 
+    page_columns: int
+    page_bytes: int
     pages: list[list[tuple[str, str]]] = field(default_factory=list)
     scopes: list[str | None] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
@@ -293,8 +297,8 @@ class _Layout:
         self.number += 1
         width = sum(KIND_BYTES[kind] for kind in kinds)
         if self.pages[page] and (
-            len(self.pages[page]) + len(kinds) > PAGE_COLUMNS
-            or self.widths[page] + width > PAGE_BYTES
+            len(self.pages[page]) + len(kinds) > self.page_columns
+            or self.widths[page] + width > self.page_bytes
         ):
             page = self.new_page(scope)
         n = self.number
@@ -374,17 +378,25 @@ def _compile_scope(
 
 
 def compile_questionnaire(
-    *, id: Any, version: int, status: str, access: str, definition: Mapping[str, Any]
+    *,
+    id: Any,
+    version: int,
+    status: str,
+    access: str,
+    definition: Mapping[str, Any],
+    layout: int | None = None,
 ) -> CompiledQuestionnaire:
+    """The compiled version; its answer tables laid out by rules `layout` (the current rules
+    for a draft, which has no tables yet)."""
     groups = {
         group["key"]: (index, group["category"])
         for index, group in enumerate(definition["respondent_groups"])
     }
-    layout = _Layout()
-    top = [layout.new_page(None)]
+    pages = _Layout(*LAYOUTS[layout or CURRENT_LAYOUT])
+    top = [pages.new_page(None)]
     compiled: list[CompiledQuestion] = []
     repeats: dict[str, CompiledRepeat] = {}
-    members = _compile_scope(definition["questions"], layout, None, top, None, compiled, repeats)
+    members = _compile_scope(definition["questions"], pages, None, top, None, compiled, repeats)
     prefix = table_prefix(id) if isinstance(id, UUID) else "answers_unsaved_p"
     return CompiledQuestionnaire(
         id=id,
@@ -395,8 +407,8 @@ def compile_questionnaire(
         group_keys=tuple(groups),
         questions=tuple(compiled),
         pages=tuple(
-            AnswerPage(f"{prefix}{n}", tuple(columns), layout.scopes[n])
-            for n, columns in enumerate(layout.pages)
+            AnswerPage(f"{prefix}{n}", tuple(columns), pages.scopes[n])
+            for n, columns in enumerate(pages.pages)
         ),
         members=members,
         keys=frozenset(member.key for member in members),

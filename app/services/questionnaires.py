@@ -26,7 +26,7 @@ from app.models.questionnaires import (
 from app.models.responses import answer_table
 from app.pagination import paginate
 from app.services import audit, conditions
-from app.services.answers import CompiledQuestionnaire, compile_questionnaire
+from app.services.answers import CURRENT_LAYOUT, CompiledQuestionnaire, compile_questionnaire
 
 DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
 CONTAINER_TYPES = ("group", "repeat")
@@ -329,6 +329,7 @@ async def change_status(
     questionnaire.updated_at = now
     if target == Status.published:
         questionnaire.published_at = now
+        questionnaire.answer_layout = CURRENT_LAYOUT
         await create_answer_tables(session, _compile(questionnaire))
     else:
         questionnaire.closed_at = now
@@ -393,4 +394,5 @@ def _compile(questionnaire: Questionnaire) -> CompiledQuestionnaire:
         status=questionnaire.status,
         access=questionnaire.access,
         definition=questionnaire.definition,
+        layout=questionnaire.answer_layout,
     )

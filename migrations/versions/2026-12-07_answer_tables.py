@@ -56,6 +56,7 @@ questionnaire = sa.Table(
     sa.Column("status", sa.String()),
     sa.Column("access", sa.String()),
     sa.Column("definition", JSON),
+    sa.Column("answer_layout", sa.Integer()),
 )
 
 
@@ -111,6 +112,9 @@ def _compiled(connection: sa.Connection) -> list[Any]:
 
 
 def upgrade() -> None:
+    # Plain ALTERs (no batch copy on SQLite, which would drop the table's freezing triggers).
+    op.add_column("questionnaire", sa.Column("answer_layout", sa.Integer(), nullable=True))
+    op.execute("UPDATE questionnaire SET answer_layout = 1 WHERE status IN ('published', 'closed')")
     with op.batch_alter_table("response", schema=None) as batch_op:
         batch_op.add_column(sa.Column("record_key", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("content_hash", sa.String(length=64), nullable=True))
@@ -302,6 +306,7 @@ def downgrade() -> None:
         )
         for column in ("record_key", *DETAIL):
             batch_op.drop_column(column)
+    op.drop_column("questionnaire", "answer_layout")
     with op.batch_alter_table("response_detail", schema=None) as batch_op:
         batch_op.create_foreign_key(
             batch_op.f("fk_response_detail_id_response"),
