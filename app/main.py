@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.config import Settings, SettingsError, get_settings
 from app.db import create_engine, create_raw_pool, create_sessionmaker, session_scope
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Metrics are ours (Prometheus, /metrics); FastAPI's OpenTelemetry hooks would only
         # check on every request for a provider nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served from local files by install_docs, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = create_engine(settings)
@@ -79,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(settings)
 
     install_error_handlers(app)
+    install_docs(app)
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)
     app.include_router(health.router)
