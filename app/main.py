@@ -17,6 +17,7 @@ from app.errors import install_error_handlers
 from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
 from app.migrate import upgrade_to_head
+from app.openapi import TAGS, install_openapi, operation_id
 from app.routers import (
     aggregates,
     auth,
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served from local files by install_docs, not from a CDN.
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
+        openapi_tags=TAGS,
     )
     app.state.settings = settings
     app.state.engine = create_engine(settings)
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(settings)
 
     install_error_handlers(app)
+    install_openapi(app)
     install_docs(app)
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)

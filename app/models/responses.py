@@ -30,7 +30,9 @@ from sqlalchemy import (
 from sqlmodel import SQLModel
 
 from app.db import JSONType, UTCDateTime
+from app.models import examples as ex
 from app.models.common import UtcDatetime
+from app.models.examples import examples
 
 CHOICE_SLOTS = 64
 NUMBER_SLOTS = 32
@@ -103,7 +105,7 @@ class RespondentIn(BaseModel):
 
 
 class ResponseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.RESPONSE_IN))
 
     id: uuid.UUID | None = None
     respondent: RespondentIn
@@ -119,7 +121,7 @@ class ResponseIn(BaseModel):
 class BatchIn(BaseModel):
     """Items are checked one by one, so one malformed item cannot sink the others."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.BATCH_IN))
 
     responses: Annotated[list[dict[str, Any]], MinLen(1), MaxLen(MAX_BATCH)]
 
@@ -133,6 +135,8 @@ class RespondentRead(BaseModel):
 
 
 class ResponseRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.RESPONSE_READ))
+
     id: uuid.UUID
     questionnaire_id: uuid.UUID
     questionnaire_version: int
@@ -159,6 +163,8 @@ class BatchResult(BaseModel):
 
 
 class BatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.BATCH_OUT))
+
     results: list[BatchResult]
 
 

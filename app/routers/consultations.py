@@ -71,6 +71,7 @@ def _observation(observation: Observation) -> ObservationRead:
 async def create_consultation(
     data: ConsultationCreate, actor: Writer, session: SessionDep, response: Response
 ) -> ConsultationRead:
+    """A new scheduled consultation."""
     consultation = await service.create_consultation(session, actor, data)
     response.headers["Location"] = f"/api/v1/consultations/{consultation.id}"
     return _consultation(consultation)
@@ -84,6 +85,7 @@ async def create_consultation(
 async def list_consultations(
     _: Reader, session: SessionDep, page: PageDep, where: FiltersDep
 ) -> Page[ConsultationRead]:
+    """Consultations in creation order, filtered like the calendar."""
     rows, next_cursor = await service.list_consultations(
         session, where, limit=page.limit, cursor=page.cursor
     )
@@ -138,6 +140,7 @@ async def import_consultations(
 async def get_consultation(
     consultation_id: uuid.UUID, _: Reader, session: SessionDep
 ) -> ConsultationRead:
+    """One consultation, with its reschedule history."""
     return _consultation(await service.get_consultation(session, consultation_id))
 
 
@@ -203,4 +206,5 @@ async def list_observations(
 async def get_observation(
     consultation_id: uuid.UUID, observation_id: uuid.UUID, _: Reader, session: SessionDep
 ) -> ObservationRead:
+    """One observation of the consultation."""
     return _observation(await service.get_observation(session, consultation_id, observation_id))

@@ -155,6 +155,7 @@ async def list_responses(
     page: PageDep,
     filters: Filters,
 ) -> Page[Any]:
+    """The questionnaire's responses in the order they were received, filtered."""
     items, next_cursor = await service.list_responses(
         session, questionnaire_id, filters, limit=page.limit, cursor=page.cursor
     )
@@ -194,6 +195,7 @@ async def export_responses(
 async def get_response(
     response_id: uuid.UUID, _: ResponseReader, session: SessionDep
 ) -> dict[str, Any]:
+    """One stored response, as submitted plus what the service recorded."""
     return await service.get_response(session, response_id)
 
 
