@@ -21,6 +21,7 @@ from app.openapi import TAGS, install_openapi, operation_id
 from app.routers import (
     aggregates,
     auth,
+    calendar_feeds,
     consultations,
     elections,
     health,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(territories.router)
     app.include_router(elections.router)
     app.include_router(consultations.router)
+    app.include_router(calendar_feeds.router)
     app.include_router(official_aggregates.router)
 
     # Added innermost first: the request context wraps everything, so even a 413 gets an id.

@@ -49,7 +49,7 @@ IF_NONE_MATCH = {
     "description": "An ETag from an earlier answer: 304 (no body) while it still matches",
     "schema": {"type": "string"},
 }
-NOT_MODIFIED = {
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {
         "description": "Not Modified: the ETag sent in If-None-Match still matches",
         "headers": {"ETag": HEADERS["ETag"]},
