@@ -18,6 +18,7 @@ from app.log import configure_logging
 from app.middleware import BodyGuardMiddleware, HttpMetrics, RequestContextMiddleware
 from app.migrate import upgrade_to_head
 from app.openapi import TAGS, install_openapi, operation_id
+from app.protocol import install_protocol
 from app.routers import (
     aggregates,
     auth,
@@ -36,6 +37,15 @@ from app.services.auth import ensure_bootstrap_admin
 logger = logging.getLogger("kenes")
 
 API_PREFIX = "/api/v1"
+CORS_EXPOSED_HEADERS = [
+    "Allow",
+    "Content-Disposition",
+    "ETag",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-Request-ID",
+]
 
 
 @asynccontextmanager
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
+    install_protocol(app)
     install_docs(app)
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)
@@ -111,9 +122,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            # What a web app must read: an export's file name, ETags, created resources,
+            # back-off times, why a token was refused, the id to quote.
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
