@@ -15,6 +15,7 @@ from app.deps import (
     SessionDep,
     bearer_token,
 )
+from app.log import note_caller
 from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
@@ -71,6 +72,8 @@ async def submission_access(questionnaire_id: uuid.UUID, request: Request) -> Su
     principal, questionnaire = await service.submission_access(
         state.sessionmaker, state.raw_pool, state.tokens, token, questionnaire_id
     )
+    if principal is not None:
+        note_caller(request.scope.get("state"), principal.kind, principal.id)
     return Submission(principal, questionnaire)
 
 
