@@ -28,6 +28,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REFRESH_SECONDS = 5.0
@@ -179,12 +180,16 @@ class HttpMetrics:
     # --- pools, process, garbage collector -------------------------------------------------
 
     def watch_pools(self, **pools: Any) -> None:
-        """Pools to report by name: a SQLAlchemy engine's pool, an asyncpg pool (or None)."""
+        """Pools to report by name: a SQLAlchemy engine, an asyncpg pool (or None).
+
+        The engine rather than its pool: engine.dispose() puts a new pool in place.
+        """
         self._pools = {name: pool for name, pool in pools.items() if pool is not None}
 
     def refresh(self) -> None:
         """This process's pool, process and memory figures, as of now."""
-        for name, pool in self._pools.items():
+        for name, source in self._pools.items():
+            pool = source.pool if isinstance(source, AsyncEngine) else source
             size, in_use, waiting = _pool_figures(pool)
             self.pool_size.labels(name).set(size)
             self.pool_in_use.labels(name).set(in_use)
