@@ -5,7 +5,9 @@ import asyncio
 import getpass
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,6 +23,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # Migrate once here rather than racing in every worker's start-up.
         asyncio.run(_migrate(settings))
         os.environ["KENES_AUTO_MIGRATE"] = "false"
+    shared_metrics = _share_metrics(args.workers)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -36,7 +39,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=64 * 1024,
     )
+    if shared_metrics is not None:
+        shutil.rmtree(shared_metrics, ignore_errors=True)
     return 0
+
+
+def _share_metrics(workers: int) -> str | None:
+    """Several workers add up their metrics in prometheus_client's multiprocess mode: set
+    before the workers start (they import prometheus_client afresh), to a directory of this run
+    alone, since stale files of an earlier run would be counted too."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="kenes-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 async def _migrate(settings: Settings) -> int:

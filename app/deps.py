@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import Settings
 from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
+from app.log import note_caller
 from app.models.auth import Principal, Role
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.security import TokenService
@@ -80,14 +81,16 @@ async def bearer_token(request: Request) -> str | None:
 
 
 async def get_optional_principal(
-    session: SessionDep, tokens: TokensDep, token: BearerToken
+    request: Request, session: SessionDep, tokens: TokensDep, token: BearerToken
 ) -> Principal | None:
     """The caller, or None without credentials; bad credentials are 401, never anonymous."""
     if token is not None and not token.strip():
         raise Unauthorized("The bearer token is empty")
     if token is None:
         return None
-    return await resolve_token(session, tokens, token)
+    principal = await resolve_token(session, tokens, token)
+    note_caller(request.scope.get("state"), principal.kind, principal.id)
+    return principal
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]

@@ -4,13 +4,29 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# Attributes every LogRecord has; anything else on a record came from `extra=`.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came from `extra=`. uvicorn adds
+# `color_message`, the message again with ANSI colour codes: not for JSON lines.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+# Key in the ASGI scope's "state" under which the auth dependencies note who called, for the
+# access line (the middleware reads it when the request ends).
+CALLER_KEY = "kenes.caller"
+
+
+def note_caller(state: dict[str, Any] | None, kind: str, caller_id: object) -> None:
+    """Record the authenticated caller (`user:<id>`, `collector:<id>`) for the access line."""
+    if state is not None:
+        state[CALLER_KEY] = f"{kind}:{caller_id}"
 
 
 class JsonLineFormatter(logging.Formatter):

@@ -6,37 +6,18 @@ import os
 import re
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
-from app.log import request_id_var
+from app.log import CALLER_KEY, request_id_var
+from app.metrics import HttpMetrics
 
 logger = logging.getLogger("kenes.access")
 error_logger = logging.getLogger("kenes.errors")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _WRITE_METHODS = {"POST", "PUT", "PATCH"}
-
-
-class HttpMetrics:
-    """Request counts and latencies by route template and status, in an app-owned registry."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "kenes_http_requests",
-            "HTTP requests by method, route template and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "kenes_http_request_duration_seconds",
-            "HTTP request latency by method and route template",
-            ["method", "route"],
-            registry=self.registry,
-        )
 
 
 _DOCS_PATHS = ("/docs", "/redoc")
@@ -91,12 +72,18 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        exporting = False
+        scope.setdefault("state", {})  # where the auth dependencies note the caller
+        self.metrics.in_flight.inc()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, exporting
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
+                if status == 200 and self.metrics.is_export(_route_template(scope)):
+                    exporting = True
+                    self.metrics.export_streams.inc()
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -115,8 +102,11 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            if exporting:
+                self.metrics.export_streams.dec()
+            self.metrics.in_flight.dec()
+            self.metrics.finished(method, route, status, elapsed)
+            client = scope.get("client")
             logger.info(
                 "request",
                 extra={
@@ -125,6 +115,9 @@ class RequestContextMiddleware:
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                    # "user:<id>" or "collector:<id>"; never the token.
+                    "caller": scope["state"].get(CALLER_KEY),
                 },
             )
             request_id_var.reset(token)

@@ -78,4 +78,10 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/consultations/{consultation_id}/observations"): OBSERVERS,
     ("GET", "/api/v1/consultations/{consultation_id}/observations"): ANY_USER,
     ("GET", "/api/v1/consultations/{consultation_id}/observations/{observation_id}"): ANY_USER,
+    # calendar feeds: any user who reads consultations; the feed itself by its URL alone
+    ("POST", "/api/v1/calendar-feeds"): ANY_USER,
+    ("GET", "/api/v1/calendar-feeds"): ANY_USER,
+    ("GET", "/api/v1/calendar-feeds/{feed_id}"): ANY_USER,
+    ("DELETE", "/api/v1/calendar-feeds/{feed_id}"): ANY_USER,
+    ("GET", "/api/v1/calendar/{token}.ics"): EVERYONE,
 }

@@ -168,7 +168,12 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
             },
             headers=headers["observer"],
         )
-        for reply in (observed, stored):
+        feed = await client.post(
+            "/api/v1/calendar-feeds",
+            json={"name": "fuzz", "filters": {"territory_code": "11"}},
+            headers=headers["observer"],
+        )
+        for reply in (observed, stored, feed):
             assert reply.status_code == 201, reply.text
     return World(
         headers=headers,
@@ -182,6 +187,8 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
             "candidate_id": [candidate["id"]],
             "consultation_id": [consultation["id"]],
             "observation_id": [observation_id],
+            "feed_id": [feed.json()["id"]],
+            "token": [feed.json()["url"].rsplit("/", 1)[1].removesuffix(".ics")],
         },
     )
 

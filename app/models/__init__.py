@@ -1,6 +1,7 @@
 """Every table module is imported here so SQLModel.metadata (and Alembic) sees all tables."""
 
 from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
+from app.models.calendar_feeds import CalendarFeed
 from app.models.consultations import Consultation, Observation
 from app.models.elections import Candidate, Election
 from app.models.questionnaires import Questionnaire
@@ -9,6 +10,7 @@ from app.models.territories import Territory
 
 __all__ = [
     "AuditEvent",
+    "CalendarFeed",
     "Candidate",
     "Collector",
     "Consultation",

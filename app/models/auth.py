@@ -12,6 +12,8 @@ from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
 
 from app.db import JSONType, UTCDateTime, utcnow
+from app.models import examples as ex
+from app.models.examples import examples
 
 MIN_PASSWORD_LENGTH = 12
 # Long enough for any passphrase, short enough that hashing it is no denial of service.
@@ -141,6 +143,8 @@ class UserRead(BaseModel):
 
 
 class TokenRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.TOKEN_READ))
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int

@@ -20,7 +20,9 @@ from sqlalchemy import CheckConstraint, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from app.db import JSONType, UTCDateTime, utcnow
+from app.models import examples as ex
 from app.models.common import UtcDatetime
+from app.models.examples import examples
 from app.models.territories import I18nText
 
 
@@ -107,7 +109,7 @@ Count = Annotated[StrictInt, PydanticField(ge=0, le=1_000_000)]  # "40" is not a
 
 
 class ConsultationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.CONSULTATION_CREATE))
 
     election_id: uuid.UUID | None = None
     territory_code: str
@@ -185,7 +187,7 @@ class GeoPoint(BaseModel):
 
 
 class ObservationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.OBSERVATION_CREATE))
 
     id: uuid.UUID | None = None
     observed_at: UtcDatetime

@@ -25,6 +25,8 @@ from sqlmodel import Field as TableField
 from sqlmodel import SQLModel
 
 from app.db import JSONType, UTCDateTime, utcnow
+from app.models import examples as ex
+from app.models.examples import examples
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -274,7 +276,7 @@ Questions = Annotated[list[Question], MinLen(1), MaxLen(MAX_QUESTIONS)]
 
 
 class QuestionnaireCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.QUESTIONNAIRE_CREATE))
 
     slug: Slug
     title: I18nText

@@ -32,7 +32,9 @@ from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
 from app.db import UTCDateTime
+from app.models import examples as ex
 from app.models.common import UtcDatetime
+from app.models.examples import examples
 
 MAX_BATCH = 1000
 MAX_ANSWERS = 2000
@@ -138,7 +140,7 @@ class RespondentIn(BaseModel):
 
 
 class ResponseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.RESPONSE_IN))
 
     id: uuid.UUID | None = None
     respondent: RespondentIn
@@ -155,7 +157,7 @@ class BatchIn(BaseModel):
     """Items are checked one by one, so one malformed item (even a non-object) cannot sink the
     others."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.BATCH_IN))
 
     responses: Annotated[list[Any], MinLen(1), MaxLen(MAX_BATCH)]
 
@@ -169,6 +171,8 @@ class RespondentRead(BaseModel):
 
 
 class ResponseRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.RESPONSE_READ))
+
     id: uuid.UUID
     questionnaire_id: uuid.UUID
     questionnaire_version: int
@@ -195,6 +199,8 @@ class BatchResult(BaseModel):
 
 
 class BatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples(ex.BATCH_OUT))
+
     results: list[BatchResult]
 
 

@@ -72,6 +72,7 @@ async def issue_token(
 
 @router.get("/auth/me", response_model=UserRead, responses=responses(401, 403))
 async def me(principal: CurrentUser, session: SessionDep) -> UserRead:
+    """The caller's own user record."""
     return _user(await service.get_user(session, principal.id))
 
 
@@ -84,6 +85,7 @@ async def me(principal: CurrentUser, session: SessionDep) -> UserRead:
 async def create_user(
     data: UserCreate, admin: AdminUser, session: SessionDep, response: Response
 ) -> UserRead:
+    """A new user with roles; the password is at least 12 characters."""
     user = await service.create_user(session, admin, data)
     response.headers["Location"] = f"/api/v1/users/{user.id}"
     return _user(user)
@@ -91,12 +93,14 @@ async def create_user(
 
 @router.get("/users", response_model=Page[UserRead], responses=responses(400, 401, 403, 422))
 async def list_users(_: AdminUser, session: SessionDep, page: PageDep) -> Page[UserRead]:
+    """Every user, in creation order."""
     users, next_cursor = await service.list_users(session, limit=page.limit, cursor=page.cursor)
     return Page(items=[_user(user) for user in users], next_cursor=next_cursor)
 
 
 @router.get("/users/{user_id}", response_model=UserRead, responses=responses(401, 403, 404))
 async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> UserRead:
+    """One user."""
     return _user(await service.get_user(session, user_id))
 
 
@@ -106,6 +110,7 @@ async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> Use
 async def update_user(
     user_id: uuid.UUID, data: UserUpdate, admin: AdminUser, session: SessionDep
 ) -> UserRead:
+    """Changes name, roles, active state or password; a deactivation ends the user's tokens."""
     return _user(await service.update_user(session, admin, user_id, data))
 
 
@@ -128,6 +133,7 @@ async def create_collector(
     "/collectors", response_model=Page[CollectorRead], responses=responses(400, 401, 403, 422)
 )
 async def list_collectors(_: AdminUser, session: SessionDep, page: PageDep) -> Page[CollectorRead]:
+    """Every collector (tokens are never shown again), in creation order."""
     rows, next_cursor = await service.list_collectors(session, limit=page.limit, cursor=page.cursor)
     return Page(items=[_collector(row) for row in rows], next_cursor=next_cursor)
 

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile, status
 from pydantic import BaseModel
 
 from app.deps import PageDep, RequireRoles, SessionDep, UploadWork
@@ -20,6 +20,7 @@ from app.models.consultations import (
     ObservationRead,
 )
 from app.pagination import Page
+from app.routers.calendar_feeds import CALENDAR_ANSWERS, calendar_answer
 from app.routers.problems import responses
 from app.services import consultations as service
 
@@ -71,6 +72,7 @@ def _observation(observation: Observation) -> ObservationRead:
 async def create_consultation(
     data: ConsultationCreate, actor: Writer, session: SessionDep, response: Response
 ) -> ConsultationRead:
+    """A new scheduled consultation."""
     consultation = await service.create_consultation(session, actor, data)
     response.headers["Location"] = f"/api/v1/consultations/{consultation.id}"
     return _consultation(consultation)
@@ -84,6 +86,7 @@ async def create_consultation(
 async def list_consultations(
     _: Reader, session: SessionDep, page: PageDep, where: FiltersDep
 ) -> Page[ConsultationRead]:
+    """Consultations in creation order, filtered like the calendar."""
     rows, next_cursor = await service.list_consultations(
         session, where, limit=page.limit, cursor=page.cursor
     )
@@ -94,26 +97,25 @@ async def list_consultations(
 @router.get(
     "/consultations.ics",
     response_class=Response,
-    responses={
-        200: {"content": {"text/calendar": {}}, "description": "RFC 5545 calendar"},
-        **responses(401, 403, 422),
-    },
+    responses={**CALENDAR_ANSWERS, **responses(401, 403, 422)},
 )
+@router.head("/consultations.ics", include_in_schema=False)
 async def consultations_calendar(
     _: Reader,
     session: SessionDep,
     where: FiltersDep,
+    request: Request,
     lang: Literal["kk", "ru", "en"] | None = None,
     accept_language: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """One VEVENT per consultation (same filters as the list), in `lang` or Accept-Language."""
+    """One VEVENT per consultation (same filters as the list), in `lang` or Accept-Language.
+
+    Also HEAD; an ETag, and 304 for If-None-Match. Phones subscribe with a calendar feed.
+    """
     language = service.pick_language(lang, accept_language)
     body = await service.calendar(session, where, language)
-    return Response(
-        body,
-        media_type="text/calendar; charset=utf-8",
-        headers={"Content-Disposition": 'inline; filename="consultations.ics"'},
-    )
+    return calendar_answer(request, body, "consultations.ics", if_none_match)
 
 
 @router.post(
@@ -138,6 +140,7 @@ async def import_consultations(
 async def get_consultation(
     consultation_id: uuid.UUID, _: Reader, session: SessionDep
 ) -> ConsultationRead:
+    """One consultation, with its reschedule history."""
     return _consultation(await service.get_consultation(session, consultation_id))
 
 

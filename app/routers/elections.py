@@ -46,6 +46,7 @@ def _candidate(candidate: Candidate) -> CandidateRead:
 async def create_election(
     data: ElectionCreate, actor: Writer, session: SessionDep, response: Response
 ) -> ElectionRead:
+    """A new election, optionally tied to a territory."""
     election = await service.create_election(session, actor, data)
     response.headers["Location"] = f"/api/v1/elections/{election.id}"
     return _election(election)
@@ -72,6 +73,7 @@ async def list_elections(
     "/elections/{election_id}", response_model=ElectionRead, responses=responses(401, 403, 404)
 )
 async def get_election(election_id: uuid.UUID, _: Reader, session: SessionDep) -> ElectionRead:
+    """One election."""
     return _election(await service.get_election(session, election_id))
 
 
@@ -119,6 +121,7 @@ async def list_candidates(
     candidate_status: Annotated[CandidateStatus | None, Query(alias="status")] = None,
     territory_code: str | None = None,
 ) -> Page[CandidateRead]:
+    """The election's candidates, in creation order."""
     rows, next_cursor = await service.list_candidates(
         session,
         election_id,
@@ -134,6 +137,7 @@ async def list_candidates(
     "/candidates/{candidate_id}", response_model=CandidateRead, responses=responses(401, 403, 404)
 )
 async def get_candidate(candidate_id: uuid.UUID, _: Reader, session: SessionDep) -> CandidateRead:
+    """One candidate."""
     return _candidate(await service.get_candidate(session, candidate_id))
 
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.db import ping
 from app.errors import Unavailable
@@ -40,6 +40,7 @@ async def readyz(request: Request) -> Health:
     "/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: request counts and latencies by route and status."""
-    body = generate_latest(request.app.state.metrics.registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format: requests by route and status, latencies, requests in flight,
+    export streams open, rate-limit refusals, both database pools, process and GC figures;
+    with several workers, the totals of all of them."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

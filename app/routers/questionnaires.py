@@ -83,6 +83,7 @@ async def list_questionnaires(
     status_: Annotated[Status | None, Query(alias="status")] = None,
     slug: Annotated[str | None, Query(max_length=63)] = None,
 ) -> Page[QuestionnaireRead]:
+    """Questionnaires the caller may read, in creation order; filter by `status` and `slug`."""
     rows, next_cursor = await service.list_questionnaires(
         session, principal, status=status_, slug=slug, limit=page.limit, cursor=page.cursor
     )

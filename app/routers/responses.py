@@ -16,6 +16,7 @@ from app.deps import (
     bearer_token,
 )
 from app.errors import TooManyRequests
+from app.log import note_caller
 from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
@@ -72,6 +73,8 @@ async def submission_access(questionnaire_id: uuid.UUID, request: Request) -> Su
     principal, questionnaire = await service.submission_access(
         state.response_store, state.tokens, token, questionnaire_id
     )
+    if principal is not None:
+        note_caller(request.scope.get("state"), principal.kind, principal.id)
     return Submission(principal, questionnaire)
 
 
@@ -157,6 +160,7 @@ async def list_responses(
     page: PageDep,
     filters: Filters,
 ) -> Page[Any]:
+    """The questionnaire's responses in the order they were received, filtered."""
     items, next_cursor = await service.list_responses(
         session, questionnaire_id, filters, limit=page.limit, cursor=page.cursor
     )
@@ -206,6 +210,7 @@ async def export_responses(
 async def get_response(
     response_id: uuid.UUID, _: ResponseReader, session: SessionDep
 ) -> dict[str, Any]:
+    """One stored response, as submitted plus what the service recorded."""
     return await service.get_response(session, response_id)
 
 

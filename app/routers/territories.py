@@ -58,6 +58,7 @@ async def list_territories(
     level: TerritoryLevel | None = None,
     parent_code: str | None = None,
 ) -> Page[TerritoryRead]:
+    """Territories in creation order; filter by `level` and `parent_code`."""
     rows, next_cursor = await service.list_territories(
         session, level=level, parent_code=parent_code, limit=page.limit, cursor=page.cursor
     )
@@ -80,6 +81,7 @@ async def import_territories(
 
 @router.get("/territories/{code}", response_model=TerritoryRead, responses=responses(401, 403, 404))
 async def get_territory(code: Code, _: Reader, session: SessionDep) -> TerritoryRead:
+    """One territory by its KATO code."""
     return _read(await service.get_territory(session, code))
 
 
