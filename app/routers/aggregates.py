@@ -48,4 +48,6 @@ async def survey_aggregates(
     )
     if format == "csv":
         return Response(service.to_csv(result), media_type="text/csv; charset=utf-8")
-    return result
+    # Serialised once here: returned as a model, FastAPI would validate every cell again (a
+    # 300-question breakdown is tens of thousands of cells).
+    return Response(result.model_dump_json(), media_type="application/json")

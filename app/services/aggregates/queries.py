@@ -19,17 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Float,
     Integer,
     Select,
     Table,
-    cast,
     func,
     literal_column,
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
@@ -71,7 +68,7 @@ class Measure:
     """A question's aggregates in the pivot, and how to read them back into a Tally."""
 
     question: CompiledQuestion
-    expressions: list[ColumnElement[Any]]
+    expressions: list[str]  # SQL aggregates over the answer table's columns
     read: Reader
 
 
@@ -152,12 +149,7 @@ def dimensions(
 
 
 def _bit(table: Any, question: CompiledQuestion, position: Any) -> ColumnElement[Any]:
-    """Whether option `position` (an int, or a column of ints) is chosen: 1 or 0."""
-    if isinstance(position, int):
-        column = table.c[question.columns[position // MASK_BITS]]
-        shift = literal_column(str(position % MASK_BITS), Integer)
-        chosen: ColumnElement[Any] = column.op(">>")(shift).op("&")(1)
-        return chosen
+    """Whether the option numbered in column `position` is chosen: 1 or 0."""
     # A joined list of option numbers: pick the mask, then the bit (masks of 63 options each).
     masks = [table.c[name] for name in question.columns]
     mask: Any = masks[0]
@@ -173,57 +165,49 @@ def _bit(table: Any, question: CompiledQuestion, position: Any) -> ColumnElement
 
 
 def measure(question: CompiledQuestion, table: Table, dialect: Dialect) -> Measure | None:
-    """The question's aggregates in the pivot; None when it is counted by a grouped query."""
+    """The question's aggregates in the pivot; None when it is counted by a grouped query.
+
+    Written as SQL text over our own column names: a pivot holds thousands of these, and as
+    SQLAlchemy expressions building and compiling them took about a second per request."""
+    columns = [f'"{table.name}".{name}' for name in question.columns]
+    column = columns[0]
     if question.type == "single_choice":
         if len(question.option_values) > PIVOT_OPTIONS:
             return None
-        column = table.c[question.columns[0]]
-        return _counts(
-            question,
-            [func.count().filter(column == i) for i in range(len(question.option_values))],
-            question.option_values,
-        )
+        count = len(question.option_values)
+        expressions = [f"count(*) FILTER (WHERE {column} = {n})" for n in range(count)]
+        return _counts(question, expressions, question.option_values)
     if question.type == "boolean":
-        column = table.c[question.columns[0]]
-        return _counts(
-            question,
-            [func.count().filter(column == 1), func.count().filter(column == 0)],
-            ("true", "false"),
-        )
+        expressions = [f"count(*) FILTER (WHERE {column} = {n})" for n in (1, 0)]
+        return _counts(question, expressions, ("true", "false"))
     if question.type == "multiple_choice":
-        answered = func.count(table.c[question.columns[0]])
+        labels = question.option_values
         bits = [
-            func.coalesce(func.sum(_bit(table, question, i)), 0)
-            for i in range(len(question.option_values))
+            f"coalesce(sum(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1), 0)"
+            for n in range(len(labels))
         ]
-        options = question.option_values
 
         def read_multiple(values: Sequence[Any]) -> Tally:
-            return Tally(
-                n=int(values[0]),
-                counts={o: int(v) for o, v in zip(options, values[1:], strict=True)},
-            )
+            counts = {o: int(v) for o, v in zip(labels, values[1:], strict=True)}
+            return Tally(n=int(values[0]), counts=counts)
 
-        return Measure(question, [answered, *bits], read_multiple)
+        return Measure(question, [f"count({column})", *bits], read_multiple)
     if question.type in NUMBER_TYPES:
         if not dialect.numbers_in_pass:
             return None
-        column = table.c[question.columns[0]]
         expressions = [
-            func.count(column),
-            func.avg(column),
-            func.stddev_samp(column),
-            func.min(column),
-            func.max(column),
-            func.percentile_cont(0.5).within_group(column),
+            f"count({column})",
+            f"avg({column})",
+            f"stddev_samp({column})",
+            f"min({column})",
+            f"max({column})",
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {column})",
         ]
         return Measure(question, expressions, _read_numbers)
-    return Measure(
-        question, [func.count(table.c[question.columns[0]])], lambda v: Tally(n=int(v[0]))
-    )
+    return Measure(question, [f"count({column})"], lambda values: Tally(n=int(values[0])))
 
 
-def _counts(question: CompiledQuestion, expressions: list[Any], labels: Sequence[str]) -> Measure:
+def _counts(question: CompiledQuestion, expressions: list[str], labels: Sequence[str]) -> Measure:
     def read(values: Sequence[Any]) -> Tally:
         counts = {label: int(value) for label, value in zip(labels, values, strict=True)}
         return Tally(n=sum(counts.values()), counts=counts)
@@ -267,9 +251,10 @@ def pivots(
                 columns: list[Any] = []
                 for m in chunk:
                     if dialect.pack:
-                        columns.append(array([cast(e, Float) for e in m.expressions]))
+                        packed = ", ".join(f"CAST({e} AS FLOAT8)" for e in m.expressions)
+                        columns.append(literal_column(f"ARRAY[{packed}]"))
                     else:
-                        columns.extend(m.expressions)
+                        columns.extend(literal_column(e) for e in m.expressions)
                 total = [func.count()] if with_total and not statements else []
                 statement = (
                     select(*keys, *total, *columns)
