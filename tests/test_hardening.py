@@ -461,7 +461,7 @@ async def test_exports_the_client_stopped_reading_end_and_never_starve_others(
                 time.sleep(idle + 2.0)
                 complete = await http.get(export, headers=headers, timeout=30)
                 assert complete.status_code == 200
-                assert complete.text.count("\r\n") == 6_000 + 1
+                assert complete.text.count("\n") == 6_000 + 1
         finally:
             for sock in stalled:
                 sock.close()
