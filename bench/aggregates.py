@@ -1,110 +1,215 @@
-"""Survey aggregates over 1,000,000 responses: the API against hand-written SQL, in one run.
+"""Survey aggregates over all questions: the API against hand-written SQL on a typed copy, one run.
 
-    .venv/bin/python bench/aggregates.py [--responses 1000000] [--repeat 5]
+    .venv/bin/python bench/aggregates.py [--responses 200000,1000000] [--repeat 5]
+    .venv/bin/python bench/aggregates.py --form wide [--responses 100000] [--questions-scale 1.0]
 
-Kenes under uvicorn (1 worker) on a throw-away PostgreSQL database holding the demo survey (10
-questions) whose responses are cloned in SQL up to N. This process times, over loopback, the
-median of `repeat` requests of GET .../aggregates for
-  A: by=gender,region over 3 questions (aware, trust_akimat, information_access)
-  B: by=answer:aware for one question (trust_akimat)
-and, on the same data, the best hand-written SQL for the same grouped counts (asyncpg).
-Targets: A at most 300 ms, and each at most 2x its hand-written SQL.
+A throw-away PostgreSQL database on 127.0.0.1 gets the demo data and a bench form (bench/forms.py;
+`survey`: 10 questions, `wide`: 300), created and published through the API. Its responses are
+generated (seeded) and loaded through the batch API by bench/loader.py (ingest rate printed), and
+the same batch files are COPYed into a typed table per layout in schema `hand` (bench/hand.py).
+After VACUUM ANALYZE, for each size (the survey grows from 200,000 to 1,000,000), each case:
+  - every hand-written plan (bench/hand.py: per-row territory join, territory-first prefold or
+    counts and numbers split; JIT on or off) runs after a warm-up (twice when under a second);
+    the fastest is kept. Multiple choice is a bigint bit mask: smallint[] (--layouts mask,array)
+    was slower in nearly every case measured (survey, 300-question form, 5,000-40,000 responses);
+  - then `repeat` rounds of one GET .../aggregates over loopback (Kenes, 1 uvicorn worker) and
+    one run of the kept hand SQL (asyncpg over loopback, all rows fetched); medians compared;
+  - the API's figures are checked against the hand SQL's, cell by cell (a mismatch is printed).
+Cases (issue 11): survey, all questions, by=gender,region / by=answer:aware / by=group,gender,
+region: each at most 1.5x the hand SQL. Wide, 100,000 responses: all questions by=gender,region at
+most 2x; one question alone (?questions=<key>, by=gender,region) at most 100 ms.
 """
 
 import argparse
 import asyncio
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+import hand
 import httpx
-from harness import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    clone,
-    kenes_server,
-    prepare_kenes,
-    scratch_database,
-)
-
-CASE_A = {"by": "gender,region", "questions": "aware,trust_akimat,information_access"}
-CASE_B = {"by": "answer:aware", "questions": "trust_akimat"}
-# Slots of the demo survey (app/services/answers.py): aware k1, information_access k5,
-# trust_akimat x2 (integer times_participated is x1).
-# The best hand-written form found: one scan grouped by the dimensions and the three answers
-# (three separate GROUP BY queries took about twice as long), grouped by territory first and
-# joined to the territory table per group rather than per response (joining 1M rows cost ~30 ms).
-HAND_A = [
-    """SELECT g.gender, t.region_code, g.k1, g.x2, g.k5, sum(g.n) FROM (
-         SELECT r.gender, r.territory_code, r.k1, r.x2, r.k5, count(*) AS n FROM response r
-         WHERE r.questionnaire_id = $1 GROUP BY 1, 2, 3, 4, 5) g
-       LEFT JOIN territory t ON t.code = g.territory_code GROUP BY 1, 2, 3, 4, 5"""
-]
-HAND_B = [
-    """SELECT r.k1, r.x2, count(*) FROM response r
-       WHERE r.questionnaire_id = $1 AND r.x2 IS NOT NULL GROUP BY 1, 2"""
-]
+import orjson
+from harness import admin_token, phase
+from stage import Stage, batches_for, stage, vacuum
 
 
-async def median_ms(action: object, repeat: int) -> float:
-    await action()  # type: ignore[operator]
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await action()  # type: ignore[operator]
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+@dataclass
+class Case:
+    label: str
+    by: list[str]
+    keys: list[str] | None
+    ratio_target: float | None = None
+    ms_target: float | None = None
 
 
-async def measure(base: str, dsn: str, survey_id: str, repeat: int) -> None:
-    async with httpx.AsyncClient(timeout=300) as http:
-        token = (
-            await http.post(
-                f"{base}/api/v1/auth/token",
-                data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-            )
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        url = f"{base}/api/v1/questionnaires/{survey_id}/aggregates"
+def cases(form_name: str, single_keys: list[str]) -> list[Case]:
+    if form_name == "survey":
+        return [
+            Case("all questions by=gender,region", ["gender", "region"], None, 1.5),
+            Case("all questions by=answer:aware", ["answer:aware"], None, 1.5),
+            Case("all questions by=group,gender,region", ["group", "gender", "region"], None, 1.5),
+        ]
+    out = [Case("all questions by=gender,region", ["gender", "region"], None, 2.0)]
+    for key in single_keys:
+        out.append(Case(f"one question ({key}) by=gender,region", ["gender", "region"], [key],
+                        None, 100.0))  # fmt: skip
+    return out
 
-        def api(params: dict[str, str]) -> object:
-            async def call() -> None:
-                reply = await http.get(url, params={**params, "min_cell": "5"}, headers=headers)
-                reply.raise_for_status()
 
-            return call
+async def timed(action: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = await action()
+    return (time.perf_counter() - started) * 1000, result
 
-        connection = await asyncpg.connect(dsn)
 
-        def sql(queries: list[str]) -> object:
-            async def call() -> None:
-                for query in queries:
-                    await connection.fetch(query, survey_id)
+async def measure(current: Stage, case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    repeat, layouts, jits = args.repeat, args.layouts.split(","), args.jit.split(",")
+    form = current.form
+    params = {"by": ",".join(case.by)}
+    if case.keys:
+        params["questions"] = ",".join(case.keys)
+    connection = await asyncpg.connect(current.dsn)
+    async with httpx.AsyncClient(timeout=600) as http:
+        headers = {"Authorization": f"Bearer {admin_token(current.base)}"}
 
-            return call
+        async def api() -> bytes:
+            reply = await http.get(f"{current.url}/aggregates", params=params, headers=headers)
+            if reply.status_code != 200:
+                raise RuntimeError(f"API {reply.status_code}: {reply.text[:1000]}")
+            return reply.content
 
-        for name, params, hand in (("A", CASE_A, HAND_A), ("B", CASE_B, HAND_B)):
-            through_api = await median_ms(api(params), repeat)
-            by_hand = await median_ms(sql(hand), repeat)
-            print(
-                f"case {name} {params}: API median {through_api:.0f} ms, hand-written SQL "
-                f"median {by_hand:.0f} ms, ratio {through_api / by_hand:.2f}"
-            )
-        await connection.close()
+        # The hand-written candidates: each once after a warm-up; the fastest is kept.
+        trials = []
+        for query in hand.queries(form, case.by, case.keys, layouts):
+            for jit in jits:
+                await connection.execute(f"SET jit = {jit}")
+                warm, _ = await timed(lambda q=query: hand.run(connection, q))
+                runs = [(await timed(lambda q=query: hand.run(connection, q)))[0]
+                        for _ in range(2 if warm < 1000 else 1)]  # fmt: skip
+                trials.append((min(runs), jit, query))
+        trials.sort(key=lambda trial: trial[0])
+        _, best_jit, best = trials[0]
+        tried = ", ".join(f"{q.plan}/{q.layout}/jit {j} {ms:.0f}" for ms, j, q in trials)
+        await connection.execute(f"SET jit = {best_jit}")
+        if args.show_sql:
+            print("\n".join(best.statements))
+
+        await api()  # warm-up
+        api_ms, hand_ms = [], []
+        body = b""
+        rows: list[Any] = []
+        for _ in range(repeat):
+            ms, body = await timed(api)
+            api_ms.append(ms)
+            ms, rows = await timed(lambda: hand.run(connection, best))
+            hand_ms.append(ms)
+    await connection.close()
+
+    answer = orjson.loads(body)
+    asked = {q["key"] for q in answer["questions"]}
+    if case.keys and asked != set(case.keys):
+        print(f"!! the API answered {len(asked)} questions to ?questions={params['questions']}")
+    compared, problems = hand.compare(answer, hand.figures(form, best, rows), case.by)
+    if answer["n_responses"] != current.loaded * 1000:
+        problems.insert(0, f"n_responses {answer['n_responses']} != {current.loaded * 1000}")
+    return {
+        "api": statistics.median(api_ms),
+        "hand": statistics.median(hand_ms),
+        "kept": f"{best.plan}/{best.layout}/jit {best_jit}",
+        "tried": tried,
+        "compared": compared,
+        "problems": problems,
+        "bytes": len(body),
+    }
+
+
+def verdict(case: Case, figures: dict[str, Any]) -> str:
+    ratio = figures["api"] / figures["hand"]
+    parts = [f"ratio {ratio:.2f}"]
+    ok = True
+    if case.ratio_target is not None:
+        parts[0] += f" (target <= {case.ratio_target})"
+        ok = ratio <= case.ratio_target
+    if case.ms_target is not None:
+        parts.append(f"API {figures['api']:.0f} ms (target <= {case.ms_target:.0f} ms)")
+        ok = figures["api"] <= case.ms_target
+    if figures["problems"]:
+        ok = False
+        parts.append("FIGURES DIFFER")
+    return ", ".join(parts) + (" MET" if ok else " MISSED")
+
+
+def one_question_keys(questions: list[dict[str, Any]]) -> list[str]:
+    """The questions timed alone: a single choice, the widest multiple choice, an integer and a
+    decimal."""
+    widest = max(
+        (q for q in questions if q["type"] == "multiple_choice"), key=lambda q: len(q["options"])
+    )
+    return [
+        next(q["key"] for q in questions if q["type"] == "single_choice"),
+        widest["key"],
+        next(q["key"] for q in questions if q["type"] == "integer"),
+        next(q["key"] for q in questions if q["type"] == "decimal"),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--responses", type=int, default=1_000_000)
+    parser.add_argument("--form", choices=["survey", "wide"], default="survey")
+    parser.add_argument("--responses", help="sizes, comma-separated (survey 200000,1000000; "
+                        "wide 100000)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=3, help="batches in flight")
+    parser.add_argument("--questions-scale", type=float, default=1.0,
+                        help="shrink the 300-question form (servers capped below 300)")  # fmt: skip
+    parser.add_argument(
+        "--layouts",
+        default="mask",
+        help="multiple choice in the typed copy: "
+        "mask (bigint bits), array (smallint[]) or mask,array to time both",
+    )
+    parser.add_argument(
+        "--jit",
+        help="JIT settings tried for the hand SQL (survey: off,on; "
+        "wide: off, since JIT on took 2.7x as long at 20,000 responses)",
+    )
+    parser.add_argument("--show-sql", action="store_true", help="print the kept hand SQL")
     args = parser.parse_args()
-    with scratch_database() as dsn:
-        survey_id, _ = prepare_kenes(dsn)
-        started = time.perf_counter()
-        clone(dsn, survey_id, args.responses)
-        print(f"{args.responses:,} responses loaded in {time.perf_counter() - started:.0f} s")
-        with kenes_server(dsn) as base:
-            asyncio.run(measure(base, dsn, survey_id, args.repeat))
+    args.jit = args.jit or ("off,on" if args.form == "survey" else "off")
+    default = "200000,1000000" if args.form == "survey" else "100000"
+    sizes = [int(size) for size in (args.responses or default).split(",")]
+    summary = []
+    with stage(args.form, args.questions_scale, args.concurrency) as current:
+        questions = current.form.questions
+        singles: list[str] = []
+        if args.form == "wide":
+            singles = one_question_keys(questions)
+        for size in sizes:
+            batches = batches_for(size)
+            current.load(batches, f"load {size:,} through the API")
+            with phase(f"typed copy up to {size:,}", 120 + batches * 2):
+                asyncio.run(current.copy(tuple(args.layouts.split(","))))
+            with phase("VACUUM ANALYZE, CHECKPOINT", 600):
+                vacuum(current.dsn)
+            for case in cases(args.form, singles):
+                limit = 300 + (size / 1000) * (4 if args.form == "wide" else 0.5) * args.repeat
+                with phase(f"{args.form} {size:,}: {case.label}", limit):
+                    figures = asyncio.run(measure(current, case, args))
+                line = (
+                    f"{args.form} {size:>9,} | {case.label:42} | API {figures['api']:7.0f} ms "
+                    f"({figures['bytes'] / 1e6:.1f} MB) | hand {figures['hand']:7.0f} ms "
+                    f"[{figures['kept']}] | {verdict(case, figures)}"
+                )
+                print(line, flush=True)
+                print(f"    hand plans tried (ms, best of two runs): {figures['tried']}")
+                print(f"    figures checked: {figures['compared']:,} cells against the API, "
+                      f"{len(figures['problems'])} mismatches")  # fmt: skip
+                for problem in figures["problems"][:15]:
+                    print(f"    !! MISMATCH {problem}")
+                summary.append(line)
+    print("\n".join(["", f"summary (median of {args.repeat}):", *summary]))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,16 @@ def scratch_database(server: str = DEFAULT_SERVER) -> Iterator[str]:
     try:
         yield f"{server}/{name}"
     finally:
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', server)
+        # A shared server may be restarting (other people's fault tests): retry for a minute.
+        for attempt in range(12):
+            try:
+                psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', server)
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 11:
+                    print(f"!! could not drop database {name}; drop it by hand", file=sys.stderr)
+                    raise
+                time.sleep(5)
 
 
 def kenes_env(dsn: str, **extra: str) -> dict[str, str]:
@@ -177,38 +186,6 @@ def dump(label: str, figures: dict[str, float]) -> None:
     print(f"{label:10} " + json.dumps(figures))
 
 
-def clone(dsn: str, survey_id: str, total: int) -> None:
-    """Grow the survey's responses (and their details) to `total` by copying them, new ids."""
-    server, name = dsn.rsplit("/", 1)
-    columns_sql = (
-        "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) "
-        "FROM information_schema.columns WHERE table_name = 'response' "
-        "AND column_name NOT IN ('id', 'received_at')"
-    )
-    detail = "answers, content_hash, started_at, submitted_by_user, submitted_by_collector"
-    sql = f"""
-DO $$
-DECLARE cols text;
-BEGIN
-  {columns_sql} INTO cols;
-  EXECUTE format(
-    'CREATE TEMP TABLE clone_map AS
-     SELECT r.id AS old_id, gen_random_uuid() AS new_id, g
-     FROM response r, generate_series(1, %s) g WHERE r.questionnaire_id = %L',
-    ceil(({total}::numeric - 400) / 400)::int, '{survey_id}');
-  EXECUTE format(
-    'INSERT INTO response (id, received_at, %s)
-     SELECT m.new_id, r.received_at + make_interval(secs => m.g), %s
-     FROM clone_map m JOIN response r ON r.id = m.old_id', cols, cols);
-  INSERT INTO response_detail (id, {detail})
-  SELECT m.new_id, {", ".join("d." + c for c in detail.split(", "))}
-  FROM clone_map m JOIN response_detail d ON d.id = m.old_id;
-END $$;
-"""
-    psql(sql, server, name)
-    psql("VACUUM ANALYZE response", server, name)
-
-
 # --- helpers for bench/soak.py ------------------------------------------------------------------
 
 
@@ -238,3 +215,108 @@ def kenes_server_with_workers(
     """kenes_server with a chosen number of uvicorn workers (PIDS holds the supervisor's pid)."""
     command = [PYTHON, "-m", "app.cli", "serve", "--port", "{port}", "--workers", str(workers)]
     return server(command, kenes_env(dsn, **extra), "/readyz")
+
+
+# --- helpers for the storage benchmarks (ingest, aggregates, export, disk) ----------------------
+
+# Wide forms' batches of 1000 responses are megabytes; the server is told to take them.
+LARGE_BODIES = {"KENES_MAX_BODY_BYTES": str(64 * 1024 * 1024), "KENES_TOKEN_TTL": "86400"}
+
+
+class PhaseOverrun(Exception):
+    """A benchmark phase ran over its time limit."""
+
+
+@contextlib.contextmanager
+def phase(name: str, limit_seconds: float) -> Iterator[None]:
+    """Bounds a phase in time: past the limit, prints so and raises PhaseOverrun in the main
+    thread (SIGALRM), which unwinds the servers and the scratch database. Not nestable."""
+    import signal
+
+    def overrun(signum: int, frame: object) -> None:
+        print(
+            f"!! phase '{name}' ran over its limit of {limit_seconds:.0f} s: stopping", flush=True
+        )
+        raise PhaseOverrun(name)
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, limit_seconds)
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    print(f"[{name}: {time.perf_counter() - started:.1f} s]", flush=True)
+
+
+def loopback_only(dsn: str) -> None:
+    host = dsn.split("@", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if host != "127.0.0.1":
+        raise SystemExit(f"benchmarks run against PostgreSQL on 127.0.0.1 only, not {host}")
+
+
+def admin_headers(base: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token(base)}"}
+
+
+def publish_questionnaire(base: str, headers: dict[str, str], definition: dict[str, object]) -> str:
+    """POST the definition, publish it; returns its id."""
+    created = httpx.post(
+        f"{base}/api/v1/questionnaires", json=definition, headers=headers, timeout=120
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"questionnaire refused: {created.status_code} {created.text[:2000]}")
+    questionnaire_id: str = created.json()["id"]
+    published = httpx.post(
+        f"{base}/api/v1/questionnaires/{questionnaire_id}/publish", headers=headers, timeout=120
+    )
+    if published.status_code != 200:
+        raise RuntimeError(f"publish refused: {published.status_code} {published.text[:2000]}")
+    return questionnaire_id
+
+
+def collector_token(base: str, headers: dict[str, str], questionnaire_id: str) -> str:
+    reply = httpx.post(
+        f"{base}/api/v1/collectors",
+        json={"name": f"bench-{questionnaire_id[:8]}", "questionnaire_ids": [questionnaire_id]},
+        headers=headers,
+    )
+    if reply.status_code != 201:
+        raise RuntimeError(f"collector refused: {reply.status_code} {reply.text[:500]}")
+    token: str = reply.json()["token"]
+    return token
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident memory of a process since it started (VmHWM, from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    """Samples a process tree's resident memory in a thread (every `interval` seconds)."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        import threading
+
+        self.pid, self.interval, self.peak, self.samples = pid, interval, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.peak = max(self.peak, rss_of_tree_mb(self.pid))
+                self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

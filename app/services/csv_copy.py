@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
 from app.services.answers import MASK_BITS, CompiledQuestion, CompiledQuestionnaire
 
-QUEUED_PIECES = 4  # COPY waits for a slow reader once this many pieces are unread
+QUEUED_PIECES = 32  # COPY waits for a slow reader once this many pieces (~8 KiB) are unread
+SEND_BYTES = 64 * 1024
 FORMULA = "ARRAY['=', '+', '-', '@', E'\\t', E'\\r']"
 
 
@@ -127,8 +128,16 @@ async def stream(
 
     task = asyncio.create_task(copy())
     try:
+        # The server's pieces are small (a row or so each): send them on in parts of about
+        # 64 KiB, or each would cost a trip through the response and the socket.
+        buffer = bytearray()
         while (piece := await pieces.get()) is not None:
-            yield piece
+            buffer += piece
+            if len(buffer) >= SEND_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
         await task  # raises what the COPY raised
     finally:
         if not task.done():
