@@ -71,7 +71,14 @@ def create_engine(
     url = make_url(settings.database_url)
     pooling: dict[str, Any] = {"poolclass": NullPool} if one_shot else {}
     if pool_size is not None:
-        pooling = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
+        # A pool used only now and then (exports): check a connection before handing it out,
+        # so one the server closed meanwhile (a restart) is replaced, not an error mid-stream.
+        pooling = {
+            "pool_size": pool_size,
+            "max_overflow": 0,
+            "pool_timeout": POOL_TIMEOUT,
+            "pool_pre_ping": True,
+        }
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             _private_database_file(Path(url.database))
@@ -88,12 +95,12 @@ def create_engine(
             "max_overflow": 0,
             "pool_timeout": POOL_TIMEOUT,
         }
+    pooling.setdefault("pool_pre_ping", False)
     return create_async_engine(
         url,
         # Errors (and their logged tracebacks) name the statement, never the values bound to
         # it: those are answers, e-mails and password hashes.
         hide_parameters=True,
-        pool_pre_ping=False,
         # No JIT: compiling an aggregate's pivot of thousands of FILTER clauses took 4.3 s of
         # a 5.1 s query (10,000 responses of the 300-question bench form; 0.75 s without it).
         connect_args={"timeout": 5, "server_settings": {"jit": "off"}},
