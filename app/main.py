@@ -43,6 +43,7 @@ logger = logging.getLogger("kenes")
 
 API_PREFIX = "/api/v1"
 UPLOAD_CONCURRENCY = 2
+BATCH_CONCURRENCY = 2
 
 CORS_EXPOSED_HEADERS = [
     "Allow",
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.password_hashing = anyio.CapacityLimiter(settings.password_hash_concurrency)
     # Uploads parsed and checked at once per process, each in a worker thread.
     app.state.upload_work = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
+    # Batches of responses checked at once per process, each in a worker thread.
+    app.state.batch_work = anyio.CapacityLimiter(BATCH_CONCURRENCY)
 
     install_error_handlers(app)
     install_openapi(app)

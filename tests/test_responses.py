@@ -218,6 +218,22 @@ async def test_answers_are_checked_against_the_questionnaire(
     assert await stored_count(app) == 0
 
 
+@pytest.mark.parametrize("written", ["20250514  ", "2025-W20-3", "20250514", "2025-5-14"])
+async def test_date_answers_are_exactly_yyyy_mm_dd(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    written: str,
+) -> None:
+    """Hardening finding 16: other spellings that Python reads as dates were stored as sent."""
+    body = response(answers=answers(last_hearing=written))
+    refused = await client.post(url(survey), json=body, headers=observer)
+    assert refused.status_code == 422, refused.text
+    assert ["body", "answers", "last_hearing"] in [e["loc"] for e in refused.json()["errors"]]
+    assert await stored_count(app) == 0
+
+
 async def test_decimals_beyond_a_double_are_422_not_500(
     app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str]
 ) -> None:

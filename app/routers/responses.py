@@ -143,6 +143,7 @@ async def submit_batch(batch: BatchIn, submission: Submitter, request: Request) 
         submission.principal,
         submission.questionnaire,
         batch.responses,
+        request.app.state.batch_work,
     )
     # Serialised here: returned as a model, FastAPI would validate the 1000 results again.
     return Response(BatchOut(results=results).model_dump_json(), media_type="application/json")

@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+from app.models.common import is_iso_date
 from app.services.conditions import evaluate
 
 # Integers are stored in DOUBLE columns; beyond 2**53 they would silently lose digits.
@@ -561,12 +562,10 @@ def _checker(question: Mapping[str, Any]) -> Check:
     if qtype == "date":
 
         def iso_date(value: Any) -> tuple[str | None, Encoded]:
-            if not isinstance(value, str) or len(value) != 10 or value[4] != "-":
+            # Exactly YYYY-MM-DD: fromisoformat alone takes "20200101", "2020-W01-1" and more.
+            if not is_iso_date(value):
                 return "expected a date as YYYY-MM-DD", ()
-            try:
-                return None, (date.fromisoformat(value),)
-            except ValueError:
-                return "expected a date as YYYY-MM-DD", ()
+            return None, (date.fromisoformat(value),)
 
         return iso_date
 

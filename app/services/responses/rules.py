@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import orjson
 from pydantic import ValidationError
 
@@ -273,10 +274,17 @@ async def store_batch(
     principal: Principal | None,
     questionnaire: CompiledQuestionnaire,
     items: list[Any],
+    checking: anyio.CapacityLimiter,
 ) -> list[BatchResult]:
-    """Each item stands or falls alone, in order; one statement stores all the new ones."""
+    """Each item stands or falls alone, in order; one statement stores all the new ones.
+
+    The items are checked in a worker thread (at most `checking`'s number at once): a batch of
+    1,000 responses to a 300-question form is most of a second of CPU, which would stall every
+    other request on the event loop."""
     _refuse_draft(questionnaire)
-    results, pending = _prepare_batch(questionnaire, principal, items)
+    results, pending = await anyio.to_thread.run_sync(
+        _prepare_batch, questionnaire, principal, items, limiter=checking
+    )
     # Sorted by id: concurrent batches with overlapping ids then take their row locks in the
     # same order and wait for each other instead of deadlocking.
     rows = sorted((row for _, row in pending.values()), key=lambda row: row.id)
