@@ -5,7 +5,8 @@ and what each outcome a store reports means for the caller.
 """
 
 import hashlib
-import secrets
+import os
+import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,11 +106,19 @@ def content_hash(item: ResponseIn, pages: list[list[Any]]) -> str:
     return hashlib.sha256(orjson.dumps(content)).hexdigest()
 
 
+def record_keys(count: int) -> list[int]:
+    """Random record keys of RECORD_KEY_BITS bits, from one read of the system's random source
+    (a read per key took an eighth of a batch's time)."""
+    words = struct.unpack(f"<{count}I", os.urandom(4 * count))
+    return [word >> (32 - RECORD_KEY_BITS) for word in words]
+
+
 def build_row(
     questionnaire: CompiledQuestionnaire,
     principal: Principal | None,
     item: ResponseIn,
     received_at: datetime,
+    record_key: int | None = None,
 ) -> Row:
     """The row to store, or Invalid listing every problem with the item."""
     errors, pages = questionnaire.check_answers(item.answers)
@@ -140,7 +149,7 @@ def build_row(
         "territory_code": respondent.territory_code,
         "submitted_at": _utc(item.submitted_at) or received_at,
         "received_at": received_at,
-        "record_key": secrets.randbits(RECORD_KEY_BITS),
+        "record_key": record_keys(1)[0] if record_key is None else record_key,
         "content_hash": content_hash(item, pages),
         "started_at": _utc(item.started_at),
         "submitted_by_user": principal.id if principal and principal.kind == "user" else None,
@@ -343,8 +352,9 @@ def _prepare_batch(
     received_at = utcnow()
     results: list[BatchResult] = []
     pending: dict[uuid.UUID, tuple[int, Row]] = {}
+    keys = record_keys(len(items))
     for index, raw in enumerate(items):
-        result, row = _prepare_item(questionnaire, principal, index, raw, received_at)
+        result, row = _prepare_item(questionnaire, principal, index, raw, received_at, keys[index])
         if row is not None:
             earlier = pending.get(row.id)
             if earlier is not None:
@@ -364,13 +374,14 @@ def _prepare_item(
     index: int,
     raw: Any,
     received_at: datetime,
+    record_key: int,
 ) -> tuple[BatchResult, Row | None]:
     if not isinstance(raw, dict):
         error = ItemError(loc=["body", "responses", index], msg="expected an object", type="type")
         return BatchResult(index=index, id=None, status="invalid", errors=[error]), None
     try:
         item = ResponseIn.model_validate(raw)
-        row = build_row(questionnaire, principal, item, received_at)
+        row = build_row(questionnaire, principal, item, received_at, record_key)
     except ValidationError as error:
         errors = [
             ItemError(loc=["body", *e["loc"]], msg=e["msg"], type=e["type"]) for e in error.errors()
