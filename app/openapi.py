@@ -138,6 +138,7 @@ def main() -> None:
     import json
     import os
     import sys
+    from pathlib import Path
 
     # Nothing is signed or stored: a throwaway key keeps development's key file from being made.
     os.environ.setdefault("KENES_SECRET_KEY", "openapi-dump-" + "x" * 32)
@@ -145,8 +146,9 @@ def main() -> None:
 
     text = json.dumps(create_app().openapi(), ensure_ascii=False, indent=1)
     if len(sys.argv) > 1:
-        with open(sys.argv[1], "w", encoding="utf-8") as out:
-            out.write(text + "\n")
+        target = Path(sys.argv[1])
+        target.parent.mkdir(parents=True, exist_ok=True)  # clients/generated/ is not in git
+        target.write_text(text + "\n", encoding="utf-8")
     else:
         sys.stdout.write(text + "\n")
 
