@@ -70,7 +70,9 @@ def cell(group: dict[str, str | None], tally: Tally, question: CompiledQuestion)
         }
     elif question.type in NUMBER_TYPES:
         figures = tally.numbers if tally.numbers is not None else _numbers(tally.values, tally.n)
-    return Cell(group=group, n=tally.n, suppressed=False, **figures)
+    # Built from figures computed here, so not validated again: a breakdown by group, gender
+    # and region is thousands of cells, and validating them took most of such a request.
+    return Cell.model_construct(group=group, n=tally.n, suppressed=False, **figures)
 
 
 def protect(cells: list[Cell], min_cell: int) -> list[Cell]:
@@ -81,7 +83,7 @@ def protect(cells: list[Cell], min_cell: int) -> list[Cell]:
         if shown:
             hidden.add(min(shown, key=lambda index: cells[index].n or 0))
     return [
-        Cell(group=cell.group, n=None, suppressed=True) if index in hidden else cell
+        Cell.model_construct(group=cell.group, n=None, suppressed=True) if index in hidden else cell
         for index, cell in enumerate(cells)
     ]
 
