@@ -154,6 +154,7 @@ def upgrade() -> None:
             _move(connection, compiled, tables, response, row)
     # Responses of drafts cannot exist (they are refused); any left are dropped with the slots.
     with op.batch_alter_table("response", schema=None) as batch_op:
+        batch_op.drop_index("ix_response_questionnaire_submitted")
         for slot in SLOTS:
             batch_op.drop_column(slot)
     op.drop_table("response_detail")
@@ -245,6 +246,9 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_response_detail")),
     )
     with op.batch_alter_table("response", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_response_questionnaire_submitted", ["questionnaire_id", "submitted_at"]
+        )
         for slot in SLOTS:
             kind = sa.BigInteger() if slot.startswith("k") else sa.Float(precision=53)
             batch_op.add_column(sa.Column(slot, kind, nullable=True))
