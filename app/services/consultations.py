@@ -5,8 +5,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import CapacityLimiter
@@ -28,7 +27,7 @@ from app.models.consultations import (
     Observation,
     ObservationCreate,
 )
-from app.models.elections import Candidate, CandidateCreate, Election, ElectionCreate
+from app.models.elections import Candidate, Election
 from app.models.territories import LANGUAGES, i18n
 from app.pagination import paginate
 from app.services import audit
@@ -546,140 +545,3 @@ def build_calendar(
         event.add("status", _ICAL_STATUS[ConsultationStatus(consultation.status)])
         calendar.add_component(event)
     return bytes(calendar.to_ical())
-
-
-# --- demo data ---------------------------------------------------------------------------------
-
-# Demo rows get ids derived from their keys, so loading the file again finds them all present.
-DEMO_NAMESPACE = uuid.UUID("3b9c5a52-8f0e-4d6b-9a57-1e2f3c4d5e6f")
-
-
-def _demo_id(kind: str, key: str) -> uuid.UUID:
-    return uuid.uuid5(DEMO_NAMESPACE, f"{kind}:{key}")
-
-
-async def load_demo(session: AsyncSession, path: Path) -> dict[str, int]:
-    """Add the elections, candidates, consultations and observations of `path` not yet present.
-
-    Rows are validated with the API's own schemas; consultations are dated as announced, so
-    their observations are not older than they are.
-    """
-    added = {"elections": 0, "candidates": 0, "consultations": 0, "observations": 0}
-    for item in json.loads(path.read_text(encoding="utf-8"))["elections"]:
-        election = ElectionCreate.model_validate(
-            {k: item[k] for k in ("title", "kind", "election_date", "territory_code")}
-        )
-        election_id = _demo_id("election", item["key"])
-        if await session.get(Election, election_id) is None:
-            session.add(
-                Election(
-                    id=election_id,
-                    title=i18n(election.title),
-                    kind=election.kind.value,
-                    election_date=election.election_date,
-                    territory_code=election.territory_code,
-                )
-            )
-            added["elections"] += 1
-        await session.flush()
-        for raw in item["candidates"]:
-            added["candidates"] += await _demo_candidate(session, election_id, raw)
-        await session.flush()
-        for raw in item["consultations"]:
-            consultation = await _demo_consultation(session, election_id, raw)
-            added["consultations"] += int(consultation is not None)
-            for observation in raw["observations"]:
-                added["observations"] += await _demo_observation(
-                    session, _demo_id("consultation", raw["key"]), observation
-                )
-    await session.flush()
-    return added
-
-
-async def _demo_candidate(session: AsyncSession, election_id: uuid.UUID, raw: Any) -> int:
-    candidate_id = _demo_id("candidate", raw["key"])
-    if await session.get(Candidate, candidate_id) is not None:
-        return 0
-    data = CandidateCreate.model_validate({k: v for k, v in raw.items() if k != "key"})
-    session.add(
-        Candidate(
-            id=candidate_id,
-            election_id=election_id,
-            full_name=data.full_name,
-            gender=data.gender.value,
-            party=data.party,
-            social_status=data.social_status,
-            territory_code=data.territory_code,
-            status=data.status.value,
-        )
-    )
-    return 1
-
-
-async def _demo_consultation(
-    session: AsyncSession, election_id: uuid.UUID, raw: Any
-) -> Consultation | None:
-    consultation_id = _demo_id("consultation", raw["key"])
-    if await session.get(Consultation, consultation_id) is not None:
-        return None
-    fields = ("territory_code", "host", "starts_at", "ends_at", "location", "announced_at")
-    data = ConsultationCreate.model_validate(
-        {name: raw[name] for name in fields}
-        | {
-            "agenda": raw["agenda"],
-            "election_id": election_id,
-            "candidate_ids": [_demo_id("candidate", key) for key in raw["candidates"]],
-        }
-    )
-    observed = sorted(raw["observations"], key=lambda o: datetime.fromisoformat(o["observed_at"]))
-    history = [
-        {key: datetime.fromisoformat(value).astimezone(UTC).isoformat() for key, value in e.items()}
-        for e in raw.get("history", [])
-    ]
-    created = data.announced_at or data.starts_at
-    changes = [datetime.fromisoformat(e["changed_at"]) for e in history]
-    changes += [datetime.fromisoformat(o["observed_at"]) for o in observed]
-    consultation = Consultation(
-        id=consultation_id,
-        election_id=election_id,
-        territory_code=data.territory_code,
-        host=data.host,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        location=data.location,
-        agenda=i18n(data.agenda) if data.agenda else None,
-        candidate_ids=[str(candidate_id) for candidate_id in data.candidate_ids],
-        announced_at=data.announced_at,
-        status=observed[-1]["outcome"] if observed else raw.get("status", "scheduled"),
-        history=history,
-        sequence=len(history),
-        created_at=created,
-        updated_at=max([created, *changes]),
-    )
-    session.add(consultation)
-    await session.flush()
-    return consultation
-
-
-async def _demo_observation(session: AsyncSession, consultation_id: uuid.UUID, raw: Any) -> int:
-    observation_id = _demo_id("observation", raw["key"])
-    if await session.get(Observation, observation_id) is not None:
-        return 0
-    data = ObservationCreate.model_validate({k: v for k, v in raw.items() if k != "key"})
-    session.add(
-        Observation(
-            id=observation_id,
-            consultation_id=consultation_id,
-            observed_at=data.observed_at,
-            outcome=data.outcome.value,
-            attendees_total=data.attendees_total,
-            attendees_women=data.attendees_women,
-            candidates_presented=data.candidates_presented,
-            residents_spoke=data.residents_spoke,
-            notes=data.notes,
-            location=data.location.model_dump() if data.location else None,
-            content_hash=observation_hash(consultation_id, data),
-            received_at=data.observed_at,
-        )
-    )
-    return 1
