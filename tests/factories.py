@@ -57,6 +57,23 @@ def almaty_definition(**overrides: Any) -> dict[str, Any]:
     return definition
 
 
+def almaty_answers(**changes: Any) -> dict[str, Any]:
+    """A complete, valid set of answers to the Almaty survey, with `changes` applied."""
+    return {
+        "aware": "yes",
+        "channels_known": ["hearings", "petitions"],
+        "participated": True,
+        "times_participated": 2,
+        "info_sources": ["social", "ngos"],
+        "trust_akimat": 3,
+        "influence": 2,
+        "information_access": "difficult",
+        "last_hearing": "2025-05-14",
+        "suggestions": "Больше онлайн-слушаний",
+        **changes,
+    }
+
+
 async def create_questionnaire(
     app: FastAPI,
     *,

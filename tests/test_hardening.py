@@ -37,6 +37,7 @@ from app.models.auth import Role, User
 from tests.conftest import ROOT, TEST_SECRET, free_port
 from tests.factories import (
     DEFAULT_PASSWORD,
+    almaty_answers,
     almaty_definition,
     bearer,
     create_questionnaire,
@@ -143,18 +144,7 @@ async def test_non_finite_numbers_in_a_definition_are_422(
 
 # --- logins (findings 4, 5, 6, 7, 15 and the audit part of 16) ----------------------------------
 
-ALMATY_ANSWERS: dict[str, Any] = {
-    "aware": "yes",
-    "channels_known": ["hearings", "petitions"],
-    "participated": True,
-    "times_participated": 2,
-    "info_sources": ["social", "ngos"],
-    "trust_akimat": 3,
-    "influence": 2,
-    "information_access": "difficult",
-    "last_hearing": "2025-05-14",
-    "suggestions": "Больше онлайн-слушаний",
-}
+ALMATY_ANSWERS: dict[str, Any] = almaty_answers()
 
 
 def submission() -> dict[str, Any]:

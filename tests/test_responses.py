@@ -23,6 +23,7 @@ from app.models.questionnaires import Questionnaire
 from app.models.responses import response_table
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
 from tests.factories import (
+    almaty_answers,
     almaty_definition,
     bearer,
     create_questionnaire,
@@ -32,20 +33,8 @@ from tests.factories import (
 
 
 def answers(**changes: Any) -> dict[str, Any]:
-    """A complete, valid set of answers to the Almaty survey."""
-    base: dict[str, Any] = {
-        "aware": "yes",
-        "channels_known": ["hearings", "petitions"],
-        "participated": True,
-        "times_participated": 2,
-        "info_sources": ["social", "ngos"],
-        "trust_akimat": 3,
-        "influence": 2,
-        "information_access": "difficult",
-        "last_hearing": "2025-05-14",
-        "suggestions": "Больше онлайн-слушаний",
-    }
-    base.update(changes)
+    """A complete, valid set of answers to the Almaty survey (None drops one)."""
+    base = almaty_answers(**changes)
     return {k: v for k, v in base.items() if v is not None}
 
 
