@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     min_cell: int = Field(default=5, ge=1, le=1000)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Batches of up to 1000 responses to forms of hundreds of questions run to megabytes; they
+    # are decoded in worker threads. Callers without a token stay at max_body_bytes.
+    max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     cors_origins: Annotated[list[str], NoDecode] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     auto_migrate: bool | None = None

@@ -67,6 +67,10 @@ class Invalid(AppError):
     status, slug = 422, "validation-error"
 
 
+class PayloadTooLarge(AppError):
+    status, slug = 413, "payload-too-large"
+
+
 class TooManyRequests(AppError):
     status, slug = 429, "rate-limited"
 

@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        max_batch_bytes=settings.max_batch_bytes,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
+from app.json_pieces import has_encoded_surrogate, may_hold_unstorable_text, unstorable_text_at
 from app.log import CALLER_KEY, request_id_var
 from app.metrics import HttpMetrics
 
@@ -143,18 +144,24 @@ class BodyGuardMiddleware:
         *,
         max_body_bytes: int,
         max_upload_bytes: int,
+        max_batch_bytes: int,
         upload_suffixes: tuple[str, ...] = ("/import",),
+        batch_suffixes: tuple[str, ...] = ("/responses/batch",),
         form_paths: tuple[str, ...] = ("/api/v1/auth/token",),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.upload_suffixes = upload_suffixes
+        self.batch_suffixes = batch_suffixes
         self.form_paths = form_paths
 
     def _expected(self, path: str) -> tuple[int, tuple[str, ...]]:
         if path.endswith(self.upload_suffixes):
             return self.max_upload_bytes, ("multipart/form-data",)
+        if path.endswith(self.batch_suffixes):
+            return self.max_batch_bytes, ("application/json",)
         if path in self.form_paths:
             return self.max_body_bytes, (
                 "application/x-www-form-urlencoded",
@@ -190,11 +197,14 @@ class BodyGuardMiddleware:
                 f"Content-Type must be {' or '.join(media_types)}",
             )
             return
-        if has_body and (
-            scope["path"] in self.form_paths or "multipart/form-data" not in media_types
+        if (
+            has_body
+            and (scope["path"] in self.form_paths or "multipart/form-data" not in media_types)
+            and not scope["path"].endswith(self.batch_suffixes)
         ):
             # JSON and login bodies are small and read whole anyway: read them here, so text
-            # the database cannot store is refused with a 422 on either database.
+            # the database cannot store is refused with a 422 on either database. Batches are
+            # large: their route decodes and checks them in a worker thread.
             await self._guard_text(scope, receive, send, limit)
             return
 
@@ -244,7 +254,7 @@ class BodyGuardMiddleware:
         body = b"".join(chunks)
         if scope["path"] in self.form_paths:
             bad = _form_nul(body)
-        elif _ENCODED_SURROGATE.search(body):
+        elif has_encoded_surrogate(body):
             # Python's json reads these ("surrogatepass"); they are not UTF-8.
             await _send_problem(scope, receive, send, 400, "The body is not valid UTF-8")
             return
@@ -289,43 +299,19 @@ def _form_nul(body: bytes) -> list[str | int] | None:
     return ["body"] if b"\x00" in body or b"%00" in body else None
 
 
-# JSON escapes that may decode to text PostgreSQL cannot store: NUL, and surrogates (a valid
-# pair is one character after decoding; a lone one cannot be encoded as UTF-8).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-# A surrogate encoded as if it were a character (CESU-8): ED A0..BF xx.
-_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
-
-
-def _bad_text(value: str) -> bool:
-    return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
-
-
 def _json_bad_text(body: bytes) -> list[str | int] | None:
     """The location of the first string (or key) holding NUL or a lone surrogate, if any.
 
     Cheap for ordinary bodies: only a body with a suspicious escape is parsed here. A body that
     does not parse is left to the route, which answers 400.
     """
-    if _SUSPECT_ESCAPE.search(body) is None:
+    if not may_hold_unstorable_text(body):
         return None
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    stack: list[tuple[list[str | int], object]] = [(["body"], document)]
-    while stack:
-        loc, value = stack.pop()
-        if isinstance(value, str):
-            if _bad_text(value):
-                return loc
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if _bad_text(key):
-                    return [*loc, key.encode("utf-8", "replace").decode()]
-                stack.append(([*loc, key], item))
-        elif isinstance(value, list):
-            stack.extend(([*loc, index], item) for index, item in enumerate(value))
-    return None
+    return unstorable_text_at(document)
 
 
 def _media_type_ok(content_type: str | None, allowed: tuple[str, ...]) -> bool:

@@ -10,8 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from app.models.examples import PROBLEM
+from app.models.responses import BatchIn
+
+# Bodies that a route reads itself (off the event loop) and documents with a reference.
+SELF_READ_BODIES: tuple[type[BaseModel], ...] = (BatchIn,)
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
@@ -74,7 +79,12 @@ def install_openapi(app: FastAPI) -> None:
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 _complete_operation(operation)
-        _optional_problem_errors(schema["components"]["schemas"])
+        schemas = schema["components"]["schemas"]
+        for model in SELF_READ_BODIES:
+            schemas[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        _optional_problem_errors(schemas)
         app.openapi_schema = schema
         return schema
 

@@ -238,6 +238,75 @@ async def test_deep_nesting_and_huge_arrays_are_refused(
     assert body["errors"][0]["loc"] == ["body", "responses"]
 
 
+async def test_batch_bodies_are_read_by_their_route_with_the_same_refusals(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    refused: Refusals,
+    survey: Questionnaire,
+    observer: dict[str, str],
+) -> None:
+    """The batch route decodes its body itself (in a worker thread, a response at a time); bad
+    JSON in it is refused as everywhere else, never a 500, and nothing is stored."""
+    url = responses_url(survey, "/batch")
+    headers = json_headers(observer)
+    item = json.dumps(submission(), ensure_ascii=False)
+    for bad in (
+        "[" + item + "]",  # not an object
+        '{"responses": [' + item + ",]}",  # a trailing comma
+        '{"responses": [' + item + "] x",  # data after the object
+        '{"responses": [' + item + ", " + "[" * 10_000 + "]" * 10_000 + "]}",  # too deep
+        '{"responses": [' + item + "]",  # cut short
+    ):
+        await refused((400,), "POST", url, content=bad.encode(), headers=headers)
+    lone = item.replace("Больше", "\\udc80")  # an escaped lone surrogate: decodes, cannot be stored
+    problem = await refused(
+        (422,), "POST", url, content=('{"responses": [' + lone + "]}").encode(), headers=headers
+    )
+    assert problem["errors"][0]["loc"][:4] == ["body", "responses", 0, "answers"]
+    for raw in (b"\xff\xfe\xfd", b"\xed\xa0\x80"):  # not UTF-8; a surrogate encoded as UTF-8
+        content = ('{"responses": [' + item + "]}").encode().replace("Больше".encode(), raw)
+        await refused((400,), "POST", url, content=content, headers=headers)
+    unknown = await refused(
+        (422,), "POST", url, content=b'{"responses": [], "extra": 1}', headers=headers
+    )
+    assert {tuple(e["loc"]) for e in unknown["errors"]} == {
+        ("body", "responses"),
+        ("body", "extra"),
+    }
+    assert (await row_counts(app))["response"] == 0
+    # The same body through the same route, once well formed, is stored.
+    stored = await client.post(
+        url, content=('{"responses": [' + item + "]}").encode(), headers=headers
+    )
+    assert stored.status_code == 200, stored.text
+    assert [r["status"] for r in stored.json()["results"]] == ["created"]
+
+
+async def test_batches_may_be_larger_than_other_bodies_for_callers_with_a_token(
+    app: FastAPI, client: httpx.AsyncClient, refused: Refusals, coordinator: dict[str, str]
+) -> None:
+    """A batch of 1000 responses to a real form is megabytes, more than KENES_MAX_BODY_BYTES;
+    it may be up to KENES_MAX_BATCH_BYTES, but not for callers without a token (public forms)."""
+    public = await create_questionnaire(app, publish=True, access="public")
+    url = responses_url(public, "/batch")
+    limit = app.state.settings.max_body_bytes
+    assert app.state.settings.max_batch_bytes > 2 * limit
+    padded = answers(suggestions="x" * 900)
+    items = [submission(answers=padded) for _ in range(1000)]
+    content = json.dumps({"responses": items}).encode()
+    assert limit < len(content) < app.state.settings.max_batch_bytes
+    await refused(
+        (413,), "POST", url, content=content, headers={"content-type": "application/json"}
+    )
+    assert (await row_counts(app))["response"] == 0
+    stored = await client.post(url, content=content, headers=json_headers(coordinator))
+    assert stored.status_code == 200, stored.text
+    assert {r["status"] for r in stored.json()["results"]} == {"created"}
+    assert (await row_counts(app))["response"] == len(items)
+    over = b'{"responses": [' + b" " * app.state.settings.max_batch_bytes + b"]}"
+    await refused((413,), "POST", url, content=over, headers=json_headers(coordinator))
+
+
 # --- encodings and characters -----------------------------------------------------------------
 
 

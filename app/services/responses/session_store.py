@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+import anyio
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import col
 from sqlmodel import select as model_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,18 +55,44 @@ async def insert_rows(
         names = [name for name, _ in page.columns]
         if page.repeat is not None:
             names = [*INSTANCE_COLUMNS, *names]
-        values = [
-            {
-                "response_id": row.id,
-                **{name: row.head[name] for name in DIMENSIONS},
-                **dict(zip(names, page_row, strict=True)),
-            }
+        names = ["response_id", *DIMENSIONS, *names]
+        lines = [
+            (row.id, *(row.head[name] for name in DIMENSIONS), *page_row)
             for row in new
             for page_row in row.pages[number]
         ]
-        if values:
+        if dialect == "sqlite" and len(lines) > 1:
+            await _insert_in_driver_thread(connection, table, names, lines)
+        elif lines:
+            values = [dict(zip(names, line, strict=True)) for line in lines]
             await connection.execute(table.insert(), values if len(values) > 1 else values[0])
     return inserted
+
+
+async def _insert_in_driver_thread(
+    connection: AsyncConnection, table: Table, names: list[str], lines: list[tuple[Any, ...]]
+) -> None:
+    """Many answer rows through aiosqlite's own thread, their parameters converted in a worker
+    thread: through SQLAlchemy, turning the parameters of 1000 rows of 500 answers into SQLite
+    values took 0.3 s on the event loop. The statement and the conversions are SQLAlchemy's
+    (its compiled INSERT and each column type's bind processor), so the stored values are the
+    same either way."""
+    dialect = connection.dialect
+    compiled = table.insert().compile(dialect=dialect, column_keys=names)
+    position = {name: index for index, name in enumerate(names)}
+    order = [position[name] for name in compiled.positiontup or ()]
+    processors = [table.c[names[i]].type.bind_processor(dialect) for i in order]
+
+    def parameters() -> list[tuple[Any, ...]]:
+        steps = list(zip(order, processors, strict=True))
+        return [
+            tuple(line[i] if convert is None else convert(line[i]) for i, convert in steps)
+            for line in lines
+        ]
+
+    converted = await anyio.to_thread.run_sync(parameters)
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.executemany(compiled.string, converted)  # type: ignore[union-attr]
 
 
 async def current_status(session: AsyncSession, questionnaire_id: uuid.UUID) -> str | None:
