@@ -1,31 +1,25 @@
-"""Consultation schedules (create, reschedule, import, calendar) and observers' reports."""
+"""Consultation schedules: create, reschedule, list, import from CSV."""
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from anyio import CapacityLimiter
-from icalendar import Calendar, Event
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
-from app.errors import Conflict, Invalid, NotFound
-from app.models.auth import Principal, Role
+from app.errors import Invalid, NotFound
+from app.models.auth import Principal
 from app.models.consultations import (
     Consultation,
     ConsultationCreate,
     ConsultationStatus,
     ConsultationUpdate,
-    Observation,
-    ObservationCreate,
 )
 from app.models.elections import Candidate, Election
 from app.models.territories import LANGUAGES, i18n
@@ -58,12 +52,9 @@ CONSULTATION_COLUMNS = (
 _CALENDAR_FIELDS = frozenset(
     {"starts_at", "ends_at", "location", "agenda", "status", "host", "territory_code"}
 )
-# A device clock a little ahead is tolerated; more would let a report dated ahead decide the
-# consultation's status (it follows the latest observed_at) over every report made meanwhile.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
-def _invalid(loc: Sequence[str | int], message: str) -> Invalid:
+def invalid_field(loc: Sequence[str | int], message: str) -> Invalid:
     return Invalid(message, errors=[{"loc": list(loc), "msg": message, "type": "value_error"}])
 
 
@@ -112,11 +103,11 @@ async def _check_links(
 ) -> None:
     """The election exists and every candidate stands in it."""
     if election_id is not None and await session.get(Election, election_id) is None:
-        raise _invalid(("body", "election_id"), "unknown election")
+        raise invalid_field(("body", "election_id"), "unknown election")
     if not candidate_ids:
         return
     if election_id is None:
-        raise _invalid(("body", "candidate_ids"), "candidates need an election_id")
+        raise invalid_field(("body", "candidate_ids"), "candidates need an election_id")
     found = set(
         (
             await session.exec(
@@ -128,7 +119,9 @@ async def _check_links(
     )
     for index, candidate_id in enumerate(candidate_ids):
         if candidate_id not in found:
-            raise _invalid(("body", "candidate_ids", index), "not a candidate in this election")
+            raise invalid_field(
+                ("body", "candidate_ids", index), "not a candidate in this election"
+            )
 
 
 async def create_consultation(
@@ -174,9 +167,9 @@ async def update_consultation(
     ends_at = changes.get("ends_at", consultation.ends_at)
     announced_at = changes.get("announced_at", consultation.announced_at)
     if ends_at is not None and ends_at <= starts_at:
-        raise _invalid(("body", "ends_at"), "ends_at must be after starts_at")
+        raise invalid_field(("body", "ends_at"), "ends_at must be after starts_at")
     if announced_at is not None and announced_at > starts_at:
-        raise _invalid(("body", "announced_at"), "announced_at must not be after starts_at")
+        raise invalid_field(("body", "announced_at"), "announced_at must not be after starts_at")
     if "territory_code" in changes:
         await require_territory(session, changes["territory_code"])
     if {"election_id", "candidate_ids"} & changes.keys():
@@ -228,16 +221,6 @@ async def list_consultations(
         limit=limit,
         cursor=cursor,
     )
-
-
-async def calendar(session: AsyncSession, filters: ConsultationFilters, lang: str) -> bytes:
-    """Every matching consultation, by start time, as iCalendar (a calendar is not paginated)."""
-    statement = select(Consultation).where(*await filters.where(session))
-    order = (col(Consultation.starts_at), col(Consultation.id))
-    consultations = list((await session.exec(statement.order_by(*order))).all())
-    places = await territories_by_code(session, {c.territory_code for c in consultations})
-    names = {code: territory.name for code, territory in places.items()}
-    return build_calendar(consultations, names, lang)
 
 
 # --- CSV import --------------------------------------------------------------------------------
@@ -348,200 +331,3 @@ async def _existing_keys(
         )
     )
     return {(row.territory_code, row.host, row.starts_at) for row in found}
-
-
-# --- observations ------------------------------------------------------------------------------
-
-
-def observation_hash(consultation_id: uuid.UUID, data: ObservationCreate) -> str:
-    """What makes two submissions "the same content": every field but the id."""
-    content = data.model_dump(mode="json", exclude={"id"})
-    content["consultation_id"] = str(consultation_id)
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def submit_observation(
-    session: AsyncSession, actor: Principal, consultation_id: uuid.UUID, data: ObservationCreate
-) -> tuple[Observation, bool]:
-    """(observation, created). Exactly once per id: a resend of the same content is a replay."""
-    # The row lock serialises reports on one consultation (PostgreSQL; SQLite writes are serial).
-    consultation = (
-        await session.exec(
-            select(Consultation).where(col(Consultation.id) == consultation_id).with_for_update()
-        )
-    ).first()
-    if consultation is None:
-        raise NotFound("No such consultation")
-    # observed_at may lie before the consultation was recorded: paper logs are entered later,
-    # and schedules are imported after the fact.
-    if data.observed_at > utcnow() + FUTURE_TOLERANCE:
-        raise _invalid(("body", "observed_at"), "observed_at is in the future")
-
-    observation_id = data.id or uuid.uuid4()
-    digest = observation_hash(consultation_id, data)
-    values = data.model_dump(exclude={"id"}, mode="python")
-    values["location"] = data.location.model_dump() if data.location else None
-    values["outcome"] = data.outcome.value
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Observation)
-    statement = (
-        insert.values(
-            id=observation_id,
-            consultation_id=consultation_id,
-            content_hash=digest,
-            submitted_by=actor.id if actor.kind == "user" else None,
-            received_at=utcnow(),
-            **values,
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(col(Observation.id))
-    )
-    created = (await session.exec(statement)).first() is not None
-    stored = (
-        await session.exec(
-            select(Observation)
-            .where(col(Observation.id) == observation_id)
-            .execution_options(populate_existing=True)
-        )
-    ).one()
-    if not created:
-        if stored.content_hash != digest:
-            raise Conflict(f"Observation {observation_id} was stored with different content")
-        return stored, False
-
-    later = await session.exec(
-        select(func.count())
-        .select_from(Observation)
-        .where(
-            col(Observation.consultation_id) == consultation_id,
-            col(Observation.id) != observation_id,
-            col(Observation.observed_at) > stored.observed_at,
-        )
-    )
-    if later.one() == 0:  # the newest report decides the status
-        consultation.status = stored.outcome
-        consultation.updated_at = utcnow()
-        await session.flush()
-    return stored, True
-
-
-def _sees_all_observations(reader: Principal) -> bool:
-    """Coordinators, analysts and admins see every observation; an observer only their own
-    (the notes, exact location and observer of others' reports are theirs)."""
-    return reader.has_any(Role.coordinator, Role.analyst)
-
-
-async def get_observation(
-    session: AsyncSession,
-    reader: Principal,
-    consultation_id: uuid.UUID,
-    observation_id: uuid.UUID,
-) -> Observation:
-    observation = await session.get(Observation, observation_id)
-    if observation is None or observation.consultation_id != consultation_id:
-        raise NotFound("No such observation")
-    if not _sees_all_observations(reader) and observation.submitted_by != reader.id:
-        raise NotFound("No such observation")
-    return observation
-
-
-async def list_observations(
-    session: AsyncSession,
-    reader: Principal,
-    consultation_id: uuid.UUID,
-    *,
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[Observation], str | None]:
-    await get_consultation(session, consultation_id)
-    statement = select(Observation).where(col(Observation.consultation_id) == consultation_id)
-    if not _sees_all_observations(reader):
-        statement = statement.where(col(Observation.submitted_by) == reader.id)
-    return await paginate(
-        session,
-        statement,
-        created=col(Observation.received_at),
-        row_id=col(Observation.id),
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-# --- iCalendar ---------------------------------------------------------------------------------
-
-DEFAULT_LANGUAGE = "kk"
-_SUMMARY = {
-    "kk": "Тұрғындармен кездесу: {place}",
-    "ru": "Встреча с жителями: {place}",
-    "en": "Consultation with residents: {place}",
-}
-_HOST = {"kk": "Өткізуші", "ru": "Проводит", "en": "Host"}
-_ICAL_STATUS = {
-    ConsultationStatus.scheduled: "CONFIRMED",
-    ConsultationStatus.held: "CONFIRMED",
-    ConsultationStatus.postponed: "TENTATIVE",
-    ConsultationStatus.not_held: "CANCELLED",
-    ConsultationStatus.cancelled: "CANCELLED",
-}
-
-
-def pick_language(requested: str | None, accept_language: str | None) -> str:
-    """`?lang=` if given, else the best supported language of Accept-Language, else Kazakh."""
-    if requested:
-        return requested
-    ranked: list[tuple[float, int, str]] = []
-    # Only the first few entries matter; a huge header costs no more than a short one.
-    for position, part in enumerate((accept_language or "")[:1000].split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                continue
-        primary = tag.split("-")[0].strip().lower()
-        if primary in LANGUAGES and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
-
-
-def localized(text: dict[str, Any] | None, lang: str) -> str | None:
-    """The text in `lang`, else in the first language it has (kk, ru, en)."""
-    if not text:
-        return None
-    for candidate in (lang, *LANGUAGES):
-        if text.get(candidate):
-            return str(text[candidate])
-    return None
-
-
-def build_calendar(
-    consultations: Sequence[Consultation], places: dict[str, Any], lang: str
-) -> bytes:
-    """An RFC 5545 calendar with one VEVENT per consultation; `places` maps codes to names."""
-    calendar = Calendar()
-    calendar.add("prodid", "-//Kenes//Consultations//EN")
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("x-wr-calname", "Kenes")
-    for consultation in consultations:
-        place = localized(places.get(consultation.territory_code), lang)
-        place = place or consultation.territory_code
-        event = Event()
-        event.add("uid", f"{consultation.id}@kenes")
-        event.add("sequence", consultation.sequence)
-        event.add("dtstamp", consultation.updated_at)
-        event.add("created", consultation.created_at)
-        event.add("last-modified", consultation.updated_at)
-        event.add("dtstart", consultation.starts_at)
-        if consultation.ends_at is not None:
-            event.add("dtend", consultation.ends_at)
-        event.add("summary", _SUMMARY[lang].format(place=place))
-        event.add("location", f"{consultation.location}, {place}")
-        agenda = localized(consultation.agenda, lang)
-        host = f"{_HOST[lang]}: {consultation.host}"
-        event.add("description", f"{agenda}\n\n{host}" if agenda else host)
-        event.add("status", _ICAL_STATUS[ConsultationStatus(consultation.status)])
-        calendar.add_component(event)
-    return bytes(calendar.to_ical())
