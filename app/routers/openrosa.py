@@ -12,9 +12,10 @@ from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
-from app.errors import AppError, BadRequest
+from app.errors import AppError, BadRequest, TooLarge
 from app.log import note_caller
 from app.models.auth import Principal
 from app.models.questionnaires import Questionnaire
@@ -172,8 +173,10 @@ async def _instance_xml(request: Request) -> bytes:
             max_fields=MAX_PARTS,
             max_part_size=settings.openrosa_max_xml_bytes,
         )
-    except (ValueError, KeyError, AssertionError) as error:
-        raise BadRequest(f"The submission is not a readable multipart body ({error})") from None
+    except StarletteHTTPException as error:  # what Starlette makes of a malformed multipart
+        raise BadRequest(
+            f"The submission is not a readable multipart body ({error.detail})"
+        ) from None
     try:
         part = form.get(SUBMISSION_FILE)
         if part is None:
@@ -182,7 +185,7 @@ async def _instance_xml(request: Request) -> bytes:
     finally:
         await form.close()
     if len(xml) > settings.openrosa_max_xml_bytes:
-        raise BadRequest(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
+        raise TooLarge(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
     return xml
 
 
@@ -205,7 +208,7 @@ async def submit(
             xml=xml,
             limiter=state.upload_work,
         )
-    except BadRequest as error:
+    except (BadRequest, TooLarge) as error:
         return _submission_refusal(service.Refused(error, None), headers)
     except service.Refused as refused:
         return _submission_refusal(refused, headers)
