@@ -653,7 +653,11 @@ async def test_odk_xforms_engine_fills_and_submits_a_form(
             timeout=180,
             check=False,
         )
+        # Under uvicorn too, one Date header: the app sends it, `kenes serve` turns uvicorn's off.
+        listed = httpx.get(f"{server.base}/openrosa/key/{token}/formList")
         log = server.log.read_text(encoding="utf-8")
+    assert len(listed.headers.get_list("date")) == 1
+    assert listed.headers["x-openrosa-version"] == "1.0"
     assert ran.returncode == 0, ran.stderr
     seen = json.loads(ran.stdout.strip().splitlines()[-1])
     print("xforms engine:", json.dumps({k: seen[k] for k in ("payload_status", "submissions")}))  # noqa: T201
