@@ -21,8 +21,10 @@ from typing import Any
 
 import anyio.to_thread
 from anyio import CapacityLimiter
+from pyxform.errors import PyXFormError
 from pyxform.xls2xform import convert
 
+from app.errors import Invalid
 from app.models.questionnaires import Questionnaire, Status
 from app.models.responses import AGE_BANDS, GENDERS
 
@@ -105,8 +107,11 @@ def _bounds(subject: str, low: Any, high: Any) -> str:
 def _literal(value: Any, qtype: str, ordered: bool = False) -> str:
     if isinstance(value, bool):
         return "'true'" if value else "'false'"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # XPath numbers have no exponent: 1e-05 is written 0.00001.
+        return repr(value) if "e" not in repr(value) else f"{value:.20f}".rstrip("0")
     text = str(value)
     if qtype == "date" and ordered:
         return f"date('{text}')"
@@ -405,7 +410,14 @@ class XForm:
 def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, default: str) -> XForm:
     """The XForm pyxform makes of the definition (CPU-bound: call it off the event loop)."""
     sheets = xlsform_rows(definition, slug=slug, version=version, default=default)
-    xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
+    try:
+        xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
+    except PyXFormError as error:
+        # A definition Kenes accepts that pyxform does not (none known): said, never a 500.
+        raise Invalid(
+            "This questionnaire cannot be written as an XForm",
+            errors=[{"loc": ["questions"], "msg": str(error), "type": "xform"}],
+        ) from None
     return XForm(xml, hashlib.md5(xml, usedforsecurity=False).hexdigest())
 
 
