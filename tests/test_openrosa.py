@@ -238,11 +238,18 @@ async def test_form_list_names_the_collectors_published_forms(
     assert root.tag == "{http://openrosa.org/xforms/xformsManifest}manifest"
     assert list(root) == []
 
+    narrowed = await client.get(f"/openrosa/key/{token}/formList", params={"formID": "other"})
+    assert parse_xml(narrowed.content).findall(f"{{{FORM_LIST}}}xform") == []
+
     # The other collector sees only its own; the draft and the other's form are 404 here.
     assert (
         b"<formID>" + elsewhere.slug.encode()
         in (await client.get(f"/openrosa/key/{other}/formList")).content
     )
+    staff = await create_questionnaire(app, publish=True, access="staff")
+    with_staff = await _collector(client, admin, staff.id)
+    assert b"<xform>" not in (await client.get(f"/openrosa/key/{with_staff}/formList")).content
+    assert (await client.get(f"/openrosa/key/{with_staff}/forms/{staff.id}.xml")).status_code == 404
     for form in (draft, elsewhere):
         refused = await client.get(f"/openrosa/key/{token}/forms/{form.id}.xml")
         assert refused.status_code == 404

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal
-from app.models.questionnaires import Questionnaire, Status
+from app.models.questionnaires import Access, Questionnaire, Status
 from app.security import TokenService, is_collector_token
 from app.services import responses as response_service
 from app.services.auth import resolve_token
@@ -45,11 +45,13 @@ async def collector(session: AsyncSession, tokens: TokenService, token: str) -> 
 
 
 async def published_forms(session: AsyncSession, principal: Principal) -> list[Questionnaire]:
-    """The collector's published questionnaires, the newest version of each slug, by slug."""
+    """The collector's published questionnaires, the newest version of each slug, by slug
+    (not `staff` ones: collectors may not submit to those)."""
     rows = await session.exec(
         select(Questionnaire)
         .where(col(Questionnaire.id).in_(principal.questionnaire_ids))
         .where(col(Questionnaire.status) == Status.published)
+        .where(col(Questionnaire.access) != Access.staff)
         .order_by(col(Questionnaire.slug), col(Questionnaire.version).desc())
     )
     newest: dict[str, Questionnaire] = {}
@@ -61,11 +63,15 @@ async def published_forms(session: AsyncSession, principal: Principal) -> list[Q
 async def bound_form(
     session: AsyncSession, principal: Principal, questionnaire_id: uuid.UUID
 ) -> Questionnaire:
-    """A published or closed questionnaire of the collector; 404 for any other."""
+    """A published or closed questionnaire of the collector, not `staff`; 404 for any other."""
     if questionnaire_id not in principal.questionnaire_ids:
         raise NotFound("No such form")
     questionnaire = await session.get(Questionnaire, questionnaire_id)
-    if questionnaire is None or questionnaire.status == Status.draft:
+    if (
+        questionnaire is None
+        or questionnaire.status == Status.draft
+        or questionnaire.access == Access.staff
+    ):
         raise NotFound("No such form")
     return questionnaire
 
