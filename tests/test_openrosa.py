@@ -694,7 +694,13 @@ async def test_odk_xforms_engine_fills_and_submits_a_form(
     assert body["started_at"] is not None and body["submitted_at"] is not None
     # The token is a credential: the access log shows the path with it masked.
     assert token not in log
-    assert "/openrosa/key/***/submission" in log
+    submissions = [
+        json.loads(line)
+        for line in log.splitlines()
+        if '"/openrosa/key/***/submission"' in line and '"POST"' in line
+    ]
+    assert [line["status"] for line in submissions] == [201, 202]
+    assert all(line["caller"].startswith("collector:") for line in submissions)
 
 
 def _text_question(key: str, relevant: dict[str, Any]) -> dict[str, Any]:

@@ -213,6 +213,8 @@ async def submit(
     except service.Refused as refused:
         return _submission_refusal(refused, headers)
     shape = submitted.shape
+    if submitted.principal is not None:
+        note_caller(request.scope.get("state"), submitted.principal.kind, submitted.principal.id)
     if submitted.stored.created:
         text, code = messages.say("stored", shape.default_language), status.HTTP_201_CREATED
     else:

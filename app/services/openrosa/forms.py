@@ -80,6 +80,7 @@ async def bound_form(
 class Submitted:
     stored: Stored
     shape: FormShape
+    principal: Principal | None
 
 
 class Refused(Exception):
@@ -167,4 +168,4 @@ async def submit(
         stored = await response_service.store(store, principal, questionnaire, item)
     except AppError as error:
         raise Refused(error, shape) from None
-    return Submitted(stored, shape)
+    return Submitted(stored, shape, principal)
