@@ -614,18 +614,23 @@ async def test_groups_and_repeats_map_to_the_responses_shape(
 # --- a real client ----------------------------------------------------------------------------
 
 
+def _node_with_engine() -> str:
+    """Node, with the engine installed: skipped without them, a failure when CI is set."""
+    node = shutil.which("node")
+    if node is None or not (CLIENTS / "node_modules" / "@getodk" / "xforms-engine").is_dir():
+        missing = "node and clients/node_modules (cd clients && npm ci)"
+        if os.environ.get("CI"):
+            pytest.fail(f"needs {missing}")
+        pytest.skip(f"needs {missing}")
+    return node
+
+
 async def test_odk_xforms_engine_fills_and_submits_a_form(
     app: FastAPI, client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
     """ODK's XForms engine (the engine of ODK Web Forms) under Node reads the form list, loads
     the form from its download URL, is filled, and POSTs the payload it makes, twice."""
-    engine = CLIENTS / "node_modules" / "@getodk" / "xforms-engine"
-    node = shutil.which("node")
-    if node is None or not engine.is_dir():
-        missing = "node and clients/node_modules (cd clients && npm ci)"
-        if os.environ.get("CI"):
-            pytest.fail(f"needs {missing}")
-        pytest.skip(f"needs {missing}")
+    node = _node_with_engine()
     admin = await headers_for(app, Role.admin)
     questionnaire = await create_questionnaire(app, publish=True)
     token = await _collector(client, admin, questionnaire.id)
@@ -757,10 +762,7 @@ async def test_the_engine_and_kenes_agree_on_every_kind_of_condition(
     others; Kenes stores the response only if it finds the same (a question answered that it
     finds not relevant, or one missing that it requires, is 422). Two sets of answers flip every
     condition."""
-    engine = CLIENTS / "node_modules" / "@getodk" / "xforms-engine"
-    node = shutil.which("node")
-    if node is None or not engine.is_dir():
-        pytest.skip("needs node and clients/node_modules (cd clients && npm ci)")
+    node = _node_with_engine()
     admin = await headers_for(app, Role.admin)
     questionnaire = await create_questionnaire(app, definition=CONDITIONS, publish=True)
     token = await _collector(client, admin, questionnaire.id)
