@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_config=None,  # the app configures JSON logging itself
         access_log=False,  # the app writes its own access lines, with request ids
+        date_header=False,  # the app sends Date itself (app/middleware.py), once
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         # Slow and idle clients are dropped (see app/server.py for what a proxy adds).

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=900, ge=1)
     # Password hashes computed at once by one process: the rest wait, off the event loop.
     password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    # OpenRosa submissions (app/routers/openrosa.py): a whole POST, instance and attachments
+    # (clients read it from X-OpenRosa-Accept-Content-Length and split bigger ones), and the
+    # instance XML alone.
+    openrosa_max_submission_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    openrosa_max_xml_bytes: int = Field(default=1024 * 1024, ge=1024)
     public_submit_limit: int = Field(default=60, ge=1)
     public_submit_window_seconds: int = Field(default=60, ge=1)
 

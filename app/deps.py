@@ -55,9 +55,17 @@ async def get_upload_work(request: Request) -> CapacityLimiter:
     return limiter
 
 
+async def get_read_units(request: Request) -> UnitOfWork:
+    """Like get_units_of_work, for reads only (no write lock on SQLite), opened only if used:
+    for a route that reads the database just on some paths (a cache miss)."""
+    sessionmaker = request.app.state.sessionmaker
+    return lambda: asynccontextmanager(session_scope)(sessionmaker, write=False)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 UploadWork = Annotated[CapacityLimiter, Depends(get_upload_work)]
 UnitsOfWorkDep = Annotated[UnitOfWork, Depends(get_units_of_work)]
+ReadUnitsDep = Annotated[UnitOfWork, Depends(get_read_units)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 # scope="function": commit before the response is sent, so a 2xx means the write is durable.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

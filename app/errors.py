@@ -63,12 +63,12 @@ class Conflict(AppError):
     status, slug = 409, "conflict"
 
 
+class TooLarge(AppError):
+    status, slug = 413, "payload-too-large"
+
+
 class Invalid(AppError):
     status, slug = 422, "validation-error"
-
-
-class PayloadTooLarge(AppError):
-    status, slug = 413, "payload-too-large"
 
 
 class TooManyRequests(AppError):

@@ -29,12 +29,15 @@ from app.routers import (
     elections,
     health,
     official_aggregates,
+    openrosa,
     questionnaires,
     responses,
     territories,
 )
 from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
+from app.services.openrosa.submission import ShapeCache
+from app.services.openrosa.xform import XFormCache
 from app.services.responses.pg_store import PgResponseStore
 from app.services.responses.session_store import SessionResponseStore
 from app.streaming import StreamSlots
@@ -124,6 +127,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.upload_work = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
     # Batches of responses checked at once per process, each in a worker thread.
     app.state.batch_work = anyio.CapacityLimiter(BATCH_CONCURRENCY)
+    # OpenRosa: XForms of published versions (built once each, they never change) and what
+    # reading their instances needs, most recently used kept.
+    app.state.xforms = XFormCache()
+    app.state.openrosa_shapes = ShapeCache()
 
     install_error_handlers(app)
     install_openapi(app)
@@ -143,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consultations.router)
     app.include_router(calendar_feeds.router)
     app.include_router(official_aggregates.router)
+    app.include_router(openrosa.router)
 
     # Added innermost first: the request context wraps everything, so even a 413 gets an id.
     app.add_middleware(
@@ -150,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         max_batch_bytes=settings.max_batch_bytes,
+        multipart_limits=((openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),),
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import time
+from email.utils import formatdate
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +51,43 @@ def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
     return [*_BASE_SECURITY_HEADERS, _STRICT_CSP]
 
 
+# Paths that carry a secret (a collector's OpenRosa server URL, a calendar feed's URL): the
+# access log shows them with the secret masked.
+_SECRET_IN_PATH = (
+    (re.compile(r"^/openrosa/key/[^/]+"), "/openrosa/key/***"),
+    (re.compile(r"^/api/v1/calendar/[^/]+\.ics$"), "/api/v1/calendar/***.ics"),
+)
+_OPENROSA_PREFIX = "/openrosa/"
+_OPENROSA_VERSION = (b"x-openrosa-version", b"1.0")
+
+
+def logged_path(path: str) -> str:
+    for pattern, masked in _SECRET_IN_PATH:
+        if pattern.match(path):
+            return pattern.sub(masked, path, count=1)
+    return path
+
+
+class _HttpDate:
+    """The Date header (RFC 9110), formatted once a second. Sent by the app on every answer
+    (`kenes serve` turns uvicorn's off), so answers carry it under any server and in tests:
+    OpenRosa clients require it."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self.second:
+            self.second = second
+            self.value = formatdate(second, usegmt=True).encode()
+        return self.value
+
+
+_http_date = _HttpDate()
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     # Unmatched paths share one label so scanners cannot blow up the label set.
@@ -85,11 +123,15 @@ class RequestContextMiddleware:
                 if status == 200 and self.metrics.is_export(_route_template(scope)):
                     exporting = True
                     self.metrics.export_streams.inc()
-                message["headers"] = [
+                headers = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    (b"date", _http_date.now()),
                     *_security_headers(scope["path"]),
                 ]
+                if scope["path"].startswith(_OPENROSA_PREFIX):
+                    headers.append(_OPENROSA_VERSION)
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -112,7 +154,7 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "method": method,
-                    "path": scope["path"],
+                    "path": logged_path(scope["path"]),
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
@@ -148,6 +190,7 @@ class BodyGuardMiddleware:
         upload_suffixes: tuple[str, ...] = ("/import",),
         batch_suffixes: tuple[str, ...] = ("/responses/batch",),
         form_paths: tuple[str, ...] = ("/api/v1/auth/token",),
+        multipart_limits: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -156,8 +199,13 @@ class BodyGuardMiddleware:
         self.upload_suffixes = upload_suffixes
         self.batch_suffixes = batch_suffixes
         self.form_paths = form_paths
+        # (path pattern, limit): multipart bodies with a limit of their own (OpenRosa).
+        self.multipart_limits = [(re.compile(path), limit) for path, limit in multipart_limits]
 
     def _expected(self, path: str) -> tuple[int, tuple[str, ...]]:
+        for pattern, limit in self.multipart_limits:
+            if pattern.match(path):
+                return limit, ("multipart/form-data",)
         if path.endswith(self.upload_suffixes):
             return self.max_upload_bytes, ("multipart/form-data",)
         if path.endswith(self.batch_suffixes):

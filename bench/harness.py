@@ -154,9 +154,16 @@ _RESULT = re.compile(r"RESULT (.*)")
 
 
 def wrk(
-    base: str, *, path: str, auth: str, seconds: int, connections: int = 32
+    base: str,
+    *,
+    path: str,
+    auth: str,
+    seconds: int,
+    connections: int = 32,
+    script: str = "submit.lua",
 ) -> dict[str, float]:
-    """Run wrk with bench/submit.lua against base+path; returns its RESULT line as numbers."""
+    """Run wrk with a bench/ script (submit.lua by default) against base+path; returns its
+    RESULT line as numbers."""
     env = {**os.environ, "BENCH_PATH": path, "BENCH_AUTH": auth}
     result = subprocess.run(  # noqa: S603
         [
@@ -167,7 +174,7 @@ def wrk(
             "--timeout",
             "10s",  # noqa: S607
             "-s",
-            str(ROOT / "bench" / "submit.lua"),
+            str(ROOT / "bench" / script),
             base,
         ],
         env=env,

@@ -42,6 +42,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/questionnaires/{questionnaire_id}"): COORDINATION,
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/publish"): COORDINATION,
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/close"): COORDINATION,
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/xform"): ANY_USER | {"collector"},
     # responses
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses"): SUBMITTERS,
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses/batch"): SUBMITTERS,
@@ -84,4 +85,10 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/calendar-feeds/{feed_id}"): ANY_USER,
     ("DELETE", "/api/v1/calendar-feeds/{feed_id}"): ANY_USER,
     ("GET", "/api/v1/calendar/{token}.ics"): EVERYONE,
+    # OpenRosa: the collector token is in the URL; headers play no part (a URL whose token
+    # is no collector token at all is 404; tests/test_openrosa.py checks the tokens)
+    ("GET", "/openrosa/key/{token}/formList"): EVERYONE,
+    ("GET", "/openrosa/key/{token}/forms/{questionnaire_id}.xml"): EVERYONE,
+    ("GET", "/openrosa/key/{token}/forms/{questionnaire_id}/manifest"): EVERYONE,
+    ("POST", "/openrosa/key/{token}/submission"): EVERYONE,
 }

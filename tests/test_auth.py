@@ -99,6 +99,10 @@ def _registered(app: FastAPI) -> set[tuple[str, str]]:
     for route in app.routes:
         if isinstance(route, Route):
             pairs |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
+        # Routes of included routers kept out of the document (OpenRosa's XML API).
+        for hidden in getattr(getattr(route, "original_router", None), "routes", ()):
+            if isinstance(hidden, Route) and not getattr(hidden, "include_in_schema", True):
+                pairs |= {(m, hidden.path) for m in hidden.methods or () if m != "HEAD"}
     return pairs
 
 

@@ -5,7 +5,7 @@ import json
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Header, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from app.deps import (
@@ -26,6 +26,7 @@ from app.pagination import Page
 from app.routers.problems import responses
 from app.services import questionnaires as service
 from app.services import xlsform
+from app.services.openrosa.xform import xform_of
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
 
@@ -107,6 +108,34 @@ async def get_questionnaire(
     if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     return JSONResponse(body.model_dump(mode="json"), headers={"ETag": etag})
+
+
+@router.get(
+    "/{questionnaire_id}/xform",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "An ODK XForm (XML)"},
+        **responses(401, 404, 422),
+    },
+)
+async def get_xform(
+    questionnaire_id: uuid.UUID, principal: OptionalPrincipal, session: SessionDep, request: Request
+) -> Response:
+    """The questionnaire as an ODK XForm, built by pyxform from the stored definition (the
+    form OpenRosa clients download); the same readers as the questionnaire itself."""
+    questionnaire = await service.get_readable(session, principal, questionnaire_id)
+    state = request.app.state
+    xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+    return Response(
+        xform.xml,
+        media_type="application/xml",
+        headers={
+            "ETag": f'"{xform.md5}"',
+            "Content-Disposition": (
+                f'attachment; filename="{questionnaire.slug}-v{questionnaire.version}.xml"'
+            ),
+        },
+    )
 
 
 @router.patch(

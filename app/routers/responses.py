@@ -18,7 +18,7 @@ from app.deps import (
     SessionDep,
     bearer_token,
 )
-from app.errors import BadRequest, Invalid, PayloadTooLarge, TooManyRequests
+from app.errors import BadRequest, Invalid, TooLarge, TooManyRequests
 from app.json_pieces import (
     JsonBodyError,
     decode_object,
@@ -187,7 +187,7 @@ async def _read_batch(request: Request, anonymous: bool) -> BatchIn:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
+            raise TooLarge(f"Request body exceeds {limit} bytes")
         chunks.append(chunk)
     return await anyio.to_thread.run_sync(
         _decode_batch, b"".join(chunks), limiter=request.app.state.batch_work

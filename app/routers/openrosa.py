@@ -1,0 +1,235 @@
+"""OpenRosa 1.0 under a collector's server URL: ODK Collect, KoboCollect and Enketo list the
+collector's forms, download them and submit to Kenes without a Kenes app.
+
+The collector token is the URL's `{token}` segment (the access log masks it). Answers are XML;
+refusals are OpenRosa responses whose `<message>` names the problem in the form's default
+language. Every answer carries `X-OpenRosa-Version` and `Date` (app/middleware.py).
+"""
+
+import uuid
+from typing import Annotated
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.deps import ReadUnitsDep, SessionDep, TokensDep
+from app.errors import AppError, BadRequest, TooLarge
+from app.log import note_caller
+from app.models.auth import Principal
+from app.models.questionnaires import Questionnaire
+from app.services.openrosa import forms as service
+from app.services.openrosa import messages
+from app.services.openrosa.xform import XForm, xform_of
+
+PREFIX = "/openrosa/key/{token}"
+# For the body guard (app/middleware.py): submissions are multipart, with a limit of their own.
+SUBMISSION_PATH = r"^/openrosa/key/[^/]+/submission$"
+XML = "text/xml; charset=utf-8"
+SUBMISSION_FILE = "xml_submission_file"
+# Parts of one submission: the instance and its attachments (Collect sends at most ~10 MB
+# of attachments per POST, splitting the rest over further POSTs).
+MAX_PARTS = 100
+
+router = APIRouter(prefix=PREFIX, tags=["openrosa"], include_in_schema=False)
+
+
+def _xml(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status_code, media_type=XML, headers=headers)
+
+
+def _refusal(error: AppError) -> Response:
+    """An OpenRosa response for a refused request: the domain error's status, its problem in
+    words for the person holding the phone (no form known yet: in English)."""
+    message = messages.say("revoked", None) if error.status == 401 else error.detail
+    return _xml(messages.response_xml(message), error.status)
+
+
+async def _collector(
+    request: Request, session: SessionDep, tokens: TokensDep, token: str
+) -> Principal:
+    principal = await service.collector(session, tokens, token)
+    note_caller(request.scope.get("state"), principal.kind, principal.id)
+    return principal
+
+
+def _base(request: Request, token: str) -> str:
+    return str(request.base_url).rstrip("/") + PREFIX.format(token=token)
+
+
+def _form_entry(base: str, questionnaire: Questionnaire, xform: XForm) -> str:
+    title = questionnaire.definition["title"][questionnaire.default_language]
+    url = f"{base}/forms/{questionnaire.id}"
+    return (
+        "<xform>"
+        f"<formID>{escape(questionnaire.slug)}</formID>"
+        f"<name>{escape(title)}</name>"
+        f"<version>{questionnaire.version}</version>"
+        f"<hash>md5:{xform.md5}</hash>"
+        f"<downloadUrl>{escape(url)}.xml</downloadUrl>"
+        f"<manifestUrl>{escape(url)}/manifest</manifestUrl>"
+        "</xform>"
+    )
+
+
+@router.get("/formList")
+async def form_list(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    tokens: TokensDep,
+    form_id: Annotated[str | None, Query(alias="formID", max_length=63)] = None,
+) -> Response:
+    """OpenRosa Form List API: the collector's published forms (newest version of each)."""
+    try:
+        principal = await _collector(request, session, tokens, token)
+        found = await service.published_forms(session, principal)
+    except AppError as error:
+        return _refusal(error)
+    state = request.app.state
+    base = _base(request, token)
+    entries = []
+    for questionnaire in found:
+        if form_id is not None and questionnaire.slug != form_id:
+            continue
+        xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+        entries.append(_form_entry(base, questionnaire, xform))
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<xforms xmlns="http://openrosa.org/xforms/xformsList">' + "".join(entries) + "</xforms>"
+    )
+    return _xml(body.encode())
+
+
+async def _bound(
+    request: Request, session: SessionDep, tokens: TokensDep, token: str, form: uuid.UUID
+) -> Questionnaire:
+    principal = await _collector(request, session, tokens, token)
+    return await service.bound_form(session, principal, form)
+
+
+@router.get("/forms/{questionnaire_id}.xml")
+async def form_download(
+    token: str,
+    questionnaire_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    tokens: TokensDep,
+) -> Response:
+    """The XForm (generated from the stored definition by pyxform; cached per version)."""
+    try:
+        questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
+    except AppError as error:
+        return _refusal(error)
+    state = request.app.state
+    xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+    return _xml(xform.xml)
+
+
+@router.get("/forms/{questionnaire_id}/manifest")
+async def form_manifest(
+    token: str,
+    questionnaire_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    tokens: TokensDep,
+) -> Response:
+    """The form's media files: none today (questions carry no media yet)."""
+    try:
+        await _bound(request, session, tokens, token, questionnaire_id)
+    except AppError as error:
+        return _refusal(error)
+    return _xml(
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<manifest xmlns="http://openrosa.org/xforms/xformsManifest"/>'
+    )
+
+
+def _accept_length(request: Request) -> dict[str, str]:
+    limit = request.app.state.settings.openrosa_max_submission_bytes
+    return {"X-OpenRosa-Accept-Content-Length": str(limit)}
+
+
+@router.head("/submission", status_code=204)
+async def submission_probe(
+    token: str, request: Request, session: SessionDep, tokens: TokensDep
+) -> Response:
+    """Before a POST, clients ask here whether the URL works and how much it accepts."""
+    try:
+        await _collector(request, session, tokens, token)
+    except AppError as error:
+        return Response(status_code=error.status, headers=_accept_length(request))
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_accept_length(request))
+
+
+async def _instance_xml(request: Request) -> bytes:
+    """The `xml_submission_file` part. Other parts (attachments) are read and set aside: no
+    question type takes a file yet, so no instance names one (see README)."""
+    settings = request.app.state.settings
+    try:
+        form = await request.form(
+            max_files=MAX_PARTS,
+            max_fields=MAX_PARTS,
+            max_part_size=settings.openrosa_max_xml_bytes,
+        )
+    except StarletteHTTPException as error:  # what Starlette makes of a malformed multipart
+        raise BadRequest(
+            f"The submission is not a readable multipart body ({error.detail})"
+        ) from None
+    try:
+        part = form.get(SUBMISSION_FILE)
+        if part is None:
+            raise BadRequest(f"The submission has no '{SUBMISSION_FILE}' part")
+        xml = await part.read() if isinstance(part, UploadFile) else part.encode()
+    finally:
+        await form.close()
+    if len(xml) > settings.openrosa_max_xml_bytes:
+        raise TooLarge(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
+    return xml
+
+
+@router.post("/submission")
+async def submit(
+    token: str, request: Request, tokens: TokensDep, sessions: ReadUnitsDep
+) -> Response:
+    """OpenRosa Form Submission API: 201 stored, 202 stored before (the same instanceID and
+    content: also each further part of a split submission), 409 other content."""
+    state = request.app.state
+    headers = _accept_length(request)
+    try:
+        xml = await _instance_xml(request)
+        submitted = await service.submit(
+            store=state.response_store,
+            tokens=tokens,
+            sessions=sessions,
+            shapes=state.openrosa_shapes,
+            token=token,
+            xml=xml,
+            limiter=state.upload_work,
+        )
+    except (BadRequest, TooLarge) as error:
+        return _submission_refusal(service.Refused(error, None), headers)
+    except service.Refused as refused:
+        return _submission_refusal(refused, headers)
+    shape = submitted.shape
+    if submitted.principal is not None:
+        note_caller(request.scope.get("state"), submitted.principal.kind, submitted.principal.id)
+    if submitted.stored.created:
+        text, code = messages.say("stored", shape.default_language), status.HTTP_201_CREATED
+    else:
+        text, code = messages.say("duplicate", shape.default_language), status.HTTP_202_ACCEPTED
+    return _xml(messages.response_xml(text, "submit_success"), code, headers)
+
+
+def _submission_refusal(refused: service.Refused, headers: dict[str, str]) -> Response:
+    shape, error = refused.shape, refused.error
+    language = shape.default_language if shape else None
+    if refused.kind == "invalid":
+        details = messages.problems(error.errors or [], language, shape.labels if shape else {})
+        text = f"{messages.say('invalid', language)}: {details}"
+    elif refused.kind is not None:
+        text = messages.say(refused.kind, language)
+    else:
+        text = error.detail
+    return _xml(messages.response_xml(text, "submit_error"), error.status, headers)

@@ -1,0 +1,463 @@
+"""A stored definition as an ODK XForm: XLSForm rows built here, the XML built by pyxform.
+
+Each question type is mapped in one place, QUESTION_TYPES: the XLSForm columns it becomes and
+how its value in a submitted instance becomes an answer (services/openrosa/submission.py reads
+that half). A new question type is one entry there.
+
+The respondent's dimensions are questions of the form, in a group `_respondent` at the top
+(`group`; `gender`, `age_band`, `territory_code`, all optional since the definition has no way
+yet to say which it asks for); `_start` and `_end` are the device's start and end times; a
+repeat with `min_count`/`max_count` is preceded by `_count_<key>`, the number of instances
+(`jr:count`), whose constraint holds the bounds. Question keys start with a letter, so names
+that start with `_` never meet a question's.
+"""
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from pyxform.errors import PyXFormError
+from pyxform.xls2xform import convert
+
+from app.errors import Invalid
+from app.models.questionnaires import Questionnaire, Status
+from app.models.responses import AGE_BANDS, GENDERS
+
+ROOT = "data"
+RESPONDENT = "_respondent"
+START, END = "_start", "_end"
+COUNT_PREFIX = "_count_"
+LANGUAGE_NAMES = {"kk": "Қазақша (kk)", "ru": "Русский (ru)", "en": "English (en)"}
+
+Texts = Mapping[str, str]
+Row = dict[str, str]
+
+
+def _language_name(code: str) -> str:
+    return LANGUAGE_NAMES.get(code, f"{code} ({code})")
+
+
+# --- words the form adds (the definition has its own labels for everything else) -------------
+
+WORDS: dict[str, dict[str, str]] = {
+    "respondent": {"kk": "Респондент", "ru": "Респондент", "en": "Respondent"},
+    "group": {"kk": "Респонденттер тобы", "ru": "Группа респондентов", "en": "Respondent group"},
+    "gender": {"kk": "Жынысы", "ru": "Пол", "en": "Gender"},
+    "age_band": {"kk": "Жас тобы", "ru": "Возрастная группа", "en": "Age band"},
+    "territory_code": {
+        "kk": "Аумақ коды (ҚАТО)",
+        "ru": "Код территории (КАТО)",
+        "en": "Territory code (KATO)",
+    },
+    "how_many": {"kk": "{label}: саны", "ru": "{label}: сколько?", "en": "{label}: how many?"},
+    "allowed": {
+        "kk": "Рұқсат етілген: {range}",
+        "ru": "Допустимо: {range}",
+        "en": "Allowed: {range}",
+    },
+    "selected": {
+        "kk": "Таңдалғандар саны: {range}",
+        "ru": "Выбрано должно быть: {range}",
+        "en": "Number selected: {range}",
+    },
+    "characters": {
+        "kk": "Ең көбі {n} таңба",
+        "ru": "Не более {n} символов",
+        "en": "At most {n} characters",
+    },
+    "true": {"kk": "Иә", "ru": "Да", "en": "Yes"},
+    "false": {"kk": "Жоқ", "ru": "Нет", "en": "No"},
+}
+GENDER_WORDS = {
+    "female": {"kk": "Әйел", "ru": "Женский", "en": "Female"},
+    "male": {"kk": "Ер", "ru": "Мужской", "en": "Male"},
+    "other": {"kk": "Басқа", "ru": "Другой", "en": "Other"},
+    "undisclosed": {"kk": "Айтқым келмейді", "ru": "Предпочитаю не говорить", "en": "Undisclosed"},
+}
+AGE_WORDS = {
+    "under_18": {"kk": "18-ге дейін", "ru": "До 18", "en": "Under 18"},
+    "65+": {"kk": "65 және одан жоғары", "ru": "65 и старше", "en": "65 and over"},
+}
+BOOLEAN_LIST = "_boolean"
+
+
+def _range(low: Any, high: Any) -> str:
+    if low is not None and high is not None:
+        return f"{low}…{high}"
+    return f"≥ {low}" if low is not None else f"≤ {high}"
+
+
+def _bounds(subject: str, low: Any, high: Any) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{subject} >= {low}")
+    if high is not None:
+        parts.append(f"{subject} <= {high}")
+    return " and ".join(parts)
+
+
+# --- conditions as XPath ----------------------------------------------------------------------
+
+
+def _literal(value: Any, qtype: str, ordered: bool = False) -> str:
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # XPath numbers have no exponent: 1e-05 is written 0.00001.
+        return repr(value) if "e" not in repr(value) else f"{value:.20f}".rstrip("0")
+    text = str(value)
+    if qtype == "date" and ordered:
+        return f"date('{text}')"
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    pieces = text.split("'")
+    return "concat(" + ', "\'", '.join(f"'{piece}'" for piece in pieces) + ")"
+
+
+_COMPARISONS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def xpath(condition: Mapping[str, Any], types: Mapping[str, str]) -> str:
+    """A JSON condition as an XLSForm expression (`${key}` references), meaning the same
+    (services/conditions.py): an unanswered question is '' in XPath, so `!=` and `not(...)`
+    hold for it and every other comparison fails, as there."""
+    if "all" in condition:
+        return "(" + " and ".join(xpath(part, types) for part in condition["all"]) + ")"
+    if "any" in condition:
+        return "(" + " or ".join(xpath(part, types) for part in condition["any"]) + ")"
+    if "not" in condition:
+        return f"not({xpath(condition['not'], types)})"
+    key, op, value = condition["question"], condition["op"], condition.get("value")
+    qtype = types.get(key, "text")
+    ref = "${" + key + "}"
+    if op == "answered":
+        return f"{ref} != ''"
+    if op == "contains":
+        return f"selected({ref}, {_literal(value, qtype)})"
+    if op in ("in", "not_in"):
+        either = " or ".join(f"{ref} = {_literal(item, qtype)}" for item in value or ())
+        return f"({either})" if op == "in" else f"not({either})"
+    ordered = op in ("gt", "gte", "lt", "lte")
+    return f"{ref} {_COMPARISONS[op]} {_literal(value, qtype, ordered)}"
+
+
+# --- question types: one entry each -----------------------------------------------------------
+
+
+def _as_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text  # the answer check names the problem
+
+
+def _as_number(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if number != number or number in (float("inf"), float("-inf")):
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text else number
+
+
+def _as_boolean(text: str) -> Any:
+    return {"true": True, "1": True, "false": False, "0": False}.get(text, text)
+
+
+def _as_list(text: str) -> Any:
+    return text.split()
+
+
+def _as_text(text: str) -> Any:
+    return text
+
+
+@dataclass(frozen=True)
+class QuestionType:
+    """How one Kenes question type is asked in an XForm, and read back from an instance."""
+
+    columns: Callable[[Mapping[str, Any], "_Form"], Row]
+    value: Callable[[str], Any]
+
+
+def _choice_columns(kind: str, question: Mapping[str, Any], form: "_Form") -> Row:
+    name = form.choice_list(question["key"], question["options"])
+    row = {"type": f"{kind} {name}"}
+    least, most = question.get("min_selected"), question.get("max_selected")
+    if least is not None or most is not None:
+        row["constraint"] = _bounds("count-selected(.)", least, most)
+        row |= form.texts("constraint_message", form.word("selected", range=_range(least, most)))
+    return row
+
+
+def _number_columns(kind: str, question: Mapping[str, Any], form: "_Form") -> Row:
+    row = {"type": kind}
+    low, high = question.get("min"), question.get("max")
+    if low is not None or high is not None:
+        row["constraint"] = _bounds(".", low, high)
+        row |= form.texts("constraint_message", form.word("allowed", range=_range(low, high)))
+    return row
+
+
+def _text_columns(question: Mapping[str, Any], form: "_Form") -> Row:
+    limit = question.get("max_length", 2000)
+    return {
+        "type": "text",
+        "constraint": f"string-length(.) <= {limit}",
+        **form.texts("constraint_message", form.word("characters", n=limit)),
+    }
+
+
+def _scale_columns(question: Mapping[str, Any], form: "_Form") -> Row:
+    return {"type": "range", "parameters": f"start={question['min']} end={question['max']} step=1"}
+
+
+def _boolean_columns(question: Mapping[str, Any], form: "_Form") -> Row:
+    form.boolean_list()
+    return {"type": f"select_one {BOOLEAN_LIST}"}
+
+
+QUESTION_TYPES: dict[str, QuestionType] = {
+    "single_choice": QuestionType(partial(_choice_columns, "select_one"), _as_text),
+    "multiple_choice": QuestionType(partial(_choice_columns, "select_multiple"), _as_list),
+    "text": QuestionType(_text_columns, _as_text),
+    "integer": QuestionType(partial(_number_columns, "integer"), _as_int),
+    "decimal": QuestionType(partial(_number_columns, "decimal"), _as_number),
+    "scale": QuestionType(_scale_columns, _as_int),
+    "boolean": QuestionType(_boolean_columns, _as_boolean),
+    "date": QuestionType(lambda question, form: {"type": "date"}, _as_text),
+}
+
+
+# --- the form ---------------------------------------------------------------------------------
+
+
+class _Form:
+    """The XLSForm sheets being written for one definition."""
+
+    def __init__(self, definition: Mapping[str, Any], default: str) -> None:
+        self.default = default
+        self.languages = _languages(definition, default)
+        self.survey: list[Row] = []
+        self.choices: list[Row] = []
+        self.lists: set[str] = set()
+        self.types: dict[str, str] = {}
+
+    def texts(self, column: str, texts: Texts | None) -> Row:
+        if not texts:
+            return {}
+        return {
+            f"{column}::{_language_name(code)}": text
+            for code, text in texts.items()
+            if code in self.languages
+        }
+
+    def word(self, name: str, **values: Any) -> dict[str, str]:
+        return {
+            code: WORDS[name][code].format(**values)
+            for code in self.languages
+            if code in WORDS[name]
+        }
+
+    def add_list(self, name: str, options: Sequence[tuple[str, Texts]]) -> None:
+        self.lists.add(name)
+        for value, label in options:
+            self.choices.append({"list_name": name, "name": value, **self.texts("label", label)})
+
+    def choice_list(self, key: str, options: Sequence[Mapping[str, Any]]) -> str:
+        """A list per question, named by its key (a second question of that key, in another
+        repeat, gets a numbered name)."""
+        name, number = key, 1
+        while name in self.lists:
+            number += 1
+            name = f"{key}_{number}"
+        self.add_list(name, [(option["value"], option["label"]) for option in options])
+        return name
+
+    def boolean_list(self) -> None:
+        if BOOLEAN_LIST not in self.lists:
+            self.add_list(BOOLEAN_LIST, [("true", WORDS["true"]), ("false", WORDS["false"])])
+
+    def respondent(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        self.survey.append(
+            {"type": "begin_group", "name": RESPONDENT, **self.texts("label", WORDS["respondent"])}
+        )
+        if len(groups) == 1:
+            # One group: nothing to ask.
+            self.survey.append(
+                {"type": "calculate", "name": "group", "calculation": f"'{groups[0]['key']}'"}
+            )
+        else:
+            self.add_list("_group", [(group["key"], group["label"]) for group in groups])
+            self.survey.append(
+                {
+                    "type": "select_one _group",
+                    "name": "group",
+                    "required": "yes",
+                    **self.texts("label", WORDS["group"]),
+                }
+            )
+        self.add_list("_gender", [(value, GENDER_WORDS[value]) for value in GENDERS])
+        self.add_list(
+            "_age_band", [(value, AGE_WORDS.get(value, _same(value))) for value in AGE_BANDS]
+        )
+        for name, kind in (
+            ("gender", "select_one _gender"),
+            ("age_band", "select_one _age_band"),
+            ("territory_code", "text"),
+        ):
+            self.survey.append({"type": kind, "name": name, **self.texts("label", WORDS[name])})
+        self.survey.append({"type": "end_group"})
+
+    def questions(self, questions: Sequence[Mapping[str, Any]]) -> None:
+        for question in questions:
+            qtype = question["type"]
+            common: Row = {
+                "name": question["key"],
+                **self.texts("label", question.get("label")),
+                **self.texts("hint", question.get("help")),
+            }
+            if question.get("relevant") is not None:
+                common["relevant"] = xpath(question["relevant"], self.types)
+            if qtype == "group":
+                self.survey.append({"type": "begin_group", **common})
+                self.questions(question["questions"])
+                self.survey.append({"type": "end_group"})
+            elif qtype == "repeat":
+                self.repeat(question, common)
+            else:
+                row = QUESTION_TYPES[qtype].columns(question, self)
+                if question.get("required"):
+                    row["required"] = "yes"
+                self.survey.append({**common, **row})
+                self.types[question["key"]] = qtype
+
+    def repeat(self, question: Mapping[str, Any], common: Row) -> None:
+        least, most = question.get("min_count"), question.get("max_count")
+        begin: Row = {"type": "begin_repeat", **common}
+        if least is not None or most is not None:
+            count = COUNT_PREFIX + question["key"]
+            label = question["label"]
+            self.survey.append(
+                {
+                    "type": "integer",
+                    "name": count,
+                    "required": "yes",
+                    "constraint": _bounds(".", least or 0, most),
+                    **self.texts("label", _how_many(label)),
+                    **self.texts(
+                        "constraint_message", self.word("allowed", range=_range(least or 0, most))
+                    ),
+                    **({"relevant": common["relevant"]} if "relevant" in common else {}),
+                }
+            )
+            begin["repeat_count"] = "${" + count + "}"
+        self.survey.append(begin)
+        self.questions(question["questions"])
+        self.survey.append({"type": "end_repeat"})
+
+
+def _same(value: str) -> dict[str, str]:
+    return {code: value for code in LANGUAGE_NAMES}
+
+
+def _how_many(label: Texts) -> dict[str, str]:
+    template = WORDS["how_many"]
+    return {
+        code: template.get(code, "{label}: #").format(label=text) for code, text in label.items()
+    }
+
+
+def _languages(definition: Mapping[str, Any], default: str) -> list[str]:
+    """The languages of the title: the form is offered in these, the default first."""
+    codes = [default, *(code for code in definition["title"] if code != default)]
+    return codes
+
+
+def xlsform_rows(
+    definition: Mapping[str, Any], *, slug: str, version: int, default: str
+) -> dict[str, list[Row]]:
+    """The XLSForm sheets (survey, choices, settings) for a definition."""
+    form = _Form(definition, default)
+    form.respondent(definition["respondent_groups"])
+    form.questions(definition["questions"])
+    form.survey += [{"type": "start", "name": START}, {"type": "end", "name": END}]
+    settings = {
+        "form_id": slug,
+        "version": str(version),
+        "form_title": definition["title"][default],
+        "default_language": _language_name(default),
+    }
+    return {"survey": form.survey, "choices": form.choices, "settings": [settings]}
+
+
+@dataclass(frozen=True)
+class XForm:
+    xml: bytes
+    md5: str  # of `xml`, as the form list's `hash` gives it ("md5:<hex>")
+
+
+def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, default: str) -> XForm:
+    """The XForm pyxform makes of the definition (CPU-bound: call it off the event loop)."""
+    sheets = xlsform_rows(definition, slug=slug, version=version, default=default)
+    try:
+        xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
+    except PyXFormError as error:
+        # A definition Kenes accepts that pyxform does not (none known): said, never a 500.
+        raise Invalid(
+            "This questionnaire cannot be written as an XForm",
+            errors=[{"loc": ["questions"], "msg": str(error), "type": "xform"}],
+        ) from None
+    return XForm(xml, hashlib.md5(xml, usedforsecurity=False).hexdigest())
+
+
+class XFormCache:
+    """XForms of published and closed versions (their definitions never change), most
+    recently used kept; held on app.state."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self.entries: OrderedDict[Any, XForm] = OrderedDict()
+
+    def get(self, key: Any) -> XForm | None:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: Any, xform: XForm) -> None:
+        self.entries[key] = xform
+        if len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
+
+
+async def xform_of(
+    questionnaire: Questionnaire, cache: XFormCache, limiter: CapacityLimiter
+) -> XForm:
+    """The questionnaire's XForm, built in a worker thread once per published version."""
+    frozen = questionnaire.status != Status.draft
+    if frozen:
+        cached = cache.get(questionnaire.id)
+        if cached is not None:
+            return cached
+    work = partial(
+        build_xform,
+        questionnaire.definition,
+        slug=questionnaire.slug,
+        version=questionnaire.version,
+        default=questionnaire.default_language,
+    )
+    xform = await anyio.to_thread.run_sync(work, limiter=limiter)
+    if frozen:
+        cache.put(questionnaire.id, xform)
+    return xform
