@@ -22,6 +22,9 @@ COLUMN_KIND = {
     "scale": "float",
     "text": "text",
     "date": "date",
+    # A calculation's value has no declared type (XLSForm's calculate has none; ODK sends it
+    # as text): kept as the text the expression gives, so nothing is lost or reinterpreted.
+    "calculate": "text",
 }
 
 Encoded = tuple[Any, ...]
@@ -186,5 +189,10 @@ def checker(question: Mapping[str, Any]) -> Check:
             return None, (date.fromisoformat(value),)
 
         return iso_date
+
+    if qtype == "calculate":
+        # Never called for a submission (services/answers.py computes calculations); kept so
+        # that every column type has its check.
+        return lambda value: (None, (str(value),))
 
     raise ValueError(f"unknown question type {qtype}")
