@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.models.common import is_iso_date
+from app.services.expressions import Env, compile_expression, from_condition
+from app.services.expressions.evaluate import Resolved
 
 Condition = Mapping[str, Any]
 
@@ -18,13 +20,19 @@ ORDERED_TYPES = {"integer", "decimal", "scale", "date"}
 
 
 def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
-    """Whether the condition holds for these answers."""
+    """Whether the condition holds for these answers (through the one expression evaluator)."""
+    expression = compile_expression(from_condition(condition), None, lambda key: Resolved())
+    return expression.holds(Env(lookup=answers.get))
+
+
+def _direct(condition: Condition, answers: Mapping[str, Any]) -> bool:
+    """The interpreter used before expressions (kept for comparison in tests)."""
     if "all" in condition:
-        return all(evaluate(part, answers) for part in condition["all"])
+        return all(_direct(part, answers) for part in condition["all"])
     if "any" in condition:
-        return any(evaluate(part, answers) for part in condition["any"])
+        return any(_direct(part, answers) for part in condition["any"])
     if "not" in condition:
-        return not evaluate(condition["not"], answers)
+        return not _direct(condition["not"], answers)
     op = condition["op"]
     answer = answers.get(condition["question"])
     if op == "answered":
