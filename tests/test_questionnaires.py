@@ -418,3 +418,89 @@ async def test_an_upload_over_the_limit_is_413(
     path_like = await upload(client, coordinator, XLSFORM.read_bytes(), "../../etc/form.xlsx")
     assert path_like.status_code == 201  # the name is never used as a path
     assert str(uuid.UUID(path_like.json()["id"]))
+
+
+# --- expressions in definitions ---------------------------------------------------------------
+
+
+def with_expressions(**fields: Any) -> dict[str, Any]:
+    """The Almaty survey with fields set on its question 'times_participated' (index 3)."""
+    body = almaty_definition(slug=f"expr-{uuid.uuid4().hex[:8]}")
+    body["questions"][3].update(fields)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("fields", "place", "message"),
+    [
+        ({"relevant": "${nope} = 1"}, "relevant", "names no question"),
+        ({"relevant": "${suggestions} = 'x'"}, "relevant", "later question"),
+        ({"relevant": "${times_participated} > 1"}, "relevant", "itself"),
+        ({"relevant": "(" * 330 + "1" + ")" * 330}, "relevant", "64 deep"),
+        ({"relevant": "${aware} = "}, "relevant", "ends too early"),
+        ({"relevant": "bogus(${aware})"}, "relevant", "unknown function"),
+        ({"constraint": ". >"}, "constraint", "ends too early"),
+        ({"required": "${aware} = 'yes' and"}, "required", "ends too early"),
+        ({"relevant": ". > 1"}, "relevant", "only used in constraint"),
+    ],
+)
+async def test_bad_expressions_are_422_naming_their_place(
+    client: httpx.AsyncClient,
+    coordinator: dict[str, str],
+    fields: dict[str, Any],
+    place: str,
+    message: str,
+) -> None:
+    response = await client.post(
+        "/api/v1/questionnaires", json=with_expressions(**fields), headers=coordinator
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["loc"] for e in errors] == [["body", "questions", 3, place]]
+    assert message in errors[0]["msg"]
+
+
+async def test_every_expression_problem_is_listed_and_calculations_checked(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    body = with_expressions(relevant="${nope} = 1", constraint=". <")
+    body["questions"].append({"key": "total", "type": "calculate", "calculation": "${later} + 1"})
+    body["questions"].append({"key": "later", "type": "integer", "label": {"ru": "x"}})
+    response = await client.post("/api/v1/questionnaires", json=body, headers=coordinator)
+    places = sorted(tuple(loc) for loc in error_locations(response))
+    assert places == [
+        ("body", "questions", 3, "constraint"),
+        ("body", "questions", 3, "relevant"),
+        ("body", "questions", 10, "calculation"),
+    ]
+
+
+async def test_the_question_model_is_kept_and_given_back(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    fields = {
+        "relevant": "${participated} = true()",
+        "required": "${aware} = 'yes'",
+        "required_message": {"ru": "Обязательно", "en": "Required"},
+        "constraint": ". >= 1 and . <= 100",
+        "constraint_message": {"ru": "От 1 до 100"},
+        "default": "1",
+        "appearance": "numbers",
+        "read_only": False,
+        "guidance_hint": {"ru": "Спросите о прошлом годе"},
+    }
+    body = with_expressions(**fields)
+    body["questions"].insert(0, {"key": "welcome", "type": "note", "label": {"ru": "Здравствуйте"}})
+    body["questions"].append({"key": "Twice.Count", "type": "calculate",
+                              "calculation": "${times_participated} * 2"})  # fmt: skip
+    created = await client.post("/api/v1/questionnaires", json=body, headers=coordinator)
+    assert created.status_code == 201, created.text
+    question = created.json()["questions"][4]
+    assert {k: question[k] for k in fields} == fields
+    assert created.json()["questions"][0]["type"] == "note"
+    assert created.json()["questions"][-1]["calculation"] == "${times_participated} * 2"
+    missing_language = with_expressions(constraint=". > 0", constraint_message={"en": "x"})
+    refused = await client.post(
+        "/api/v1/questionnaires", json=missing_language, headers=coordinator
+    )
+    assert error_locations(refused) == [["body", "questions", 3, "constraint_message"]]

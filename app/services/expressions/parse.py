@@ -256,15 +256,19 @@ def _walk(node: Node) -> Iterator[tuple[Node, int]]:
 
 
 def _check_tree(node: Node) -> None:
+    parents = 0  # `..` nodes, each allowed only as position(..)
     for current, depth in _walk(node):
         if depth > MAX_DEPTH:
             raise ExpressionError(f"nested more than {MAX_DEPTH} deep")
         if current[0] == "parent":
-            raise ExpressionError("'..' is only understood as position(..)")
+            parents += 1
         if current[0] == "call" and current[1] == "position" and current[2]:
             if current[2][0][0] != "parent":
                 raise ExpressionError("position() takes no argument or '..'")
-            # position(..): the argument has been read; keep the call only
+            parents -= 1
+    if parents:
+        raise ExpressionError("'..' is only understood as position(..)")
+    for current, _ in _walk(node):
         if current[0] == "call" and current[1] == "regex" and current[2][1][0] != "str":
             raise ExpressionError("regex() needs its pattern as a quoted string")
         if current[0] == "call" and current[1] == "jr:choice-name":
