@@ -219,6 +219,7 @@ class Scale(QuestionBase):
     type: Literal["scale"]
     min: StrictInt
     max: StrictInt
+    step: Annotated[StrictInt, Field(ge=1)] | None = None  # answers are min + k * step
 
 
 class Boolean(QuestionBase):
@@ -285,6 +286,8 @@ class Repeat(BaseModel):
     questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
     min_count: Annotated[StrictInt, Field(ge=0, le=MAX_REPEAT_INSTANCES)] | None = None
     max_count: Annotated[StrictInt, Field(ge=1, le=MAX_REPEAT_INSTANCES)] | None = None
+    # an expression fixing the number of instances (XLSForm's repeat_count)
+    count: Expression | None = None
 
 
 Question = Annotated[

@@ -147,6 +147,7 @@ def checker(question: Mapping[str, Any]) -> Check:
         return text
 
     if qtype in ("integer", "scale"):
+        step = question.get("step") or 1
 
         def integer(value: Any) -> tuple[str | None, Encoded]:
             # 1.0 is the integer 1 ("same content compares values", contract: Responses).
@@ -154,6 +155,8 @@ def checker(question: Mapping[str, Any]) -> Check:
                 value = int(value)
             if not _is_int(value) or abs(value) > MAX_SAFE_INTEGER:
                 return "expected an integer", ()
+            if step != 1 and (value - (low or 0)) % step:
+                return f"must be {low} plus a multiple of {step}", ()
             return _in_range(value, low, high), (float(value),)
 
         return integer

@@ -11,11 +11,13 @@ the respondent's dimensions, so an aggregate reads one table in one pass. The la
 published version never changes: its tables are made from it at publish time.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from app.services import expressions
 from app.services.answer_codecs import (
     MASK_BITS,
     NUMBER_TYPES,
@@ -76,6 +78,7 @@ class CompiledRepeat:
     min_count: int | None
     max_count: int
     pages: tuple[int, ...]  # its answer tables: a row per instance
+    count: Expression | None  # fixes the number of instances when it gives a number
     members: tuple["CompiledQuestion | CompiledRepeat", ...]  # groups flattened
     keys: frozenset[str] = frozenset()  # of the members
     parent: str | None = None
@@ -330,6 +333,14 @@ class _Checking:
         loc: list[str | int],
     ) -> None:
         value = given.get(repeat.key)
+        if shown and repeat.count is not None:
+            env = self.env(0)
+            wanted = expressions.number(repeat.count.evaluate(env))
+            got = len(value) if isinstance(value, list) else 0
+            if math.isfinite(wanted) and got != max(0, int(wanted)):
+                message = f"expected {max(0, int(wanted))} instances (its count)"
+                self.fail(loc, repeat.key, message, "count")
+                return
         if value is None:
             if shown and repeat.min_count:
                 self.fail(loc, repeat.key, f"at least {repeat.min_count} instances", "missing")
@@ -464,6 +475,7 @@ class _Compiling:
                     min_count=question.get("min_count"),
                     max_count=question.get("max_count") or MAX_INSTANCES,
                     pages=tuple(own_pages),
+                    count=expressions.of(question, "count"),
                     members=inner,
                     keys=frozenset(member.key for member in inner),
                     parent=scope,

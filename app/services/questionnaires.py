@@ -43,7 +43,8 @@ Loc = list[str | int]
 def check_definition(data: Mapping[str, Any], prefix: Loc | None = None) -> None:
     """Raise Invalid naming every place where a (schema-valid) definition breaks a rule."""
     errors = [
-        {"loc": [*(prefix or ["body"]), *loc], "msg": msg, "type": "definition"}
+        # `prefix is None`, not falsy: an empty prefix ([], the XLSForm import's) is a prefix
+        {"loc": [*(["body"] if prefix is None else prefix), *loc], "msg": msg, "type": "definition"}
         for loc, msg in _definition_problems(data)
     ]
     if errors:

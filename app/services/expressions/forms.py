@@ -13,7 +13,7 @@ from app.services.expressions.parse import ExpressionError, Node, from_condition
 
 Loc = list[str | int]
 # The fields holding expressions, in the order the service evaluates them.
-FIELDS = ("relevant", "calculation", "required", "constraint")
+FIELDS = ("relevant", "calculation", "required", "constraint", "count")
 # May name the question itself (as `.` does): a constraint or required rule about its own answer.
 SELF_FIELDS = ("required", "constraint")
 CONTAINERS = ("group", "repeat")
