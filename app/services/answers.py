@@ -309,12 +309,14 @@ class _Checking:
         """The server's value of a calculation, stored as text. A deterministic one replaces
         whatever the client sent (the client computed it from the same answers; refusing
         differences would lose submissions over number formatting); one using now(), today(),
-        uuid(), random() or once() keeps the client's value when there is one."""
+        uuid(), random() or once() keeps the client's value, and without one stays empty (a
+        value made here would differ on a replay, which must store nothing new)."""
         assert member.calculation is not None  # noqa: S101
         result: str | None = None
         if shown:
-            if member.calculation.volatile and value is not None:
-                result = string(value) if not isinstance(value, dict | list) else None
+            if member.calculation.volatile:
+                ok = value is not None and not isinstance(value, dict | list)
+                result = string(value) if ok else None
             else:
                 result = string(member.calculation.evaluate(env))
         result = result[:CALCULATED_TEXT] if result else None
