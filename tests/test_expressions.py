@@ -316,3 +316,15 @@ answer_sets = st.fixed_dictionaries({}, optional=QUESTIONS)
 @given(json_conditions, answer_sets)
 def test_json_conditions_mean_what_they_meant(condition: Any, answers: dict[str, Any]) -> None:
     assert conditions.evaluate(condition, answers) is conditions._direct(condition, answers)
+
+
+def test_choice_names_come_from_the_named_question() -> None:
+    labels = {"ala": "Almaty", "ast": "Astana"}
+
+    def resolve(key: str) -> Resolved:
+        return Resolved(choice_labels=labels if key == "city" else None)
+
+    text = "jr:choice-name(${city}, '${city}')"
+    expression = compile_expression(parse(text), text, resolve)
+    assert expression.evaluate(Env(lookup={"city": "ast"}.get)) == "Astana"
+    assert expression.evaluate(Env(lookup={}.get)) == ""

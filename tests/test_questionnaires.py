@@ -742,3 +742,19 @@ async def test_odd_header_cells_and_file_types_are_422_not_500(
     not_xls = await upload(client, coordinator, b"\xd0\xcf\x11\xe0 not really", "form.xls")
     assert error_locations(not_xls) == [["file"]]
     assert "not a readable .xls workbook" in not_xls.json()["errors"][0]["msg"]
+
+
+async def test_definition_rules_broken_by_an_xlsform_name_the_row_and_column(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    survey = [
+        ["type", "name", "label::English (en)", "label::Russian (ru)", "parameters"],
+        ["range", "score", "Score", "Оценка", "start=1 end=500"],  # row 2: over 100 steps
+        ["text", "comment", None, "Комментарий"],  # row 3: no label in the default language
+    ]
+    settings = [["form_id", "default_language"], ["rules", "English (en)"]]
+    refused = await upload(client, coordinator, xlsform(survey, settings=settings))
+    assert sorted(map(tuple, error_locations(refused))) == [
+        ("file", "survey", 2, "parameters"),
+        ("file", "survey", 3, "label"),
+    ]
