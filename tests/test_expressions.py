@@ -328,3 +328,10 @@ def test_choice_names_come_from_the_named_question() -> None:
     expression = compile_expression(parse(text), text, resolve)
     assert expression.evaluate(Env(lookup={"city": "ast"}.get)) == "Astana"
     assert expression.evaluate(Env(lookup={}.get)) == ""
+
+
+def test_answered_from_outside_a_repeat_means_some_instance_answered() -> None:
+    condition = {"question": "age", "op": "answered"}
+    assert conditions.evaluate(condition, {"age": NodeSet([None, None])}) is False
+    assert conditions.evaluate(condition, {"age": NodeSet([None, 7])}) is True
+    assert conditions.evaluate(condition, {"age": NodeSet([])}) is False

@@ -274,6 +274,7 @@ class _Checking:
                 required = member.required
                 if shown and not required and member.required_when is not None:
                     env = env or self.env(position)
+                    env.current = None  # `.` is this (missing) answer
                     required = member.required_when.holds(env)
                 if required and shown:
                     message = member.required_message or "an answer is required"

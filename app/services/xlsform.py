@@ -259,6 +259,14 @@ class _Mapping:
     def row_of(self, name: Any) -> int | str:
         return self.rows.get(str(name), "?")
 
+    def row_for(self, name: str) -> int:
+        """The row of a question, or of the one pyxform made it for (`x_other` for or_other,
+        `x_count` for repeat_count)."""
+        for suffix in ("", "_other", "_count"):
+            if name.endswith(suffix) and name.removesuffix(suffix) in self.rows:
+                return self.rows[name.removesuffix(suffix)] if suffix else self.rows[name]
+        return 0
+
     def problem(self, name: Any, column: str, message: str) -> None:
         self.problems.append((["file", "survey", self.row_of(name), column], message))
 
@@ -344,7 +352,7 @@ class _Mapping:
             place = (*path, len(questions))
             question = self.question(element, kind, place)
             if question is not None:
-                self.places[place] = self.rows.get(str(name), 0) or self.places.get(path[:-1], 0)
+                self.places[place] = self.row_for(str(name))
                 questions.append(question)
         return questions
 

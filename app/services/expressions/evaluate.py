@@ -393,7 +393,7 @@ def _function(  # noqa: C901 - one branch per function, kept together
     if name == "false":
         return lambda env: False
     if name == ANSWERED:
-        return lambda env: one(env) is not None
+        return lambda env: _answered(one(env))
     if name == "not":
         return lambda env: not boolean(one(env))
     if name == "boolean":
@@ -493,6 +493,12 @@ def _function(  # noqa: C901 - one branch per function, kept together
     if name == "random":
         return lambda env: random.random()  # noqa: S311 - a form's random(), not a secret
     raise ExpressionError(f"unknown function '{name}'")
+
+
+def _answered(value: Any) -> bool:
+    if isinstance(value, NodeSet):  # a question of a repeat, seen from outside it
+        return any(_answered(item) for item in value)
+    return value is not None
 
 
 def _int(value: float) -> float:

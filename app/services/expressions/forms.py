@@ -74,6 +74,10 @@ def compile_definition(
                 if isinstance(raw, str):
                     result.problems.append(([*place, name], error.message))
                 continue
+            except (TypeError, KeyError, ValueError, AttributeError):
+                # a JSON condition whose values are of the wrong shape: services/conditions.py
+                # names the place
+                continue
             if compiled.current and name not in ("constraint", "required"):
                 result.problems.append(
                     ([*place, name], "'.' (this answer) is only used in constraint and required")
