@@ -25,45 +25,6 @@ def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
     return expression.holds(Env(lookup=answers.get))
 
 
-def _direct(condition: Condition, answers: Mapping[str, Any]) -> bool:
-    """The interpreter used before expressions (kept for comparison in tests)."""
-    if "all" in condition:
-        return all(_direct(part, answers) for part in condition["all"])
-    if "any" in condition:
-        return any(_direct(part, answers) for part in condition["any"])
-    if "not" in condition:
-        return not _direct(condition["not"], answers)
-    op = condition["op"]
-    answer = answers.get(condition["question"])
-    if op == "answered":
-        return answer is not None
-    if answer is None:
-        return op in ("ne", "not_in")
-    value: Any = condition.get("value")
-    if op == "eq":
-        return bool(answer == value)
-    if op == "ne":
-        return bool(answer != value)
-    if op == "in":
-        return answer in value
-    if op == "not_in":
-        return answer not in value
-    if op == "contains":
-        return isinstance(answer, list) and value in answer
-    try:
-        if op == "gt":
-            return bool(answer > value)
-        if op == "gte":
-            return bool(answer >= value)
-        if op == "lt":
-            return bool(answer < value)
-        if op == "lte":
-            return bool(answer <= value)
-    except TypeError:
-        return False
-    raise ValueError(f"unknown operator {op}")
-
-
 # Comparisons, combinators and listed values in all the conditions of one definition. Every
 # response is checked against every condition, so this bounds the work one submission (and a
 # batch of 1000) can cause: an anonymous batch against a form with megabytes of conditions
