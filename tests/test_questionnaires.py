@@ -738,6 +738,12 @@ async def test_odd_header_cells_and_file_types_are_422_not_500(
     book.save(buffer)
     refused = await upload(client, coordinator, buffer.getvalue())
     assert error_locations(refused) == [["file", "survey", 1, "D"]]
+    # a form meant for encrypted submissions is refused, not collected in plaintext
+    encrypted = xlsform([["type", "name", "label"], ["text", "a", "A"]],
+                        settings=[["form_id", "public_key"], ["secret", "MIIBIjANBgkq"]])  # fmt: skip
+    assert error_locations(await upload(client, coordinator, encrypted)) == [
+        ["file", "settings", 2, "public_key"]
+    ]
     # .xls is read (by pyxform's xlrd backend), not refused by its name
     not_xls = await upload(client, coordinator, b"\xd0\xcf\x11\xe0 not really", "form.xls")
     assert error_locations(not_xls) == [["file"]]

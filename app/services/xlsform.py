@@ -15,7 +15,8 @@ constraint, constraint_message, hint (-> help), guidance_hint, default, appearan
 Metadata rows (start, end, today, deviceid, username, ...) are left out. Other types (geopoint,
 media, time, select_one_from_file, rank, ...) and choice_filter are refused, each row named.
 Respondent groups come from the choice list `respondent_group` (its `category` column says
-citizen or expert); without one the form gets one group `respondent` (citizen).
+citizen or expert); without one the form gets one group `respondent` (citizen). A form with a
+`public_key` (encrypted submissions) is refused.
 """
 
 import io
@@ -312,6 +313,11 @@ class _Mapping:
                 )
             else:
                 self.default = code
+        if form.get("public_key"):
+            # Taking the form would collect in plaintext what its author meant to be encrypted.
+            self.problems.append(
+                (["file", "settings", 2, "public_key"], "encrypted forms are not supported yet")
+            )
         choices = form.get("choices") or {}
         groups = self.groups(choices.get(GROUP_LIST))
         questions = self.children(form.get("children") or [], ("questions",))
