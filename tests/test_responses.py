@@ -929,3 +929,215 @@ async def test_groups_and_nested_repeats_are_checked_stored_and_read_back(
     assert sorted(len(line["answers"]["members"]) for line in lines) == [1, 3]
     csv_text = (await client.get(f"{target}/export", headers=analyst)).text
     assert "hectares" in csv_text.splitlines()[0] and "sector" not in csv_text.splitlines()[0]
+
+
+# --- expressions enforced on submission -------------------------------------------------------
+
+
+def en(text: str) -> dict[str, str]:
+    return {"en": text}
+
+
+def yes_no() -> list[dict[str, Any]]:
+    return [{"value": "yes", "label": en("Yes")}, {"value": "no", "label": en("No")}]
+
+
+def household_definition() -> dict[str, Any]:
+    """A household survey written with XLSForm expressions: constraints with messages, a
+    required expression, relevance, calculations (also in a roster repeat), a note."""
+    return {
+        "slug": f"household-{uuid.uuid4().hex[:8]}",
+        "title": en("Household survey"),
+        "default_language": "en",
+        "respondent_groups": [{"key": "respondent", "category": "citizen", "label": en("R")}],
+        "questions": [
+            {"key": "intro", "type": "note", "label": en("Read this out first")},
+            {"key": "head_name", "type": "text", "label": en("Name"), "required": True},
+            {
+                "key": "head_age",
+                "type": "integer",
+                "label": en("Age"),
+                "required": True,
+                "constraint": ". >= 18 and . <= 120",
+                "constraint_message": {"en": "An adult: 18 to 120", "ru": "Взрослый: 18-120"},
+            },
+            {"key": "has_phone", "type": "single_choice", "label": en("Phone?"),
+             "options": yes_no()},
+            {
+                "key": "phone",
+                "type": "text",
+                "label": en("Number"),
+                "relevant": "${has_phone} = 'yes'",
+                "constraint": "regex(., '^[+]7[0-9]{10}$')",
+                "constraint_message": en("+7 and ten digits"),
+            },
+            {
+                "key": "services",
+                "type": "multiple_choice",
+                "label": en("Services"),
+                "options": [{"value": v, "label": en(v)} for v in ("water", "power", "gas")],
+            },
+            {
+                "key": "outage_days",
+                "type": "integer",
+                "label": en("Days without power"),
+                "relevant": "selected(${services}, 'power')",
+                "required": "${head_age} >= 60",
+                "required_message": en("Ask older heads about outages"),
+            },
+            {
+                "key": "roster",
+                "type": "repeat",
+                "label": en("Members"),
+                "questions": [
+                    {"key": "member_name", "type": "text", "label": en("Name"), "required": True},
+                    {
+                        "key": "member_age",
+                        "type": "integer",
+                        "label": en("Age"),
+                        "required": True,
+                        "constraint": ". <= ${head_age}",
+                        "constraint_message": en("Not older than the head"),
+                    },
+                    {"key": "child_flag", "type": "calculate",
+                     "calculation": "if(${member_age} < 18, 1, 0)"},
+                    {
+                        "key": "school",
+                        "type": "single_choice",
+                        "label": en("In school?"),
+                        "options": yes_no(),
+                        "relevant": "${member_age} >= 6 and ${member_age} < 18",
+                    },
+                    {"key": "member_no", "type": "calculate", "calculation": "position(..)"},
+                ],
+            },
+            {"key": "household_size", "type": "calculate", "calculation": "count(${roster}) + 1"},
+            {"key": "children", "type": "calculate", "calculation": "sum(${child_flag})"},
+            {"key": "interviewed_at", "type": "calculate", "calculation": "once(now())"},
+            {
+                "key": "housing",
+                "type": "group",
+                "relevant": "${household_size} > 1",
+                "questions": [
+                    {"key": "rooms", "type": "integer", "label": en("Rooms"),
+                     "constraint": ". > 0", "appearance": "numbers"},
+                    {"key": "rooms_each", "type": "calculate",
+                     "calculation": "round(${rooms} div ${household_size}, 2)"},
+                ],
+            },
+        ],
+    }  # fmt: skip
+
+
+async def publish_definition(app: FastAPI, client: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post("/api/v1/questionnaires", json=body, headers=coordinator)
+    assert created.status_code == 201, created.text
+    survey_id = str(created.json()["id"])
+    published = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator
+    )
+    assert published.status_code == 200, published.text
+    return survey_id
+
+
+async def test_expressions_are_enforced_and_calculations_computed_by_the_server(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    survey_id = await publish_definition(app, client, household_definition())
+    target = f"/api/v1/questionnaires/{survey_id}/responses"
+    good = {
+        "head_name": "Aigerim",
+        "head_age": 45,
+        "has_phone": "yes",
+        "phone": "+77011234567",
+        "services": ["water", "power"],
+        "outage_days": 3,
+        "roster": [
+            {"member_name": "Nurlan", "member_age": 40, "child_flag": "7"},
+            {"member_name": "Dana", "member_age": 10, "school": "yes"},
+        ],
+        "household_size": "99",  # wrong: the server's count replaces it
+        "interviewed_at": "2026-12-07T10:00:00.000+06:00",  # now(): the client's value is kept
+        "rooms": 4,
+    }
+    body = {"id": str(uuid.uuid4()), "respondent": {"group": "respondent"}, "answers": good}
+    stored = await client.post(target, json=body, headers=observer)
+    assert stored.status_code == 201, stored.text
+    kept = stored.json()["answers"]
+    # worked by hand: two members plus the head; one member under 18; 4 rooms / 3 people
+    assert kept["household_size"] == "3"
+    assert kept["children"] == "1"
+    assert kept["rooms_each"] == "1.33"
+    assert [m["child_flag"] for m in kept["roster"]] == ["0", "1"]
+    assert [m["member_no"] for m in kept["roster"]] == ["1", "2"]
+    assert kept["interviewed_at"] == "2026-12-07T10:00:00.000+06:00"
+    read = await client.get(f"/api/v1/responses/{body['id']}", headers=analyst)
+    assert read.json()["answers"] == kept
+    # a replay with the client's original (wrong) calculations is the same content
+    assert (await client.post(target, json=body, headers=observer)).status_code == 200
+
+    def with_(**changes: Any) -> dict[str, Any]:
+        answers_given = {**good, **changes}
+        return {k: v for k, v in answers_given.items() if v is not None}
+
+    async def refused(answers_given: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = await client.post(
+            target,
+            json={"respondent": {"group": "respondent"}, "answers": answers_given},
+            headers=observer,
+        )
+        assert answer.status_code == 422, answer.text
+        errors: list[dict[str, Any]] = answer.json()["errors"]
+        return errors
+
+    young = await refused(with_(head_age=15))
+    assert {"loc": ["body", "answers", "head_age"], "msg": "An adult: 18 to 120",
+            "type": "constraint"} in young  # fmt: skip
+    bad_phone = await refused(with_(phone="12345"))
+    assert [e["msg"] for e in bad_phone] == ["+7 and ten digits"]
+    hidden = await refused(with_(has_phone="no"))
+    assert [(e["loc"][-1], e["type"]) for e in hidden] == [("phone", "not_relevant")]
+    # required as an expression: only when the head is 60 or older
+    older = await refused(with_(head_age=65, outage_days=None))
+    assert [(e["loc"], e["msg"]) for e in older] == [
+        (["body", "answers", "outage_days"], "Ask older heads about outages")
+    ]
+    younger = with_(outage_days=None, interviewed_at=None)
+    taken = await client.post(target, json={"respondent": {"group": "respondent"},
+                              "answers": younger}, headers=observer)  # fmt: skip
+    assert taken.status_code == 201, taken.text
+    # now() without the client's value stays empty: a replay must give the same content
+    assert "interviewed_at" not in taken.json()["answers"]
+    in_roster = await refused(
+        with_(roster=[{"member_name": "Old", "member_age": 50}, {"member_name": "Ok",
+              "member_age": 30, "school": "no"}])
+    )  # fmt: skip
+    assert [(e["loc"], e["type"]) for e in in_roster] == [
+        (["body", "answers", "roster", 0, "member_age"], "constraint"),
+        (["body", "answers", "roster", 1, "school"], "not_relevant"),
+    ]
+    # the group is relevant only when the household has more than one person
+    alone = await refused(with_(roster=None))
+    assert [(e["loc"][-1], e["type"]) for e in alone] == [("rooms", "not_relevant")]
+    noted = await refused(with_(intro="read"))
+    assert [e["loc"][-1] for e in noted] == ["intro"]
+
+    batch = await client.post(
+        f"{target}/batch",
+        json={"responses": [
+            {"respondent": {"group": "respondent"}, "answers": with_(head_age=50)},
+            {"respondent": {"group": "respondent"}, "answers": with_(head_age=121)},
+        ]},
+        headers=observer,
+    )  # fmt: skip
+    results = batch.json()["results"]
+    assert [r["status"] for r in results] == ["created", "invalid"]
+    assert results[1]["errors"][0]["msg"] == "An adult: 18 to 120"
+
+    exported = await client.get(f"{target}/export", headers=analyst)
+    rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    assert sorted(row["household_size"] for row in rows) == ["3", "3", "3"]
+    assert "intro" not in rows[0]
+    figures = await client.get(f"/api/v1/questionnaires/{survey_id}/aggregates", headers=analyst)
+    assert figures.status_code == 200, figures.text

@@ -28,7 +28,8 @@ from app.db import JSONType, UTCDateTime, utcnow
 from app.models import examples as ex
 from app.models.examples import examples
 
-KEY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+# XLSForm names (capitals, dots and hyphens too), as the contract allows.
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 LANGUAGES = ("kk", "ru", "en")
 MAX_QUESTIONS = 2000
@@ -153,6 +154,11 @@ Condition = Annotated[
 # --- questions --------------------------------------------------------------------------------
 
 
+# An XLSForm expression (services/expressions): parsed and checked when the definition is saved.
+Expression = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+ShortText = Annotated[str, StringConstraints(max_length=2000)]
+
+
 class Option(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -166,8 +172,18 @@ class QuestionBase(BaseModel):
     key: Key
     label: I18nText
     help: I18nText | None = None
-    required: StrictBool = False
-    relevant: Condition | None = None
+    # true/false, or an expression deciding it per response
+    required: StrictBool | Expression = False
+    required_message: I18nText | None = None
+    relevant: Condition | Expression | None = None
+    # an expression over `.` (this answer) and earlier answers; a response breaking it is 422
+    constraint: Expression | None = None
+    constraint_message: I18nText | None = None
+    # kept and given back (for clients that draw the form); the server does not apply them
+    default: ShortText | FiniteNumber | StrictBool | None = None
+    appearance: ShortText | None = None
+    read_only: StrictBool | None = None
+    guidance_hint: I18nText | None = None
 
 
 class SingleChoice(QuestionBase):
@@ -203,6 +219,7 @@ class Scale(QuestionBase):
     type: Literal["scale"]
     min: StrictInt
     max: StrictInt
+    step: Annotated[StrictInt, Field(ge=1)] | None = None  # answers are min + k * step
 
 
 class Boolean(QuestionBase):
@@ -211,6 +228,29 @@ class Boolean(QuestionBase):
 
 class Date(QuestionBase):
     type: Literal["date"]
+
+
+class Note(QuestionBase):
+    """Display text: never answered (no column)."""
+
+    type: Literal["note"]
+
+
+class Calculate(BaseModel):
+    """A value the server computes from the answers (`calculation`) and stores as text; one
+    using now(), today(), uuid(), random() or once() keeps the client's value instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    type: Literal["calculate"]
+    calculation: Expression
+    label: I18nText | None = None
+    help: I18nText | None = None
+    relevant: Condition | Expression | None = None
+    default: ShortText | FiniteNumber | StrictBool | None = None
+    appearance: ShortText | None = None
+    read_only: StrictBool | None = None
 
 
 MAX_REPEAT_INSTANCES = 1000
@@ -226,7 +266,8 @@ class Group(BaseModel):
     key: Key
     type: Literal["group"]
     label: I18nText | None = None
-    relevant: Condition | None = None
+    relevant: Condition | Expression | None = None
+    appearance: ShortText | None = None
     questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
 
 
@@ -240,10 +281,13 @@ class Repeat(BaseModel):
     type: Literal["repeat"]
     label: I18nText
     help: I18nText | None = None
-    relevant: Condition | None = None
+    relevant: Condition | Expression | None = None
+    appearance: ShortText | None = None
     questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
     min_count: Annotated[StrictInt, Field(ge=0, le=MAX_REPEAT_INSTANCES)] | None = None
     max_count: Annotated[StrictInt, Field(ge=1, le=MAX_REPEAT_INSTANCES)] | None = None
+    # an expression fixing the number of instances (XLSForm's repeat_count)
+    count: Expression | None = None
 
 
 Question = Annotated[
@@ -255,6 +299,8 @@ Question = Annotated[
     | Scale
     | Boolean
     | Date
+    | Note
+    | Calculate
     | Group
     | Repeat,
     Field(discriminator="type"),

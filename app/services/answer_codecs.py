@@ -22,6 +22,9 @@ COLUMN_KIND = {
     "scale": "float",
     "text": "text",
     "date": "date",
+    # A calculation's value has no declared type (XLSForm's calculate has none; ODK sends it
+    # as text): kept as the text the expression gives, so nothing is lost or reinterpreted.
+    "calculate": "text",
 }
 
 Encoded = tuple[Any, ...]
@@ -144,6 +147,7 @@ def checker(question: Mapping[str, Any]) -> Check:
         return text
 
     if qtype in ("integer", "scale"):
+        step = question.get("step") or 1
 
         def integer(value: Any) -> tuple[str | None, Encoded]:
             # 1.0 is the integer 1 ("same content compares values", contract: Responses).
@@ -151,6 +155,8 @@ def checker(question: Mapping[str, Any]) -> Check:
                 value = int(value)
             if not _is_int(value) or abs(value) > MAX_SAFE_INTEGER:
                 return "expected an integer", ()
+            if step != 1 and (value - (low or 0)) % step:
+                return f"must be {low} plus a multiple of {step}", ()
             return _in_range(value, low, high), (float(value),)
 
         return integer
@@ -186,5 +192,10 @@ def checker(question: Mapping[str, Any]) -> Check:
             return None, (date.fromisoformat(value),)
 
         return iso_date
+
+    if qtype == "calculate":
+        # Never called for a submission (services/answers.py computes calculations); kept so
+        # that every column type has its check.
+        return lambda value: (None, (str(value),))
 
     raise ValueError(f"unknown question type {qtype}")

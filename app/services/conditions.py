@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.models.common import is_iso_date
+from app.services.expressions import Env, compile_expression, from_condition
+from app.services.expressions.evaluate import Resolved
 
 Condition = Mapping[str, Any]
 
@@ -18,42 +20,9 @@ ORDERED_TYPES = {"integer", "decimal", "scale", "date"}
 
 
 def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
-    """Whether the condition holds for these answers."""
-    if "all" in condition:
-        return all(evaluate(part, answers) for part in condition["all"])
-    if "any" in condition:
-        return any(evaluate(part, answers) for part in condition["any"])
-    if "not" in condition:
-        return not evaluate(condition["not"], answers)
-    op = condition["op"]
-    answer = answers.get(condition["question"])
-    if op == "answered":
-        return answer is not None
-    if answer is None:
-        return op in ("ne", "not_in")
-    value: Any = condition.get("value")
-    if op == "eq":
-        return bool(answer == value)
-    if op == "ne":
-        return bool(answer != value)
-    if op == "in":
-        return answer in value
-    if op == "not_in":
-        return answer not in value
-    if op == "contains":
-        return isinstance(answer, list) and value in answer
-    try:
-        if op == "gt":
-            return bool(answer > value)
-        if op == "gte":
-            return bool(answer >= value)
-        if op == "lt":
-            return bool(answer < value)
-        if op == "lte":
-            return bool(answer <= value)
-    except TypeError:
-        return False
-    raise ValueError(f"unknown operator {op}")
+    """Whether the condition holds for these answers (through the one expression evaluator)."""
+    expression = compile_expression(from_condition(condition), None, lambda key: Resolved())
+    return expression.holds(Env(lookup=answers.get))
 
 
 # Comparisons, combinators and listed values in all the conditions of one definition. Every

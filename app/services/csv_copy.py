@@ -60,7 +60,7 @@ def _answer(question: CompiledQuestion, at: str, arrays: _Arrays) -> list[str]:
         return [f"{column}::bigint"]
     if qtype == "date":
         return [f"to_char({column}, 'YYYY-MM-DD')"]
-    if qtype == "text":
+    if qtype in ("text", "calculate"):
         return [
             f"CASE WHEN left({column}, 1) = ANY({FORMULA}) THEN '''' || {column} ELSE {column} END"
         ]

@@ -142,7 +142,7 @@ def _cells(question: CompiledQuestion, at: int) -> Cells:
         return lambda row: [""] if row[at] is None else [int(row[at])]
     if qtype == "date":
         return lambda row: [""] if row[at] is None else [_date(row[at])]
-    if qtype == "text":
+    if qtype in ("text", "calculate"):
         return lambda row: [""] if row[at] is None else [neutralise(row[at])]
     return lambda row: [""] if row[at] is None else [row[at]]
 

@@ -27,6 +27,7 @@ from app.models.responses import answer_table
 from app.pagination import paginate
 from app.services import audit, conditions
 from app.services.answers import CURRENT_LAYOUT, CompiledQuestionnaire, compile_questionnaire
+from app.services.expressions.forms import compile_definition
 
 DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
 CONTAINER_TYPES = ("group", "repeat")
@@ -42,7 +43,8 @@ Loc = list[str | int]
 def check_definition(data: Mapping[str, Any], prefix: Loc | None = None) -> None:
     """Raise Invalid naming every place where a (schema-valid) definition breaks a rule."""
     errors = [
-        {"loc": [*(prefix or ["body"]), *loc], "msg": msg, "type": "definition"}
+        # `prefix is None`, not falsy: an empty prefix ([], the XLSForm import's) is a prefix
+        {"loc": [*(["body"] if prefix is None else prefix), *loc], "msg": msg, "type": "definition"}
         for loc, msg in _definition_problems(data)
     ]
     if errors:
@@ -69,7 +71,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         if depth > MAX_NESTING:
             yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
         yield from _question_problems(question, loc)
-        if question.get("relevant") is not None:
+        if isinstance(question.get("relevant"), Mapping):
             condition_cost += conditions.cost(question["relevant"])
             if condition_cost > conditions.MAX_DEFINITION_COST:
                 yield (
@@ -81,6 +83,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
             earlier[question["key"]] = question
+    yield from compile_definition(data["questions"], default).problems
 
 
 def walk(
@@ -111,6 +114,8 @@ def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[
         yield [*loc, "min"], "greater than max"
     elif qtype == "scale" and low is not None and high is not None and not 0 < high - low <= 100:
         yield [*loc, "max"], "a scale runs from min to a larger max, at most 100 steps"
+    elif qtype == "note" and question.get("required"):
+        yield [*loc, "required"], "a note is never answered"
     elif qtype == "repeat":
         least, most = question.get("min_count"), question.get("max_count")
         if least is not None and most is not None and least > most:
@@ -137,8 +142,9 @@ def _texts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Mapping[str, str]]]:
     for loc, question, _ in walk(data["questions"]):
         if question.get("label"):
             yield [*loc, "label"], question["label"]
-        if question.get("help"):
-            yield [*loc, "help"], question["help"]
+        for name in ("help", "constraint_message", "required_message", "guidance_hint"):
+            if question.get(name):
+                yield [*loc, name], question[name]
         for number, option in enumerate(question.get("options") or []):
             yield [*loc, "options", number, "label"], option["label"]
 
@@ -395,4 +401,5 @@ def _compile(questionnaire: Questionnaire) -> CompiledQuestionnaire:
         access=questionnaire.access,
         definition=questionnaire.definition,
         layout=questionnaire.answer_layout,
+        language=questionnaire.default_language,
     )

@@ -1,27 +1,41 @@
-"""XLSForm workbooks (read by pyxform) to questionnaire definitions.
+"""XLSForm workbooks to questionnaire definitions, read as pyxform reads them.
 
-Mapped: sheets `survey`, `choices`, `settings`; `label::Language (code)` and `hint::...` columns;
-types select_one, select_multiple, text, integer, decimal, range (as scale), date, and the
-metadata types start/end/today/deviceid (ignored); `required`; `relevant` in the forms
-`${q} = 'v'`, `!=`, `<`, `<=`, `>`, `>=`, `selected(${q}, 'v')`, `and`, `or`, `not(...)`.
-Respondent groups come from the choice list `respondent_group`, whose `category` column says
-citizen or expert. Anything else (groups, repeats, calculations, other functions) is refused
-with 422 naming the sheet and row.
+pyxform does the reading and the normalising (`get_xlsform`, then `workbook_to_json`): header
+and type aliases (`list name`, `Label`, `select one x`, `select all that apply x`, `int`,
+`image`, ...), `label::English (en)`, `label::English`, `label:English`, `or_other`, comment
+rows, `repeat_count`, names with capitals or dots, `.xls`, a missing `form_id` (taken from the
+file name). Its form JSON is then mapped to a definition; rows are found again by name in the
+sheet pyxform read, so that every problem is reported as `["file", "survey", row, column]`, all
+of them in one answer.
+
+Mapped: text, integer, decimal, date, select_one / select_multiple (with their lists), range
+(-> scale, default 1..10 step 1), note, calculate, groups and repeats (with relevant and
+repeat_count), and per question relevant, required (yes/no or an expression), required_message,
+constraint, constraint_message, hint (-> help), guidance_hint, default, appearance, read_only.
+Metadata rows (start, end, today, deviceid, username, ...) are left out. Other types (geopoint,
+media, time, select_one_from_file, rank, ...) and choice_filter are refused, each row named.
+Respondent groups come from the choice list `respondent_group` (its `category` column says
+citizen or expert); without one the form gets one group `respondent` (citizen). A form with a
+`public_key` (encrypted submissions) is refused.
 """
 
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import PurePath
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from anyio import CapacityLimiter
 from pydantic import ValidationError
+from pyxform import aliases
 from pyxform.errors import PyXFormError
-from pyxform.xls2json_backends import xlsx_to_dict
+from pyxform.xls2json import workbook_to_json
+from pyxform.xls2json_backends import DefinitionData, get_xlsform
 
 from app.errors import Invalid
 from app.models.questionnaires import LANGUAGES, QuestionnaireCreate
@@ -30,19 +44,75 @@ from app.services.questionnaires import check_definition
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 MAX_ZIP_ENTRIES = 200
 GROUP_LIST = "respondent_group"
-IGNORED_TYPES = {"start", "end", "today", "deviceid"}
-SIMPLE_TYPES = {"text": "text", "integer": "integer", "decimal": "decimal", "date": "date"}
-TRUE_WORDS = {"yes", "true", "1", "true()"}
-_LANGUAGE_IN_HEADER = re.compile(r"^(label|hint|title)(?:::(?:.*\()?([a-z]{2})\)?)?$")
+EXTENSIONS = {".xlsx": ".xlsx", ".xlsm": ".xlsx", ".xls": ".xls"}
+# Answered by the device, not the respondent: not part of the definition (yet).
+META_TYPES = {
+    "start",
+    "end",
+    "today",
+    "deviceid",
+    "imei",
+    "phonenumber",
+    "username",
+    "email",
+    "simserial",
+    "subscriberid",
+    "audit",
+    "start-geopoint",
+    "background-audio",
+}
+SIMPLE_TYPES = {
+    "text": "text",
+    "string": "text",
+    "int": "integer",
+    "integer": "integer",
+    "decimal": "decimal",
+    "date": "date",
+    "note": "note",
+    "calculate": "calculate",
+}
+LANGUAGE_NAMES = {
+    "english": "en",
+    "английский": "en",
+    "ағылшын": "en",
+    "ағылшынша": "en",
+    "russian": "ru",
+    "русский": "ru",
+    "орыс": "ru",
+    "орысша": "ru",
+    "kazakh": "kk",
+    "қазақ": "kk",
+    "қазақша": "kk",
+    "қазақ тілі": "kk",
+    "казахский": "kk",
+}
+# Where a definition field came from on the survey sheet.
+COLUMNS = {
+    "key": "name",
+    "label": "label",
+    "help": "hint",
+    "options": "type",
+    "relevant": "relevant",
+    "required": "required",
+    "required_message": "required_message",
+    "constraint": "constraint",
+    "constraint_message": "constraint_message",
+    "calculation": "calculation",
+    "min": "parameters",
+    "max": "parameters",
+    "step": "parameters",
+    "count": "repeat_count",
+    "default": "default",
+    "appearance": "appearance",
+    "read_only": "read_only",
+    "guidance_hint": "guidance_hint",
+}
+_CODE = re.compile(r"\(\s*([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\s*\)\s*$")
+_RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
+_BOUND = re.compile(r"^(count-selected\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$")
+_PYXFORM_ROW = re.compile(r"\[row\s*:\s*(\d+)\]")
 
 Loc = list[str | int]
-
-
-class _RowError(Exception):
-    def __init__(self, loc: Loc, message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
 
 
 async def read_definition(
@@ -55,38 +125,54 @@ async def read_definition(
 
 
 def to_definition(content: bytes, *, filename: str) -> QuestionnaireCreate:
-    """The draft definition in an XLSForm, or Invalid naming what cannot be mapped."""
-    if not filename.lower().endswith(".xlsx"):
-        _refuse(["file"], "expected an XLSForm workbook (.xlsx)")
-    _check_archive(content)
+    """The draft definition in an XLSForm, or Invalid listing everything that cannot be mapped."""
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in EXTENSIONS:
+        _refuse(["file"], "expected an XLSForm workbook (.xlsx or .xls)")
+    if EXTENSIONS[suffix] == ".xlsx":
+        _check_archive(content)
+    book = _read(content, EXTENSIONS[suffix], PurePath(filename).stem)
     try:
-        book = xlsx_to_dict(io.BytesIO(content))
-    except (PyXFormError, ValueError, KeyError, SyntaxError, TypeError) as error:  # bad XML too
-        _refuse(["file"], f"not a readable .xlsx workbook ({error})")
-    try:
-        data, rows = _map(book)
-    except _RowError as error:
-        _refuse(error.loc, error.message)
+        form = workbook_to_json(
+            book, fallback_form_name=book.fallback_form_name, default_language="default"
+        )
+    except PyXFormError as error:
+        _refuse(_pyxform_loc(str(error)), f"pyxform: {error}")
+    except Exception as error:  # noqa: BLE001 - pyxform's own bugs on odd cells: 422, not 500
+        _refuse(["file"], f"pyxform cannot read this workbook ({type(error).__name__}: {error})")
+    mapping = _Mapping(rows=_rows_by_name(book.survey or []))
+    data = mapping.form(form, book)
+    errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
+    definition = None
     try:
         definition = QuestionnaireCreate.model_validate(data)
     except ValidationError as error:
-        raise Invalid(
-            "The XLSForm does not make a valid questionnaire",
-            errors=[
-                {"loc": _row_loc(list(e["loc"]), rows), "msg": e["msg"], "type": e["type"]}
-                for e in error.errors()
-            ],
-        ) from None
-    try:
-        check_definition(definition.model_dump(mode="json", by_alias=True, exclude_none=True), [])
-    except Invalid as error:
-        error.errors = [{**e, "loc": _row_loc(e["loc"], rows)} for e in error.errors or []]
-        raise
+        errors += [
+            {"loc": mapping.row_loc(list(e["loc"])), "msg": e["msg"], "type": e["type"]}
+            for e in error.errors()
+        ]
+    if definition is not None:
+        try:
+            dumped = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+            check_definition(dumped, [])
+        except Invalid as error:
+            errors += [{**e, "loc": mapping.row_loc(e["loc"])} for e in error.errors or []]
+    if errors or definition is None:
+        raise Invalid("The XLSForm does not make a valid questionnaire", errors=errors)
     return definition
 
 
 def _refuse(loc: Loc, message: str) -> Any:
     raise Invalid(message, errors=[{"loc": loc, "msg": message, "type": "xlsform"}])
+
+
+def _pyxform_loc(message: str) -> Loc:
+    """pyxform names a row as '[row : 5]' and a sheet by name in its messages."""
+    row = _PYXFORM_ROW.search(message)
+    sheet = next((s for s in ("choices", "settings", "survey") if f"'{s}'" in message), None)
+    if row:
+        return ["file", sheet or "survey", int(row.group(1))]
+    return ["file", sheet] if sheet else ["file"]
 
 
 def _check_archive(content: bytes) -> None:
@@ -102,263 +188,322 @@ def _check_archive(content: bytes) -> None:
         _refuse(["file"], "the workbook unpacks to more than 50 MB")
 
 
-def _row_loc(loc: Loc, rows: dict[int, int]) -> Loc:
-    """A definition location (questions, 3, ...) as the survey sheet row it came from."""
-    if len(loc) >= 2 and loc[0] == "questions" and isinstance(loc[1], int):
-        return ["file", "survey", rows.get(loc[1], loc[1]), *loc[2:]]
-    return ["file", *loc]
+def _read(content: bytes, file_type: str, stem: str) -> DefinitionData:
+    try:
+        book = get_xlsform(io.BytesIO(content), file_type=file_type)
+    except PyXFormError as error:
+        _refuse(["file"], f"not a readable {file_type} workbook ({error})")
+    except (AttributeError, TypeError) as error:
+        # pyxform strips header cells as text: a number, boolean or date there breaks it
+        _refuse(_odd_header(content, file_type) or ["file"], f"a header cell is not text ({error})")
+    except Exception as error:  # noqa: BLE001 - bad XML, bad OLE: the file, not the server
+        _refuse(["file"], f"not a readable {file_type} workbook ({type(error).__name__})")
+    # pyxform takes the form id from the file name only when it reads a path; we read bytes
+    book.fallback_form_name = _slug(stem) or "form"
+    return book
 
 
-def _texts(row: dict[str, str], kind: str, default: str) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    for header, value in row.items():
-        match = _LANGUAGE_IN_HEADER.match(header.strip().lower())
-        if match and match.group(1) == kind and value:
-            texts[match.group(2) or default] = value
-    return texts
-
-
-def _map(book: dict[str, Any]) -> tuple[dict[str, Any], dict[int, int]]:
-    settings = (book.get("settings") or [{}])[0]
-    default = _language(settings.get("default_language", "en"))
-    choices = _choice_lists(book.get("choices") or [], default)
-    groups = choices.pop(GROUP_LIST, None)
-    if not groups:
-        raise _RowError(["file", "choices"], f"a choice list '{GROUP_LIST}' names the groups")
-    slug = (settings.get("form_id") or "").strip().lower().replace("_", "-")
-    title = _texts(settings, "title", default)
-    if settings.get("form_title"):
-        title.setdefault(default, settings["form_title"])
-
-    questions: list[dict[str, Any]] = []
-    rows: dict[int, int] = {}
-    for number, row in _survey_rows(book.get("survey") or []):
-        question = _question(row, number, choices, default)
-        if question is not None:
-            rows[len(questions)] = number
-            questions.append(question)
-    kinds = {q["key"]: q.get("type") for q in questions}
-    for question in questions:
-        if "relevant" in question:
-            _select_one_as_eq(question["relevant"], kinds)
-    data = {
-        "slug": slug,
-        "title": title,
-        "default_language": default,
-        "access": settings.get("access", "token"),
-        "respondent_groups": [
-            {"key": g["value"], "label": g["label"], "category": g.get("category")} for g in groups
-        ],
-        "questions": questions,
-    }
-    return data, rows
-
-
-def _select_one_as_eq(condition: dict[str, Any], kinds: dict[str, Any]) -> None:
-    """`selected(${q}, 'v')` on a select_one question means q = 'v'."""
-    for part in condition.get("all") or condition.get("any") or []:
-        _select_one_as_eq(part, kinds)
-    if "not" in condition:
-        _select_one_as_eq(condition["not"], kinds)
-    if condition.get("op") == "contains" and kinds.get(condition["question"]) == "single_choice":
-        condition["op"] = "eq"
-
-
-def _language(text: str) -> str:
-    match = re.search(r"\(([a-z]{2})\)", text) or re.fullmatch(r"\s*([a-z]{2})\s*", text)
-    if not match or match.group(1) not in LANGUAGES:
-        raise _RowError(["file", "settings", 2, "default_language"], "must be kk, ru or en")
-    return match.group(1)
-
-
-def _choice_lists(rows: list[dict[str, str]], default: str) -> dict[str, list[dict[str, Any]]]:
-    lists: dict[str, list[dict[str, Any]]] = {}
-    for number, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        name, value = row.get("list_name"), row.get("name")
-        if not name or not value:
-            raise _RowError(["file", "choices", number], "list_name and name are required")
-        option: dict[str, Any] = {"value": value, "label": _texts(row, "label", default)}
-        if row.get("category"):
-            option["category"] = row["category"]
-        lists.setdefault(name, []).append(option)
-    return lists
-
-
-def _survey_rows(rows: list[dict[str, str]]) -> Iterator[tuple[int, dict[str, str]]]:
-    for number, row in enumerate(rows, start=2):
-        if row:
-            yield number, row
-
-
-def _question(
-    row: dict[str, str], number: int, choices: dict[str, list[dict[str, Any]]], default: str
-) -> dict[str, Any] | None:
-    loc: Loc = ["file", "survey", number]
-    kind, _, list_name = (row.get("type") or "").strip().partition(" ")
-    if kind in IGNORED_TYPES:
+def _odd_header(content: bytes, file_type: str) -> Loc | None:
+    """Where a header cell holds something other than text (None if it cannot be found)."""
+    if file_type != ".xlsx":
         return None
-    for column in ("calculation", "repeat_count", "choice_filter"):
-        if row.get(column):
-            raise _RowError([*loc, column], f"'{column}' is not supported")
-    question: dict[str, Any] = {
-        "key": row.get("name"),
-        "label": _texts(row, "label", default),
-        "required": (row.get("required") or "").strip().lower() in TRUE_WORDS,
-    }
-    hint = _texts(row, "hint", default)
-    if hint:
-        question["help"] = hint
-    if kind in ("select_one", "select_multiple"):
-        options = choices.get(list_name.strip())
-        if not options:
-            raise _RowError([*loc, "type"], f"no choice list '{list_name.strip()}'")
-        question["type"] = "single_choice" if kind == "select_one" else "multiple_choice"
-        question["options"] = [{"value": o["value"], "label": o["label"]} for o in options]
-    elif kind in SIMPLE_TYPES:
-        question["type"] = SIMPLE_TYPES[kind]
-    elif kind == "range":
-        params = dict(re.findall(r"(\w+)\s*=\s*(-?\d+)", row.get("parameters") or ""))
-        if params.get("step", "1") != "1":
-            raise _RowError([*loc, "parameters"], "only ranges with step=1 map to a scale")
-        question.update(
-            type="scale", min=int(params.get("start", 1)), max=int(params.get("end", 5))
-        )
-    else:
-        raise _RowError([*loc, "type"], f"type '{kind or '(empty)'}' is not supported")
-    if row.get("constraint"):
-        question.update(_constraint(row["constraint"], question["type"], [*loc, "constraint"]))
-    if row.get("relevant"):
-        try:
-            question["relevant"] = parse_relevant(row["relevant"])
-        except ValueError as error:
-            raise _RowError([*loc, "relevant"], str(error)) from None
-    return question
+    from openpyxl import load_workbook  # noqa: PLC0415 - only on this error path
+
+    try:
+        book = load_workbook(io.BytesIO(content), read_only=True)
+    except Exception:  # noqa: BLE001
+        return None
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows(min_row=1, max_row=1):
+            for cell in row:
+                if cell.value is not None and not isinstance(cell.value, str):
+                    return ["file", sheet.title, 1, getattr(cell, "column_letter", "?")]
+    return None
 
 
-_BOUND = re.compile(r"^(count-selected\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$")
+def _rows_by_name(survey: Any) -> dict[str, int]:
+    """Survey sheet rows by the name given in them (pyxform's rows are numbered from 2)."""
+    rows: dict[str, int] = {}
+    for number, row in enumerate(survey, start=2):
+        for header, value in (row or {}).items():
+            if isinstance(header, str) and header.strip().lower() in ("name", "value", "tag"):
+                if isinstance(value, str) and value.strip():
+                    rows.setdefault(value.strip(), number)
+    return rows
 
 
-def _constraint(text: str, qtype: str, loc: Loc) -> dict[str, Any]:
-    """Bounds written as constraints: `. >= 1 and . <= 10`, `count-selected(.) <= 3`."""
-    bounds: dict[str, Any] = {}
-    for part in re.split(r"\s+and\s+", text.strip()):
-        match = _BOUND.match(part.strip())
-        if not match:
-            raise _RowError(loc, f"only bounds like '. <= 10' map; not '{part}'")
-        subject, op, number = match.groups()
-        if subject == "." and qtype in ("integer", "decimal", "scale"):
-            value: Any = float(number) if qtype == "decimal" else int(float(number))
-            bounds["min" if op == ">=" else "max"] = value
-        elif subject != "." and qtype == "multiple_choice":
-            bounds["min_selected" if op == ">=" else "max_selected"] = int(float(number))
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
+
+
+def _language_code(name: str) -> str | None:
+    match = _CODE.search(name)
+    if match:
+        return match.group(1).lower()
+    plain = name.strip().lower()
+    return LANGUAGE_NAMES.get(plain) or (plain if plain in LANGUAGES else None)
+
+
+def _yes_no(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return aliases.yes_no.get(str(value).strip()) if value is not None else None
+
+
+@dataclass
+class _Mapping:
+    rows: dict[str, int]
+    default: str = "en"
+    problems: list[tuple[Loc, str]] = field(default_factory=list)
+    places: dict[tuple[str | int, ...], int] = field(default_factory=dict)  # definition -> row
+
+    def row_of(self, name: Any) -> int | str:
+        return self.rows.get(str(name), "?")
+
+    def row_for(self, name: str) -> int:
+        """The row of a question, or of the one pyxform made it for (`x_other` for or_other,
+        `x_count` for repeat_count)."""
+        for suffix in ("", "_other", "_count"):
+            if name.endswith(suffix) and name.removesuffix(suffix) in self.rows:
+                return self.rows[name.removesuffix(suffix)] if suffix else self.rows[name]
+        return 0
+
+    def problem(self, name: Any, column: str, message: str) -> None:
+        self.problems.append((["file", "survey", self.row_of(name), column], message))
+
+    def row_loc(self, loc: Loc) -> Loc:
+        """A definition location (questions, 3, questions, 0, relevant) as its sheet row."""
+        for end in range(len(loc), 0, -1):
+            row = self.places.get(tuple(loc[:end]))
+            if row is not None:
+                rest = loc[end:]
+                column = COLUMNS.get(str(rest[0]), str(rest[0])) if rest else "type"
+                return ["file", "survey", row, column]
+        return ["file", *loc]
+
+    def text(self, value: Any, name: Any, column: str) -> dict[str, str] | None:
+        """A pyxform text ({language name: text} or one string) as I18nText."""
+        if value is None or value == "" or value == {}:
+            return None
+        if not isinstance(value, Mapping):
+            return {self.default: str(value)}
+        texts: dict[str, str] = {}
+        for language, text in value.items():
+            code = self.default if language == "default" else _language_code(language)
+            if code is None:
+                self.problem(name, f"{column}::{language}", f"no language code in '{language}'")
+                continue
+            if code not in LANGUAGES:
+                self.problem(name, f"{column}::{language}", "languages are kk, ru and en (yet)")
+                continue
+            if text:
+                texts.setdefault(code, str(text))
+        return texts or None
+
+    # --- the form -----------------------------------------------------------------------------
+
+    def form(self, form: Mapping[str, Any], book: DefinitionData) -> dict[str, Any]:
+        settings = (book.settings or [{}])[0] or {}
+        language = form.get("default_language") or "default"
+        if language != "default":
+            code = _language_code(language)
+            if code not in LANGUAGES:
+                self.problems.append(
+                    (["file", "settings", 2, "default_language"], "must be kk, ru or en")
+                )
+            else:
+                self.default = code
+        if form.get("public_key"):
+            # Taking the form would collect in plaintext what its author meant to be encrypted.
+            self.problems.append(
+                (["file", "settings", 2, "public_key"], "encrypted forms are not supported yet")
+            )
+        choices = form.get("choices") or {}
+        groups = self.groups(choices.get(GROUP_LIST))
+        questions = self.children(form.get("children") or [], ("questions",))
+        title = form.get("title") or form.get("id_string") or "form"
+        access = next((v for k, v in settings.items() if str(k).strip() == "access"), "token")
+        return {
+            "slug": _slug(str(form.get("id_string") or "")) or "form",
+            "title": self.text(title, None, "form_title") or {self.default: "form"},
+            "default_language": self.default,
+            "access": access,
+            "respondent_groups": groups,
+            "questions": questions,
+        }
+
+    def groups(self, listed: Any) -> list[dict[str, Any]]:
+        if not listed:
+            return [
+                {"key": "respondent", "category": "citizen", "label": {self.default: "Respondent"}}
+            ]
+        return [
+            {
+                "key": choice.get("name"),
+                "label": self.text(choice.get("label"), None, "label") or {},
+                "category": choice.get("category"),
+            }
+            for choice in listed
+        ]
+
+    def children(
+        self, elements: list[Mapping[str, Any]], path: tuple[str | int, ...]
+    ) -> list[dict[str, Any]]:
+        questions: list[dict[str, Any]] = []
+        for element in elements:
+            kind = str(element.get("type") or "")
+            name = element.get("name")
+            if kind in META_TYPES or (kind == "group" and name == "meta"):
+                continue  # metadata, and pyxform's own meta/instanceID
+            place = (*path, len(questions))
+            question = self.question(element, kind, place)
+            if question is not None:
+                self.places[place] = self.row_for(str(name))
+                questions.append(question)
+        return questions
+
+    def question(
+        self, element: Mapping[str, Any], kind: str, place: tuple[str | int, ...]
+    ) -> dict[str, Any] | None:
+        name = element.get("name")
+        bind = element.get("bind") or {}
+        control = element.get("control") or {}
+        question: dict[str, Any] = {"key": name}
+        label = self.text(element.get("label"), name, "label")
+        if label:
+            question["label"] = label
+        if kind in ("group", "repeat"):
+            question["type"] = kind
+            if kind == "repeat" and control.get("jr:count"):
+                question["count"] = self.expression(control["jr:count"])
+            if kind == "repeat" and "label" not in question:
+                question["label"] = {self.default: str(name)}
+            self.binds(question, bind, name, kind)
+            if control.get("appearance"):
+                question["appearance"] = str(control["appearance"])
+            question["questions"] = self.children(
+                list(element.get("children") or []), (*place, "questions")
+            )
+            if not question["questions"]:
+                self.problem(name, "type", f"an empty {kind}")
+                return None
+            return question
+        if element.get("choice_filter"):
+            self.problem(name, "choice_filter", "choice_filter is not supported yet")
+            return None
+        if kind in ("select one", "select all that apply"):
+            if element.get("itemset") and "." in str(element.get("itemset")):
+                self.problem(name, "type", "choices from a file are not supported yet")
+                return None
+            question["type"] = "single_choice" if kind == "select one" else "multiple_choice"
+            question["options"] = [
+                {
+                    "value": choice.get("name"),
+                    "label": self.text(choice.get("label"), name, "label")
+                    or {self.default: str(choice.get("name"))},
+                }
+                for choice in element.get("choices") or []
+            ]
+        elif kind in SIMPLE_TYPES:
+            question["type"] = SIMPLE_TYPES[kind]
+        elif kind == "range":
+            if not self.scale(question, element, name):
+                return None
         else:
-            raise _RowError(loc, f"'{part}' does not apply to a {qtype} question")
-    return bounds
+            self.problem(name, "type", f"type '{kind}' is not supported yet")
+            return None
+        if question["type"] == "calculate":
+            if bind.get("calculate"):
+                question["calculation"] = self.expression(bind["calculate"])
+        elif bind.get("calculate"):
+            self.problem(name, "calculation", "only calculate questions take a calculation")
+        elif "label" not in question:
+            question["label"] = {self.default: str(name)}
+        self.binds(question, bind, name, question["type"])
+        help_text = self.text(element.get("hint"), name, "hint")
+        if help_text:
+            question["help"] = help_text
+        guidance = self.text(element.get("guidance_hint"), name, "guidance_hint")
+        if guidance and question["type"] != "calculate":
+            question["guidance_hint"] = guidance
+        if element.get("default") not in (None, ""):
+            question["default"] = str(element["default"])
+        if control.get("appearance"):
+            question["appearance"] = str(control["appearance"])
+        self.bounds(question)
+        return question
 
+    def scale(self, question: dict[str, Any], element: Mapping[str, Any], name: Any) -> bool:
+        parameters = element.get("parameters") or {}
+        try:
+            start, end, step = (
+                float(parameters.get(part, default))
+                for part, default in (("start", 1), ("end", 10), ("step", 1))
+            )
+        except (TypeError, ValueError):
+            self.problem(name, "parameters", "range parameters are numbers")
+            return False
+        if not all(value.is_integer() for value in (start, end, step)) or step <= 0:
+            self.problem(name, "parameters", "only whole-number ranges map to a scale (yet)")
+            return False
+        question.update(type="scale", min=int(start), max=int(end))
+        if step != 1:
+            question["step"] = int(step)
+        return True
 
-# --- relevant expressions ---------------------------------------------------------------------
+    def binds(
+        self, question: dict[str, Any], bind: Mapping[str, Any], name: Any, kind: str
+    ) -> None:
+        if bind.get("relevant"):
+            question["relevant"] = self.expression(bind["relevant"])
+        if kind in ("group", "repeat"):
+            return
+        required = bind.get("required")
+        if required not in (None, "") and kind not in ("calculate", "note"):
+            flag = _yes_no(required)
+            question["required"] = flag if flag is not None else self.expression(required)
+        elif required not in (None, "") and _yes_no(required) is not False:
+            self.problem(name, "required", f"a {kind} is never answered")
+        message = self.text(bind.get("jr:requiredMsg"), name, "required_message")
+        if message:
+            question["required_message"] = message
+        if bind.get("constraint"):
+            question["constraint"] = self.expression(bind["constraint"])
+        message = self.text(bind.get("jr:constraintMsg"), name, "constraint_message")
+        if message:
+            question["constraint_message"] = message
+        read_only = bind.get("readonly")
+        if read_only not in (None, ""):
+            flag = _yes_no(read_only)
+            if flag is None:
+                self.problem(name, "read_only", "read_only is yes or no (an expression: not yet)")
+            elif kind != "calculate":
+                question["read_only"] = flag
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<ref>\$\{[a-z][a-z0-9_]*\})|(?P<str>'[^']*'|\"[^\"]*\")|(?P<num>-?\d+(?:\.\d+)?)"
-    r"|(?P<op>!=|<=|>=|=|<|>)|(?P<punct>[(),])|(?P<word>[a-z_][a-z0-9_-]*))"
-)
-_OPS = {"=": "eq", "!=": "ne", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+    def expression(self, text: Any) -> str:
+        """pyxform's own additions use relative paths (or_other: `../services`)."""
+        return _RELATIVE.sub(r"${\1}", str(text)).strip()
 
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    text = text.strip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if not match or match.end() == position:
-            raise ValueError(f"cannot read the expression at '{text[position : position + 10]}'")
-        kind = match.lastgroup
-        assert kind is not None  # noqa: S101 - every alternative is a named group
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
-    return tokens
-
-
-def parse_relevant(text: str) -> dict[str, Any]:
-    """An XLSForm `relevant` expression as a condition object."""
-    parser = _Parser(_tokens(text))
-    condition = parser.disjunction()
-    if parser.position != len(parser.tokens):
-        raise ValueError("unexpected text after the expression")
-    return condition
-
-
-class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens = tokens
-        self.position = 0
-
-    def peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.position] if self.position < len(self.tokens) else None
-
-    def take(self, kind: str, value: str | None = None) -> str:
-        token = self.peek()
-        if token is None or token[0] != kind or (value is not None and token[1] != value):
-            raise ValueError(f"expected {value or kind}")
-        self.position += 1
-        return token[1]
-
-    def disjunction(self) -> dict[str, Any]:
-        parts = [self.conjunction()]
-        while self.peek() == ("word", "or"):
-            self.position += 1
-            parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else {"any": parts}
-
-    def conjunction(self) -> dict[str, Any]:
-        parts = [self.term()]
-        while self.peek() == ("word", "and"):
-            self.position += 1
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else {"all": parts}
-
-    def term(self) -> dict[str, Any]:
-        token = self.peek()
-        if token == ("punct", "("):
-            self.position += 1
-            inner = self.disjunction()
-            self.take("punct", ")")
-            return inner
-        if token == ("word", "not"):
-            self.position += 1
-            self.take("punct", "(")
-            inner = self.disjunction()
-            self.take("punct", ")")
-            return {"not": inner}
-        if token == ("word", "selected"):
-            self.position += 1
-            self.take("punct", "(")
-            key = self.reference()
-            self.take("punct", ",")
-            value = self.literal()
-            self.take("punct", ")")
-            return {"question": key, "op": "contains", "value": value}
-        if token is not None and token[0] == "word":
-            raise ValueError(f"the function or word '{token[1]}' is not supported")
-        key = self.reference()
-        op = _OPS[self.take("op")]
-        return {"question": key, "op": op, "value": self.literal()}
-
-    def reference(self) -> str:
-        return self.take("ref")[2:-1]
-
-    def literal(self) -> Any:
-        token = self.peek()
-        if token is None:
-            raise ValueError("expected a value")
-        self.position += 1
-        kind, value = token
-        if kind == "str":
-            return value[1:-1]
-        if kind == "num":
-            return float(value) if "." in value else int(value)
-        if token == ("word", "true") or token == ("word", "false"):
-            return value == "true"
-        raise ValueError(f"expected a value, found '{value}'")
+    def bounds(self, question: dict[str, Any]) -> None:
+        """Bounds written as a constraint without a message (`. >= 1 and . <= 10`) become
+        min/max (min_selected/max_selected): the same rule, read by every client."""
+        text, qtype = question.get("constraint"), question["type"]
+        if not text or "constraint_message" in question:
+            return
+        bounds: dict[str, Any] = {}
+        for part in re.split(r"\s+and\s+", text):
+            match = _BOUND.match(part.strip())
+            if not match:
+                return
+            subject, op, number = match.groups()
+            if subject == "." and qtype in ("integer", "decimal"):
+                value: Any = float(number) if qtype == "decimal" else int(float(number))
+                if qtype == "integer" and not float(number).is_integer():
+                    return
+                bounds["min" if op == ">=" else "max"] = value
+            elif subject != "." and qtype == "multiple_choice" and float(number) >= 1:
+                bounds["min_selected" if op == ">=" else "max_selected"] = int(float(number))
+            else:
+                return
+        question.pop("constraint")
+        question.update(bounds)
