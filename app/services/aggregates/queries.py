@@ -32,6 +32,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
 from app.models.territories import Territory
 from app.services.aggregates.figures import Tally
+from app.services.aggregates.perturbation import KEY_MODULUS
 from app.services.answers import MASK_BITS, NUMBER_TYPES, CompiledQuestion, CompiledQuestionnaire
 
 PIVOT_OPTIONS = 64  # single choices with more options are counted by a grouped query
@@ -164,34 +165,64 @@ def _bit(table: Any, question: CompiledQuestion, position: Any) -> ColumnElement
 # --- measures ---------------------------------------------------------------------------------
 
 
-def measure(question: CompiledQuestion, table: Table, dialect: Dialect) -> Measure | None:
+def measure(
+    question: CompiledQuestion, table: Table, dialect: Dialect, *, keyed: bool = False
+) -> Measure | None:
     """The question's aggregates in the pivot; None when it is counted by a grouped query.
+
+    `keyed` (published aggregates) adds, beside every count, the sum of the counted rows'
+    record keys, modulo KEY_MODULUS, in the same pass: the cell keys of the cell-key method.
 
     Written as SQL text over our own column names: a pivot holds thousands of these, and as
     SQLAlchemy expressions building and compiling them took about a second per request."""
     columns = [f'"{table.name}".{name}' for name in question.columns]
     column = columns[0]
+    record_key = f'"{table.name}".record_key'
+
+    def key_sum(condition: str) -> str:
+        return f"coalesce(sum({record_key}) FILTER (WHERE {condition}), 0) % {KEY_MODULUS}"
+
+    answered = key_sum(f"{column} IS NOT NULL")
     if question.type == "single_choice":
         if len(question.option_values) > PIVOT_OPTIONS:
             return None
-        count = len(question.option_values)
-        expressions = [f"count(*) FILTER (WHERE {column} = {n})" for n in range(count)]
-        return _counts(question, expressions, question.option_values)
+        return _counts(
+            question,
+            f"{column} = {{}}",
+            range(len(question.option_values)),
+            question.option_values,
+            key_sum if keyed else None,
+        )
     if question.type == "boolean":
-        expressions = [f"count(*) FILTER (WHERE {column} = {n})" for n in (1, 0)]
-        return _counts(question, expressions, ("true", "false"))
+        return _counts(
+            question, f"{column} = {{}}", (1, 0), ("true", "false"), key_sum if keyed else None
+        )
     if question.type == "multiple_choice":
         labels = question.option_values
-        bits = [
-            f"coalesce(sum(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1), 0)"
-            for n in range(len(labels))
+        chosen = [
+            f"(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1)" for n in range(len(labels))
         ]
+        bits = [f"coalesce(sum({bit}), 0)" for bit in chosen]
+        keys = (
+            [
+                answered,
+                *(f"coalesce(sum({bit} * {record_key}), 0) % {KEY_MODULUS}" for bit in chosen),
+            ]
+            if keyed
+            else []
+        )
+        size = len(labels)
 
         def read_multiple(values: Sequence[Any]) -> Tally:
-            counts = {o: int(v) for o, v in zip(labels, values[1:], strict=True)}
-            return Tally(n=int(values[0]), counts=counts)
+            counts = {o: int(v) for o, v in zip(labels, values[1 : size + 1], strict=True)}
+            tally = Tally(n=int(values[0]), counts=counts)
+            if keyed:
+                tally.key = int(values[size + 1])
+                tally.keys = {o: int(v) for o, v in zip(labels, values[size + 2 :], strict=True)}
+            return tally
 
-        return Measure(question, [f"count({column})", *bits], read_multiple)
+        return Measure(question, [f"count({column})", *bits, *keys], read_multiple)
+    keys = [answered] if keyed else []
     if question.type in NUMBER_TYPES:
         if not dialect.numbers_in_pass:
             return None
@@ -202,15 +233,36 @@ def measure(question: CompiledQuestion, table: Table, dialect: Dialect) -> Measu
             f"min({column})",
             f"max({column})",
             f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {column})",
+            *keys,
         ]
         return Measure(question, expressions, _read_numbers)
-    return Measure(question, [f"count({column})"], lambda values: Tally(n=int(values[0])))
+    return Measure(question, [f"count({column})", *keys], _read_count)
 
 
-def _counts(question: CompiledQuestion, expressions: list[str], labels: Sequence[str]) -> Measure:
+def _read_count(values: Sequence[Any]) -> Tally:
+    return Tally(n=int(values[0]), key=int(values[1]) if len(values) > 1 else 0)
+
+
+def _counts(
+    question: CompiledQuestion,
+    condition: str,
+    codes: Sequence[int],
+    labels: Sequence[str],
+    key_sum: Callable[[str], str] | None,
+) -> Measure:
+    """Per-option counts (and with `key_sum`, per-option key sums) of a single choice."""
+    expressions = [f"count(*) FILTER (WHERE {condition.format(code)})" for code in codes]
+    if key_sum is not None:
+        expressions += [key_sum(condition.format(code)) for code in codes]
+    size = len(labels)
+
     def read(values: Sequence[Any]) -> Tally:
-        counts = {label: int(value) for label, value in zip(labels, values, strict=True)}
-        return Tally(n=sum(counts.values()), counts=counts)
+        counts = {label: int(v) for label, v in zip(labels, values[:size], strict=True)}
+        tally = Tally(n=sum(counts.values()), counts=counts)
+        if key_sum is not None:
+            tally.keys = {label: int(v) for label, v in zip(labels, values[size:], strict=True)}
+            tally.key = sum(tally.keys.values())
+        return tally
 
     return Measure(question, expressions, read)
 
@@ -219,10 +271,11 @@ def _read_numbers(values: Sequence[Any]) -> Tally:
     n = int(values[0])
     if n == 0:
         return Tally(n=0)
-    mean, stddev, low, high, median = (None if v is None else float(v) for v in values[1:])
+    mean, stddev, low, high, median = (None if v is None else float(v) for v in values[1:6])
     return Tally(
         n=n,
         numbers={"mean": mean, "median": median, "stddev": stddev, "min": low, "max": high},
+        key=int(values[6]) if len(values) > 6 else 0,
     )
 
 
@@ -293,12 +346,16 @@ def by_value(
     dims: list[Dimension],
     source: FromClause,
     where: list[Any],
+    *,
+    keyed: bool = False,
 ) -> Select[Any]:
-    """Counts grouped by the dimensions and the question's value (a histogram)."""
+    """Counts grouped by the dimensions and the question's value (a histogram); `keyed` adds
+    the sum of the rows' record keys."""
     column = table.c[question.columns[0]]
     keys = [*(dimension.expression for dimension in dims), column]
+    key_sum = [func.coalesce(func.sum(table.c.record_key), 0) % KEY_MODULUS] if keyed else []
     return (
-        select(*keys, func.count())
+        select(*keys, func.count(), *key_sum)
         .select_from(source)
         .where(*where, column.is_not(None))
         .group_by(*keys)
