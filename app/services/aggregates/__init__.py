@@ -166,7 +166,9 @@ async def _published_population(
     if _restricts(filters):
         whole = await population(session, questionnaire, ResponseFilters())
         rest = perturbation.perturb(whole.n - part.n, whole.key - part.key)
-        if rest < threshold:
+        # A filter that leaves nobody out isolates nobody: it shows the very same cells as
+        # no filter at all (the same records, the same keys, the same figures).
+        if whole.n > part.n and rest < threshold:
             problems.append(f"the filters leave out fewer than {threshold} responses")
     if problems:
         message = "; ".join(problems) + ": too small a group to publish"

@@ -1,0 +1,630 @@
+"""Published aggregates (aggregate views): who may make and read them, the cell-key protection
+against differencing, consistency across queries, and closeness to the exact figures.
+
+Exact figures are computed here from the responses the tests submit; published ones are
+checked against them within the bounds of the perturbation table, which the tests read as the
+public document it is (an attacker knows it too)."""
+
+import csv
+import io
+import random
+import statistics
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from app.models.auth import Role
+from app.models.questionnaires import Questionnaire
+from app.services.aggregates.perturbation import (
+    KEY_VALUES,
+    MAX_NOISE,
+    NOISE_VARIANCE,
+    PERTURBATION_TABLE,
+    STATISTIC_NOISE,
+    TABLE_CAP,
+    noise,
+)
+from tests.factories import create_questionnaire, headers_for
+from tests.test_aggregates import (
+    QUESTIONS,
+    expected_cells,
+    random_response,
+    submit,
+    wilson_interval,
+    world,  # noqa: F401 - the Almaty survey fixture
+)
+
+MIN_CELL = 5  # KENES_MIN_CELL of the test settings
+
+# --- the perturbation table, read as published --------------------------------------------------
+
+
+def test_the_perturbation_table_is_bounded_unbiased_and_keeps_zeros() -> None:
+    assert PERTURBATION_TABLE[0] == {0: KEY_VALUES}
+    for count, row in PERTURBATION_TABLE.items():
+        assert sum(row.values()) == KEY_VALUES, count
+        assert sum(noise * times for noise, times in row.items()) == 0, count  # mean zero
+        assert all(abs(noise) <= MAX_NOISE for noise in row), count
+        assert all(count + noise >= 0 for noise in row), count  # never negative
+        variance = sum(noise * noise * times for noise, times in row.items()) / KEY_VALUES
+        assert variance <= NOISE_VARIANCE <= 1.5, count
+    assert max(PERTURBATION_TABLE) == TABLE_CAP
+    # A small count can be published as 0, so a published zero proves nothing.
+    assert all(-count in PERTURBATION_TABLE[count] for count in range(1, TABLE_CAP + 1))
+    # The lookup over every cell key gives each row's distribution, and larger counts the last
+    # row's; an exact zero stays zero whatever the key.
+    for count in (0, 1, 2, 3, 17, 10_000):
+        seen: dict[int, int] = {}
+        for key in range(KEY_VALUES):
+            seen[noise(key, count)] = seen.get(noise(key, count), 0) + 1
+        assert seen == PERTURBATION_TABLE[min(count, TABLE_CAP)]
+    big = 2**31 * 7 + 12345  # only the key modulo 2**31 counts
+    assert noise(big, 9) == noise(12345, 9)
+
+
+# --- the attacker's world -------------------------------------------------------------------------
+
+REGION, D1, D1_RURAL, D2 = "190000000", "193000000", "193200000", "194000000"
+ATTACK_TREE = {
+    REGION: (None, "region"),
+    D1: (REGION, "district"),
+    D1_RURAL: (D1, "rural_district"),
+    D2: (REGION, "district"),
+}
+ATTACK_DEFINITION: dict[str, Any] = {
+    "title": {"ru": "Опрос"},
+    "default_language": "ru",
+    "access": "token",
+    "respondent_groups": [{"key": "resident", "category": "citizen", "label": {"ru": "Житель"}}],
+    "questions": [
+        {
+            "key": "q1",
+            "type": "single_choice",
+            "required": True,
+            "label": {"ru": "Вопрос"},
+            "options": [
+                {"value": "yes", "label": {"ru": "Да"}},
+                {"value": "no", "label": {"ru": "Нет"}},
+            ],
+        },
+        {"key": "sens", "type": "boolean", "required": True, "label": {"ru": "Чувствительный"}},
+        {"key": "inc", "type": "integer", "min": 0, "max": 100000, "label": {"ru": "Доход"}},
+    ],
+}
+TARGET = {"q1": "no", "sens": True, "inc": 937}
+MONTHS = ["2026-09", "2026-10", "2026-11"]
+
+
+def _moment(month: str, day: int) -> str:
+    return f"{month}-{day:02d}T10:00:00+00:00"
+
+
+def attack_population() -> list[dict[str, Any]]:
+    """39 ordinary respondents (women and men in district D1, answering `yes`, not sensitive,
+    incomes 40-60) and the target: no gender given, alone in district D2, `no`, sensitive,
+    income 937, the last to answer."""
+    rng = random.Random(14)
+    items = []
+    for index in range(39):
+        respondent: dict[str, Any] = {
+            "group": "resident",
+            "gender": "female" if index < 20 else "male",
+            "territory_code": D1_RURAL if index % 3 == 0 else D1,
+        }
+        items.append(
+            {
+                "id": str(uuid.uuid4()),
+                "respondent": respondent,
+                "answers": {"q1": "yes", "sens": False, "inc": rng.randint(40, 60)},
+                "submitted_at": _moment(MONTHS[index % 3], 1 + index % 25),
+            }
+        )
+    items.append(
+        {
+            "id": str(uuid.uuid4()),
+            "respondent": {"group": "resident", "territory_code": D2},
+            "answers": dict(TARGET),
+            "submitted_at": _moment("2026-11", 28),
+        }
+    )
+    return items
+
+
+async def make_tree(
+    client: httpx.AsyncClient, headers: dict[str, str], tree: dict[str, Any]
+) -> None:
+    for code, (parent, level) in tree.items():
+        created = await client.post(
+            "/api/v1/territories",
+            json={"code": code, "parent_code": parent, "level": level, "name": {"ru": code}},
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+
+
+async def create_view(
+    client: httpx.AsyncClient, survey: Questionnaire, headers: dict[str, str], **body: Any
+) -> dict[str, Any]:
+    body = {"name": "published", "access": "public", **body}
+    reply = await client.post(
+        f"/api/v1/questionnaires/{survey.id}/aggregate-views", json=body, headers=headers
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.headers["location"] == f"/api/v1/aggregate-views/{reply.json()['id']}"
+    created: dict[str, Any] = reply.json()
+    return created
+
+
+@pytest.fixture
+async def attack(
+    app: FastAPI, client: httpx.AsyncClient
+) -> tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]]:
+    coordinator = await headers_for(app, Role.coordinator)
+    await make_tree(client, coordinator, ATTACK_TREE)
+    survey = await create_questionnaire(
+        app, publish=True, definition={**ATTACK_DEFINITION, "slug": f"a-{uuid.uuid4().hex[:8]}"}
+    )
+    items = attack_population()
+    await submit(client, survey, await headers_for(app, Role.observer), items)
+    view = await create_view(
+        client,
+        survey,
+        coordinator,
+        dimensions=["gender", "region", "district"],
+        filters=["gender", "territory_code", "submitted_from", "submitted_to"],
+    )
+    return survey, view, items
+
+
+def public_path(view: dict[str, Any]) -> str:
+    return f"/api/v1/public/aggregates/{view['id']}"
+
+
+@pytest.fixture
+async def unlimited(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app without a practical rate limit, for tests that send many queries."""
+    application = create_app(settings.model_copy(update={"public_aggregates_limit": 100_000}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://testserver"
+    ) as http:
+        yield http
+    await application.state.engine.dispose()
+
+
+# --- the attacker -------------------------------------------------------------------------------
+
+EXACT_SUPPORT: dict[int, dict[int, int]] = {0: {0: 1}}  # what exact figures would be
+
+
+def feasible(published: int | None, table: dict[int, dict[int, int]]) -> set[int]:
+    """The true counts the attacker cannot rule out, given a published count (None: a cell left
+    out, which the API does for a count published as 0) and the public perturbation table."""
+    shown = 0 if published is None else published
+    cap = max(table)
+    return {
+        true
+        for true in range(max(0, shown - MAX_NOISE), shown + MAX_NOISE + 1)
+        if shown - true in table[min(true, cap)]
+    }
+
+
+def differences(
+    whole: int | None, parts: Iterable[int | None], table: dict[int, dict[int, int]]
+) -> set[int]:
+    """What `whole - sum(parts)` may be, the target's share of a count (0 or 1) included."""
+    values = feasible(whole, table)
+    for part in parts:
+        values = {v - p for v in values for p in feasible(part, table)}
+    return values & {0, 1}
+
+
+def recovered(values: set[int]) -> bool:
+    return len(values) == 1
+
+
+def figure(result: dict[str, Any], key: str, group: dict[str, Any] | None = None) -> Any:
+    """The cell of `key` for `group` (None: the one cell without a breakdown); None if absent."""
+    cells = next(q for q in result["questions"] if q["key"] == key)["cells"]
+    for cell in cells:
+        if group is None or cell["group"] == group:
+            return cell
+    return None
+
+
+def count_of(cell: Any, option: str) -> int | None:
+    """The published count (None when left out); a suppressed cell ends the attack (raises)."""
+    if cell is None:
+        return None
+    if cell["suppressed"]:
+        raise Suppressed
+    return int(cell["counts"][option])
+
+
+class Suppressed(Exception):
+    pass
+
+
+class Attacker:
+    """Sends queries and derives the target's answers by subtraction, as the issue's review did."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, path: str, headers: dict[str, str], table: dict[int, Any]
+    ) -> None:
+        self.http, self.path, self.headers, self.table = http, path, headers, table
+        self.seen: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (query, answer)
+        self.refused: list[dict[str, Any]] = []
+
+    async def ask(self, **params: Any) -> dict[str, Any] | None:
+        reply = await self.http.get(self.path, params=params, headers=self.headers)
+        if reply.status_code == 422:
+            self.refused.append(params)
+            return None
+        assert reply.status_code == 200, reply.text
+        body: dict[str, Any] = reply.json()
+        self.seen.append((params, body))
+        return body
+
+    async def by_subtraction(
+        self, whole: dict[str, Any], parts: list[dict[str, Any]]
+    ) -> dict[str, set[int]]:
+        """Whole minus parts, for the target's `no` to q1 and `true` to sens, and its n."""
+        wholes = [await self.ask(**whole)]
+        pieces = [await self.ask(**part) for part in parts]
+        if any(result is None for result in [*wholes, *pieces]):
+            return {}  # refused: nothing to subtract
+        found = {}
+        for key, option in (("q1", "no"), ("sens", "true")):
+            try:
+                found[f"{key}={option}"] = differences(
+                    count_of(figure(wholes[0], key), option),  # type: ignore[arg-type]
+                    [count_of(figure(p, key), option) for p in pieces],  # type: ignore[arg-type]
+                    self.table,
+                )
+            except Suppressed:
+                continue
+        found["n"] = differences(
+            wholes[0]["n_responses"],  # type: ignore[index]
+            [p["n_responses"] for p in pieces],  # type: ignore[index]
+            self.table,
+        )
+        return found
+
+    def income(self, whole: dict[str, Any], parts: list[dict[str, Any]]) -> set[int]:
+        """Incomes consistent with mean * n sums over whole and parts for some true n's: the
+        sums of integers are integers, which with exact means singles out the true n's."""
+        cells = [figure(result, "inc") for result in [whole, *parts]]
+        if any(c is None or c["suppressed"] or c["mean"] is None for c in cells):
+            return set()
+        found = set()
+        options = [sorted(feasible(c["n"], self.table)) for c in cells]
+
+        def walk(index: int, chosen: list[int]) -> None:
+            if index == len(cells):
+                if chosen[0] - sum(chosen[1:]) != 1:
+                    return
+                sums = [c["mean"] * n for c, n in zip(cells, chosen, strict=True)]
+                if all(abs(s - round(s)) < 1e-6 for s in sums):
+                    found.add(round(sums[0] - sum(sums[1:])))
+                return
+            for n in options[index]:
+                walk(index + 1, [*chosen, n])
+
+        walk(0, [])
+        return found
+
+
+ROUTES: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+    ("gender complement", {}, [{"gender": "female"}, {"gender": "male"}]),
+    ("region minus district", {"territory_code": REGION}, [{"territory_code": D1}]),
+    ("the district alone", {"territory_code": D2}, []),
+    (
+        "months before the target",
+        {},
+        [{"submitted_to": "2026-11-01T00:00:00Z"}],
+    ),
+    (
+        "the target's month minus the women and men in it",
+        {"submitted_from": "2026-11-01T00:00:00Z"},
+        [
+            {"submitted_from": "2026-11-01T00:00:00Z", "gender": "female"},
+            {"submitted_from": "2026-11-01T00:00:00Z", "gender": "male"},
+        ],
+    ),
+]
+
+
+async def run_routes(attacker: Attacker) -> dict[str, dict[str, set[int]]]:
+    return {name: await attacker.by_subtraction(whole, parts) for name, whole, parts in ROUTES}
+
+
+async def test_the_staff_figures_give_the_target_away_to_this_attacker(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    attack: tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    """The control: exact figures (the staff endpoint) let the same attack succeed, so the
+    attack below is a real one."""
+    survey, _, _ = attack
+    analyst = await headers_for(app, Role.analyst)
+    attacker = Attacker(
+        client, f"/api/v1/questionnaires/{survey.id}/aggregates", analyst, EXACT_SUPPORT
+    )
+    found = await run_routes(attacker)
+    gender = found["gender complement"]
+    assert gender["q1=no"] == {1} and gender["sens=true"] == {1} and gender["n"] == {1}
+    assert found["region minus district"]["q1=no"] == {1}
+    whole = await attacker.ask()
+    women, men = await attacker.ask(gender="female"), await attacker.ask(gender="male")
+    assert attacker.income(whole, [women, men]) == {TARGET["inc"]}  # type: ignore[list-item,arg-type]
+    assert figure(whole, "inc")["max"] == TARGET["inc"]  # type: ignore[arg-type]
+
+
+async def test_an_attacker_recovers_no_answer_of_the_target_exactly(
+    unlimited: httpx.AsyncClient,
+    attack: tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, view, items = attack
+    attacker = Attacker(unlimited, public_path(view), {}, PERTURBATION_TABLE)
+    found = await run_routes(attacker)
+    for route, derived in found.items():
+        for what, values in derived.items():
+            assert not recovered(values), (route, what, values)
+    # The routes that isolate the target are refused outright (query-set size).
+    refused = attacker.refused
+    assert {"territory_code": D1} in refused  # leaves out only the target
+    assert {"territory_code": D2} in refused  # the target alone
+
+    # Finer slices are refused: days instead of months, a rural district under a district.
+    for params in (
+        {"submitted_to": "2026-11-28T00:00:00Z"},
+        {"submitted_from": "2026-11-01T00:00:01Z"},
+        {"territory_code": D1_RURAL},
+    ):
+        assert await attacker.ask(**params) is None, params
+
+    # Breakdowns: the target's cells are suppressed, and one more so the total does not give
+    # them back.
+    for by in ("gender", "district", "gender,district", "region,district"):
+        result = await attacker.ask(by=by)
+        assert result is not None
+        for key in ("q1", "sens", "inc"):
+            cells = next(q for q in result["questions"] if q["key"] == key)["cells"]
+            target_cells = [
+                c for c in cells if c["group"].get("gender", "x") is None
+                or c["group"].get("district") == D2
+            ]  # fmt: skip
+            assert all(c["suppressed"] for c in target_cells), (by, key, target_cells)
+            assert sum(c["suppressed"] for c in cells) != 1, (by, key)
+
+    # Repeating and re-slicing: the same cell, the same figure, so nothing averages out.
+    again = await attacker.ask()
+    assert again == await attacker.ask()
+    assert again == await attacker.ask(territory_code=REGION)  # a filter leaving nobody out
+
+    # Numbers: no min/max, statistics only for large cells and with noise; the integer-sum
+    # trick that recovers the income from exact means finds nothing.
+    whole = await attacker.ask()
+    women, men = await attacker.ask(gender="female"), await attacker.ask(gender="male")
+    assert whole is not None and women is not None and men is not None
+    assert attacker.income(whole, [women, men]) != {TARGET["inc"]}
+    for _, result in attacker.seen:
+        for cell in next(q for q in result["questions"] if q["key"] == "inc")["cells"]:
+            assert cell["min"] is None and cell["max"] is None
+            if not cell["suppressed"] and cell["n"] < 2 * MIN_CELL:
+                assert cell["mean"] is None and cell["median"] is None
+
+    # CSV: the same protected figures, nothing more.
+    reply = await unlimited.get(public_path(view), params={"format": "csv", "by": "gender"})
+    assert reply.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    as_json = await attacker.ask(by="gender")
+    assert as_json is not None
+    for row in rows:
+        cell = figure(as_json, row["question"], {"gender": row["gender"] or None})
+        assert (row["suppressed"] == "true") == cell["suppressed"]
+        assert row["min"] == "" and row["max"] == ""
+        if row["option"]:
+            assert int(row["count"]) == cell["counts"][row["option"]]
+    assert not any(row["gender"] == "" and row["suppressed"] == "false" for row in rows)
+
+    # Every published count lies within the table's bound of the exact one, and the figures are
+    # really perturbed (with dozens of counts, all of them exact would mean no protection).
+    exact_by_query = _exact_counts(items)
+    differing = 0
+    for params, result in attacker.seen:
+        if "by" in params:
+            continue
+        exact = exact_by_query(params)
+        for key in ("q1", "sens"):
+            cell = figure(result, key)
+            if cell is None or cell["suppressed"]:
+                continue
+            for option, shown in cell["counts"].items():
+                assert abs(shown - exact[key][option]) <= MAX_NOISE
+                differing += shown != exact[key][option]
+    assert differing > 0
+
+
+def _exact_counts(items: list[dict[str, Any]]) -> Any:
+    """Exact option counts of q1 and sens for a query's filters (no breakdown)."""
+    district = {D1: D1, D1_RURAL: D1, D2: D2}
+
+    def matches(item: dict[str, Any], params: dict[str, Any]) -> bool:
+        respondent = item["respondent"]
+        moment = datetime.fromisoformat(item["submitted_at"])
+        for name, value in params.items():
+            if name == "gender" and respondent.get("gender") != value:
+                return False
+            if name == "territory_code" and value not in (
+                REGION,
+                district[respondent["territory_code"]],
+                respondent["territory_code"],
+            ):
+                return False
+            if name in ("submitted_from", "submitted_to"):
+                limit = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                if (moment < limit) if name == "submitted_from" else (moment >= limit):
+                    return False
+        return True
+
+    def counts(params: dict[str, Any]) -> dict[str, dict[str, int]]:
+        chosen = [i for i in items if matches(i, params)]
+        return {
+            "q1": {o: sum(i["answers"]["q1"] == o for i in chosen) for o in ("yes", "no")},
+            "sens": {
+                o: sum(str(i["answers"]["sens"]).lower() == o for i in chosen)
+                for o in ("true", "false")
+            },
+        }
+
+    return counts
+
+
+# --- consistency and utility on the Almaty survey -----------------------------------------------
+
+ALMATY_DIMENSIONS = [
+    "gender",
+    "region",
+    "district",
+    "category",
+    "answer:aware",
+    "answer:channels_known",
+]
+ALL_FILTERS = ["group", "gender", "territory_code", "submitted_from", "submitted_to"]
+
+
+@pytest.fixture
+async def almaty(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    world: tuple[Questionnaire, dict[str, str]],  # noqa: F811 - the fixture imported above
+) -> tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]]:
+    survey, observer = world
+    items = [random_response(random.Random(7000 + seed)) for seed in range(400)]
+    await submit(client, survey, observer, items)
+    coordinator = await headers_for(app, Role.coordinator)
+    view = await create_view(
+        client, survey, coordinator, dimensions=ALMATY_DIMENSIONS, filters=ALL_FILTERS
+    )
+    return survey, view, items
+
+
+def _cells(result: dict[str, Any], key: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    cells = next(q for q in result["questions"] if q["key"] == key)["cells"]
+    return {tuple(c["group"][name] for name in result["by"]): c for c in cells}
+
+
+async def test_published_figures_stay_within_the_tables_bound_of_the_exact_ones(
+    unlimited: httpx.AsyncClient,
+    almaty: tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, view, items = almaty
+    signed: list[int] = []
+    for by in ([], ["gender"], ["region", "district"], ["answer:aware", "gender"], ["category"],
+               ["answer:channels_known"]):  # fmt: skip
+        reply = await unlimited.get(public_path(view), params={"by": ",".join(by)})
+        assert reply.status_code == 200, reply.text
+        result = reply.json()
+        assert result["min_cell"] == MIN_CELL
+        assert abs(result["n_responses"] - len(items)) <= MAX_NOISE
+        for key, question in QUESTIONS.items():
+            exact = expected_cells(items, by, key)
+            published = _cells(result, key)
+            assert set(published) <= set(exact), (by, key)  # nobody is invented
+            suppressed = {g for g, c in published.items() if c["suppressed"]}
+            assert len(suppressed) != 1, (by, key)  # secondary suppression
+            # Cells far enough above min_cell are shown, but for one secondary suppression;
+            # cells far below it never are.
+            sure = {g for g in suppressed if exact[g]["n"] >= MIN_CELL + MAX_NOISE}
+            assert len(sure) <= 1, (by, key, sure)
+            for group, cell in exact.items():
+                if cell["n"] < MIN_CELL - MAX_NOISE:
+                    assert group not in published or published[group]["suppressed"]
+            for group, cell in published.items():
+                if cell["suppressed"]:
+                    assert all(
+                        v is None for f, v in cell.items() if f not in ("group", "suppressed")
+                    )
+                    continue
+                want = exact[group]
+                n = cell["n"]
+                assert n >= MIN_CELL and abs(n - want["n"]) <= MAX_NOISE, (by, key, group)
+                signed.append(n - want["n"])
+                if "counts" in want:
+                    for option, count in cell["counts"].items():
+                        assert abs(count - want["counts"][option]) <= MAX_NOISE
+                        assert 0 <= count <= n
+                        signed.append(count - want["counts"][option])
+                        assert cell["shares"][option] == pytest.approx(count / n)
+                        assert cell["ci95"][option] == pytest.approx(wilson_interval(count, n))
+                if question["type"] in ("integer", "scale", "decimal"):
+                    assert cell["min"] is None and cell["max"] is None
+                    if n < 2 * MIN_CELL:
+                        assert cell["mean"] is None and cell["median"] is None
+                        continue
+                    error = (want["stddev"] or 0.0) / want["n"] ** 0.5
+                    assert abs(cell["mean"] - want["mean"]) <= STATISTIC_NOISE * error + 1e-9
+                    bound = STATISTIC_NOISE * 1.2533 * error + 1e-9
+                    assert abs(cell["median"] - want["median"]) <= bound
+                    relative = STATISTIC_NOISE / (2 * (want["n"] - 1)) ** 0.5
+                    assert cell["stddev"] == pytest.approx(want["stddev"], rel=relative + 1e-9)
+    # Mean zero: over hundreds of figures the noise averages out (its variance is about 1.2,
+    # so the average of 300 is within 0.5 of zero but with a chance far below one in a million).
+    assert len(signed) > 300
+    assert abs(statistics.fmean(signed)) < 0.5
+    assert any(signed)  # really perturbed
+
+
+async def test_the_same_cell_shows_the_same_figure_in_every_query(
+    app: FastAPI,
+    unlimited: httpx.AsyncClient,
+    almaty: tuple[Questionnaire, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    survey, view, _ = almaty
+    path = public_path(view)
+
+    async def ask(**params: Any) -> dict[str, Any]:
+        reply = await unlimited.get(path, params=params)
+        assert reply.status_code == 200, reply.text
+        body: dict[str, Any] = reply.json()
+        return body
+
+    by_gender = await ask(by="gender")
+    women = await ask(gender="female")
+    # `aware` is required: its female cell holds the same records as the filtered population.
+    assert women["n_responses"] == _cells(by_gender, "aware")[("female",)]["n"]
+    for key in QUESTIONS:
+        cell = _cells(by_gender, key).get(("female",))
+        alone = _cells(women, key).get(())
+        if cell is None or alone is None:
+            assert cell is alone is None or (cell or alone)["suppressed"], key  # type: ignore[index]
+            continue
+        assert {**cell, "group": {}} == alone, key
+    crossed = await ask(by="gender,region")
+    women_by_region = await ask(by="region", gender="female")
+    for (gender, region), cell in _cells(crossed, "aware").items():
+        if gender == "female" and not cell["suppressed"]:
+            other = _cells(women_by_region, "aware")[(region,)]
+            assert other["suppressed"] or {**other, "group": cell["group"]} == cell
+    # A territory filter holds the same records as that territory's cell of a breakdown.
+    by_region = await ask(by="region")
+    in_region = await ask(territory_code="190000000")
+    assert in_region["n_responses"] == _cells(by_region, "aware")[("190000000",)]["n"]
+    # Repeated: the very same answer.
+    assert await ask(by="gender") == by_gender
+    # The staff preview of this view shows exactly what it publishes.
+    analyst = await headers_for(app, Role.analyst)
+    preview = await unlimited.get(
+        f"/api/v1/questionnaires/{survey.id}/aggregates",
+        params={"by": "gender", "protected": "true", "view": view["id"]},
+        headers=analyst,
+    )
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == by_gender
