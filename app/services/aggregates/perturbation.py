@@ -44,6 +44,7 @@ NOISE_VARIANCE = 1.1875  # the largest row variance: (2*24*4 + 2*56) / 256
 
 # Numeric statistics: the noise is a fixed fraction of the statistic's standard error.
 STATISTIC_NOISE = 0.5
+DECIMALS = 4  # published statistics are rounded to this many decimals
 
 
 def _expand(row: dict[int, int]) -> tuple[int, ...]:
@@ -110,4 +111,8 @@ def noisy_statistics(exact: dict[str, float | None], n: int, key: int) -> dict[s
     if stddev is not None:
         relative = STATISTIC_NOISE / math.sqrt(2 * max(n - 1, 1))  # the stddev's standard error
         shown["stddev"] = stddev * (1 + relative * _uniform(key, "stddev"))
-    return shown
+    # Rounded: the database's float sums may differ in the last bit with the grouping, and the
+    # same cell must show the very same figure in every query.
+    return {
+        name: None if value is None else round(value, DECIMALS) for name, value in shown.items()
+    }
