@@ -80,9 +80,10 @@ async def _tally_page(
     dialect: queries.Dialect,
     tallies: Tallies,
     keyed: bool,
-) -> int | None:
-    """Tally the page's asked questions into `tallies`; the number of responses matching the
-    filters when that comes out of the same pass (page 0, no multiple-choice dimension)."""
+) -> Tally | None:
+    """Tally the page's asked questions into `tallies`; the responses matching the filters
+    (their number, and with `keyed` the sum of their record keys) when that comes out of the
+    same pass (page 0, no multiple-choice dimension)."""
     tables = answer_tables(questionnaire)
     table = tables[page]
     where = conditions(questionnaire, filters, table)
@@ -101,13 +102,24 @@ async def _tally_page(
         if name.startswith("answer:")
     )
     total = None
-    statements = queries.pivots(measures, dims, source, where, dialect, with_total=counts_rows)
+    statements = queries.pivots(
+        measures,
+        dims,
+        source,
+        where,
+        dialect,
+        with_total=counts_rows,
+        total_key=table.c.record_key if keyed else None,
+    )
+    total_columns = 2 if keyed else 1
     for index, (statement, chunk) in enumerate(statements):
-        skip = width + (1 if counts_rows and index == 0 else 0)
+        skip = width + (total_columns if counts_rows and index == 0 else 0)
         for row in await _rows(session, statement):
             group = tuple(row[:width])
             if counts_rows and index == 0:
-                total = (total or 0) + int(row[width])
+                total = total or Tally()
+                total.n += int(row[width])
+                total.key += int(row[width + 1]) if keyed else 0
             for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
                 if tally.n:
                     tallies[m.question.key][group] = tally
@@ -148,27 +160,21 @@ def _restricts(filters: ResponseFilters) -> bool:
     return any(value is not None for value in filters.model_dump().values())
 
 
-async def _published_population(
-    session: AsyncSession,
-    questionnaire: CompiledQuestionnaire,
-    filters: ResponseFilters,
-    threshold: int,
-) -> int:
+def _query_set_size(part: Tally, whole: Tally | None, threshold: int) -> int:
     """The perturbed number of responses the query covers, after the query-set-size check:
-    the filtered population and the rest of the questionnaire's both at least `threshold`
-    (perturbed too: an exact test would itself tell whether a count is under the threshold),
-    so that no small group is isolated by subtracting one query from another."""
-    part = await population(session, questionnaire, filters)
+    the filtered population and the rest of the questionnaire's (`whole` minus it, when filters
+    apply) both at least `threshold`, perturbed too (an exact test would itself tell whether a
+    count is under the threshold), so that no small group is isolated by subtracting one query
+    from another."""
     shown = perturbation.perturb(part.n, part.key)
     problems = []
     if shown < threshold:
         problems.append(f"the filters leave fewer than {threshold} responses")
-    if _restricts(filters):
-        whole = await population(session, questionnaire, ResponseFilters())
+    # A filter that leaves nobody out isolates nobody: it shows the very same cells as no
+    # filter at all (the same records, the same keys, the same figures).
+    if whole is not None and whole.n > part.n:
         rest = perturbation.perturb(whole.n - part.n, whole.key - part.key)
-        # A filter that leaves nobody out isolates nobody: it shows the very same cells as
-        # no filter at all (the same records, the same keys, the same figures).
-        if whole.n > part.n and rest < threshold:
+        if rest < threshold:
             problems.append(f"the filters leave out fewer than {threshold} responses")
     if problems:
         message = "; ".join(problems) + ": too small a group to publish"
@@ -190,19 +196,19 @@ async def survey_aggregates(
     count perturbed by its cell key, the query-set size checked, numeric statistics only for
     cells of at least 2 * min_cell and with noise, no min or max; suppression as for staff,
     after the perturbation."""
-    published = (
-        await _published_population(session, questionnaire, filters, min_cell)
-        if protected
-        else None
-    )
+    # Published: the whole population first (one count, when filters apply), for the
+    # query-set-size check once the pass has counted the filtered one.
+    whole = None
+    if protected and _restricts(filters):
+        whole = await population(session, questionnaire, ResponseFilters())
     dialect = queries.dialect_of((await session.connection()).dialect.name)
     chosen = [q for q in questionnaire.questions if keys is None or q.key in keys]
     tallies: Tallies = {question.key: {} for question in chosen}
-    n_responses = None
+    responses = None
     # A draft has no answer tables yet (they are made at publish time), and no responses.
     pages = 0 if questionnaire.status == Status.draft else len(questionnaire.pages)
     if pages == 0:
-        n_responses = 0
+        responses = Tally()
     for page in range(pages):
         questions = [question for question in chosen if question.page == page]
         if questions or page == 0:
@@ -210,11 +216,12 @@ async def survey_aggregates(
                 session, questionnaire, page, questions, filters, by, dialect, tallies, protected
             )
             if page == 0:
-                n_responses = total
-    if published is not None:
-        n_responses = published
-    elif n_responses is None:
-        n_responses = (await population(session, questionnaire, filters)).n
+                responses = total
+    if responses is None:
+        responses = await population(session, questionnaire, filters)
+    n_responses = responses.n
+    if protected:
+        n_responses = _query_set_size(responses, whole, min_cell)
     tables = answer_tables(questionnaire)
     decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
     figures = []

@@ -290,9 +290,10 @@ def pivots(
     dialect: Dialect,
     *,
     with_total: bool,
+    total_key: ColumnElement[Any] | None = None,
 ) -> list[tuple[Select[Any], list[Measure]]]:
     """Statements of at most `max_columns` columns, each grouped by the dimensions; the first
-    also counts the rows (`with_total`)."""
+    also counts the rows (`with_total`), and sums `total_key` over them when given."""
     keys = [dimension.expression for dimension in dims]
     statements: list[tuple[Select[Any], list[Measure]]] = []
     chunk: list[Measure] = []
@@ -308,7 +309,11 @@ def pivots(
                         columns.append(literal_column(f"ARRAY[{packed}]"))
                     else:
                         columns.extend(literal_column(e) for e in m.expressions)
-                total = [func.count()] if with_total and not statements else []
+                total: list[Any] = []
+                if with_total and not statements:
+                    total = [func.count()]
+                    if total_key is not None:  # the sum of the rows' record keys too
+                        total.append(func.coalesce(func.sum(total_key), 0) % KEY_MODULUS)
                 statement = (
                     select(*keys, *total, *columns)
                     .select_from(source)
