@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
     Select,
     Table,
@@ -35,6 +36,8 @@ from app.services.aggregates.figures import Tally
 from app.services.aggregates.perturbation import KEY_MODULUS
 from app.services.answers import MASK_BITS, NUMBER_TYPES, CompiledQuestion, CompiledQuestionnaire
 
+# As SQL text: a bound parameter would be sent as a 32-bit integer, which 2**31 is not.
+_MODULUS = literal_column(str(KEY_MODULUS), BigInteger)
 PIVOT_OPTIONS = 64  # single choices with more options are counted by a grouped query
 ROLLED_UP = ("region", "district")
 
@@ -313,7 +316,7 @@ def pivots(
                 if with_total and not statements:
                     total = [func.count()]
                     if total_key is not None:  # the sum of the rows' record keys too
-                        total.append(func.coalesce(func.sum(total_key), 0) % KEY_MODULUS)
+                        total.append(func.coalesce(func.sum(total_key), 0) % _MODULUS)
                 statement = (
                     select(*keys, *total, *columns)
                     .select_from(source)
@@ -358,7 +361,7 @@ def by_value(
     the sum of the rows' record keys."""
     column = table.c[question.columns[0]]
     keys = [*(dimension.expression for dimension in dims), column]
-    key_sum = [func.coalesce(func.sum(table.c.record_key), 0) % KEY_MODULUS] if keyed else []
+    key_sum = [func.coalesce(func.sum(table.c.record_key), 0) % _MODULUS] if keyed else []
     return (
         select(*keys, func.count(), *key_sum)
         .select_from(source)
