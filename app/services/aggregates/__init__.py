@@ -109,17 +109,17 @@ async def _tally_page(
         where,
         dialect,
         with_total=counts_rows,
-        total_key=table.c.record_key if keyed else None,
+        keyed_table=table if keyed else None,
     )
-    total_columns = 2 if keyed else 1
     for index, (statement, chunk) in enumerate(statements):
-        skip = width + (total_columns if counts_rows and index == 0 else 0)
+        skip = width + (1 if counts_rows and index == 0 else 0)
         for row in await _rows(session, statement):
             group = tuple(row[:width])
             if counts_rows and index == 0:
+                n, key = queries.unpack(row[width]) if keyed else (int(row[width]), 0)
                 total = total or Tally()
-                total.n += int(row[width])
-                total.key += int(row[width + 1]) if keyed else 0
+                total.n += n
+                total.key += key
             for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
                 if tally.n:
                     tallies[m.question.key][group] = tally

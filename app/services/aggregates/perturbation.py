@@ -1,16 +1,16 @@
 """The cell-key method of published aggregates (the ABS TableBuilder approach).
 
 Every response carries a random record key of RECORD_KEY_BITS bits, fixed at storage. A cell's
-key is the sum of its records' keys modulo 2**RECORD_KEY_BITS, summed by the database in the
-same pass that counts the cell. The noise added to a count is looked up in PERTURBATION_TABLE by
-the cell key's low KEY_BITS bits and the count (capped at TABLE_CAP), so:
+key is the sum of its records' keys modulo 2**KEY_BITS, summed by the database in the same
+aggregate that counts the cell (queries.COUNT_BITS). The noise added to a count is looked up in
+PERTURBATION_TABLE by the cell key and the count (capped at TABLE_CAP), so:
 
 - the same set of records always shows the same figure, in every query that contains it:
   repeating a query, or reaching the cell through other filters, gains nothing;
 - a cell one record away from another has an unrelated key: differencing two noisy figures
   gives noise, not a respondent;
 - the noise is bounded (|noise| <= MAX_NOISE), has mean zero in every row (exactly: the rows are
-  counts out of 256 key values), a small variance (at most NOISE_VARIANCE), never makes a count
+  counts out of 128 key values), a small variance (at most NOISE_VARIANCE), never makes a count
   negative, and an exact zero stays zero.
 
 A true count of 1 or 2 can be published as 0, so a published zero does not prove that nobody is
@@ -29,18 +29,18 @@ from app.services.aggregates.figures import Tally, statistics
 from app.services.responses.rules import RECORD_KEY_BITS
 
 KEY_MODULUS = 1 << RECORD_KEY_BITS
-KEY_BITS = 8
+KEY_BITS = 7  # 128 key values: the pass packs a count and its cell key in one sum
 KEY_VALUES = 1 << KEY_BITS
 TABLE_CAP = 2  # counts of 2 or more share the last row
 
-# Each row: noise -> how many of the 256 cell-key values give it (they add up to 256).
+# Each row: noise -> how many of the 128 cell-key values give it (they add up to 128).
 PERTURBATION_TABLE: dict[int, dict[int, int]] = {
-    0: {0: 256},
-    1: {-1: 96, 0: 96, 1: 32, 2: 32},
-    2: {-2: 24, -1: 56, 0: 96, 1: 56, 2: 24},
+    0: {0: 128},
+    1: {-1: 48, 0: 48, 1: 16, 2: 16},
+    2: {-2: 12, -1: 28, 0: 48, 1: 28, 2: 12},
 }
 MAX_NOISE = 2
-NOISE_VARIANCE = 1.1875  # the largest row variance: (2*24*4 + 2*56) / 256
+NOISE_VARIANCE = 1.1875  # the largest row variance: (2*12*4 + 2*28) / 128
 
 # Numeric statistics: the noise is a fixed fraction of the statistic's standard error.
 STATISTIC_NOISE = 0.5
@@ -48,23 +48,24 @@ DECIMALS = 4  # published statistics are rounded to this many decimals
 
 
 def _expand(row: dict[int, int]) -> tuple[int, ...]:
-    """The row as a lookup of 256 entries; the noises are interleaved, not in runs, so that
-    neighbouring keys do not share a noise."""
+    """The row as a lookup of KEY_VALUES entries; the noises are interleaved, not in runs, so
+    that neighbouring keys do not share a noise."""
     values = [noise for noise, times in sorted(row.items()) for _ in range(times)]
     return tuple(values[(index * 149) % KEY_VALUES] for index in range(KEY_VALUES))
 
 
-# 149 is odd, so index -> index * 149 mod 256 is a permutation and every entry is used once.
+# 149 is odd, so index -> index * 149 mod 128 is a permutation and every entry is used once.
 _LOOKUP = {count: _expand(row) for count, row in PERTURBATION_TABLE.items()}
 
 
 def cell_key(key_sum: int) -> int:
-    return key_sum % KEY_MODULUS
+    """The cell key from any sum of the records' keys (only its low KEY_BITS bits count)."""
+    return key_sum % KEY_VALUES
 
 
 def noise(key: int, count: int) -> int:
     """The noise the table gives a cell of `count` records whose key is `key`."""
-    return _LOOKUP[min(count, TABLE_CAP)][cell_key(key) % KEY_VALUES]
+    return _LOOKUP[min(count, TABLE_CAP)][cell_key(key)]
 
 
 def perturb(count: int, key: int) -> int:

@@ -33,7 +33,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
 from app.models.territories import Territory
 from app.services.aggregates.figures import Tally
-from app.services.aggregates.perturbation import KEY_MODULUS
+from app.services.aggregates.perturbation import KEY_MODULUS, KEY_VALUES
 from app.services.answers import MASK_BITS, NUMBER_TYPES, CompiledQuestion, CompiledQuestionnaire
 
 # As SQL text: a bound parameter would be sent as a 32-bit integer, which 2**31 is not.
@@ -168,117 +168,113 @@ def _bit(table: Any, question: CompiledQuestion, position: Any) -> ColumnElement
 # --- measures ---------------------------------------------------------------------------------
 
 
+# Published aggregates count a cell and sum its record keys in one aggregate: each row adds
+# (record_key mod KEY_VALUES) * 2**COUNT_BITS + 1 (a 32-bit integer), so the sum, modulo 2**31,
+# holds the count in its low COUNT_BITS bits and the cell key above them. A second aggregate per
+# count made the pass about 1.6 times as long (bench/published.py, 200,000 responses).
+COUNT_BITS = 24  # a published cell holds fewer than 16,777,216 rows
+_COUNT_MASK = (1 << COUNT_BITS) - 1
+
+
+def unpack(value: Any) -> tuple[int, int]:
+    """(count, cell key) from a packed sum."""
+    packed = int(value)
+    return packed & _COUNT_MASK, packed >> COUNT_BITS
+
+
+def _counting(table: Table, keyed: bool) -> Callable[[str], str]:
+    """The SQL counting the rows that meet a condition: plainly, or packed with their keys."""
+    if not keyed:
+        return lambda condition: f"count(*) FILTER (WHERE {condition})"
+    row = f'(("{table.name}".record_key & {KEY_VALUES - 1}) * {1 << COUNT_BITS} + 1)'
+    return lambda condition: f"coalesce(sum({row}) FILTER (WHERE {condition}), 0) % {1 << 31}"
+
+
+def _read_counted(keyed: bool) -> Callable[[Any], tuple[int, int]]:
+    return unpack if keyed else (lambda value: (int(value), 0))
+
+
 def measure(
     question: CompiledQuestion, table: Table, dialect: Dialect, *, keyed: bool = False
 ) -> Measure | None:
     """The question's aggregates in the pivot; None when it is counted by a grouped query.
 
-    `keyed` (published aggregates) adds, beside every count, the sum of the counted rows'
-    record keys, modulo KEY_MODULUS, in the same pass: the cell keys of the cell-key method.
+    `keyed` (published aggregates) counts every cell packed with its cell key (see COUNT_BITS),
+    in the same pass: the keys of the cell-key method.
 
     Written as SQL text over our own column names: a pivot holds thousands of these, and as
     SQLAlchemy expressions building and compiling them took about a second per request."""
     columns = [f'"{table.name}".{name}' for name in question.columns]
     column = columns[0]
-    record_key = f'"{table.name}".record_key'
-
-    def key_sum(condition: str) -> str:
-        return f"coalesce(sum({record_key}) FILTER (WHERE {condition}), 0) % {KEY_MODULUS}"
-
-    answered = key_sum(f"{column} IS NOT NULL")
-    if question.type == "single_choice":
-        if len(question.option_values) > PIVOT_OPTIONS:
+    count_where, read = _counting(table, keyed), _read_counted(keyed)
+    answered = count_where(f"{column} IS NOT NULL") if keyed else f"count({column})"
+    if question.type in ("single_choice", "boolean"):
+        codes: tuple[int, ...]
+        labels: Sequence[str]
+        if question.type == "boolean":
+            codes, labels = (1, 0), ("true", "false")
+        elif len(question.option_values) > PIVOT_OPTIONS:
             return None
-        return _counts(
-            question,
-            f"{column} = {{}}",
-            range(len(question.option_values)),
-            question.option_values,
-            key_sum if keyed else None,
-        )
-    if question.type == "boolean":
-        return _counts(
-            question, f"{column} = {{}}", (1, 0), ("true", "false"), key_sum if keyed else None
-        )
-    if question.type == "multiple_choice":
-        labels = question.option_values
-        chosen = [
-            f"(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1)" for n in range(len(labels))
-        ]
-        bits = [f"coalesce(sum({bit}), 0)" for bit in chosen]
-        keys = (
-            [
-                answered,
-                *(f"coalesce(sum({bit} * {record_key}), 0) % {KEY_MODULUS}" for bit in chosen),
-            ]
-            if keyed
-            else []
-        )
-        size = len(labels)
+        else:
+            codes, labels = tuple(range(len(question.option_values))), question.option_values
+        expressions = [count_where(f"{column} = {code}") for code in codes]
 
-        def read_multiple(values: Sequence[Any]) -> Tally:
-            counts = {o: int(v) for o, v in zip(labels, values[1 : size + 1], strict=True)}
-            tally = Tally(n=int(values[0]), counts=counts)
-            if keyed:
-                tally.key = int(values[size + 1])
-                tally.keys = {o: int(v) for o, v in zip(labels, values[size + 2 :], strict=True)}
+        def read_choice(values: Sequence[Any]) -> Tally:
+            counted = [read(value) for value in values]
+            tally = Tally(counts={label: c for label, (c, _) in zip(labels, counted, strict=True)})
+            tally.keys = {label: k for label, (_, k) in zip(labels, counted, strict=True)}
+            tally.n = sum(c for c, _ in counted)
+            tally.key = sum(k for _, k in counted)
             return tally
 
-        return Measure(question, [f"count({column})", *bits, *keys], read_multiple)
-    keys = [answered] if keyed else []
+        return Measure(question, expressions, read_choice)
+    if question.type == "multiple_choice":
+        options_of = question.option_values
+        chosen = [
+            f"(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1)" for n in range(len(options_of))
+        ]
+        options = [
+            count_where(f"{bit} = 1") if keyed else f"coalesce(sum({bit}), 0)" for bit in chosen
+        ]
+
+        def read_multiple(values: Sequence[Any]) -> Tally:
+            n, key = read(values[0])
+            counted = [read(value) for value in values[1:]]
+            tally = Tally(n=n, key=key)
+            tally.counts = {o: c for o, (c, _) in zip(options_of, counted, strict=True)}
+            tally.keys = {o: k for o, (_, k) in zip(options_of, counted, strict=True)}
+            return tally
+
+        return Measure(question, [answered, *options], read_multiple)
     if question.type in NUMBER_TYPES:
         if not dialect.numbers_in_pass:
             return None
         expressions = [
-            f"count({column})",
+            answered,
             f"avg({column})",
             f"stddev_samp({column})",
             f"min({column})",
             f"max({column})",
             f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {column})",
-            *keys,
         ]
-        return Measure(question, expressions, _read_numbers)
-    return Measure(question, [f"count({column})", *keys], _read_count)
+        return Measure(question, expressions, lambda values: _read_numbers(values, read))
+
+    def read_answered(values: Sequence[Any]) -> Tally:
+        n, key = read(values[0])
+        return Tally(n=n, key=key)
+
+    return Measure(question, [answered], read_answered)
 
 
-def _read_count(values: Sequence[Any]) -> Tally:
-    return Tally(n=int(values[0]), key=int(values[1]) if len(values) > 1 else 0)
-
-
-def _counts(
-    question: CompiledQuestion,
-    condition: str,
-    codes: Sequence[int],
-    labels: Sequence[str],
-    key_sum: Callable[[str], str] | None,
-) -> Measure:
-    """Per-option counts (and with `key_sum`, per-option key sums) of a single choice."""
-    expressions = [f"count(*) FILTER (WHERE {condition.format(code)})" for code in codes]
-    if key_sum is not None:
-        expressions += [key_sum(condition.format(code)) for code in codes]
-    size = len(labels)
-
-    def read(values: Sequence[Any]) -> Tally:
-        counts = {label: int(v) for label, v in zip(labels, values[:size], strict=True)}
-        tally = Tally(n=sum(counts.values()), counts=counts)
-        if key_sum is not None:
-            tally.keys = {label: int(v) for label, v in zip(labels, values[size:], strict=True)}
-            tally.key = sum(tally.keys.values())
-        return tally
-
-    return Measure(question, expressions, read)
-
-
-def _read_numbers(values: Sequence[Any]) -> Tally:
-    n = int(values[0])
+def _read_numbers(values: Sequence[Any], read: Callable[[Any], tuple[int, int]]) -> Tally:
+    n, key = read(values[0])
     if n == 0:
         return Tally(n=0)
     mean, stddev, low, high, median = (None if v is None else float(v) for v in values[1:6])
     return Tally(
         n=n,
         numbers={"mean": mean, "median": median, "stddev": stddev, "min": low, "max": high},
-        key=int(values[6]) if len(values) > 6 else 0,
+        key=key,
     )
 
 
@@ -293,10 +289,12 @@ def pivots(
     dialect: Dialect,
     *,
     with_total: bool,
-    total_key: ColumnElement[Any] | None = None,
+    keyed_table: Table | None = None,
 ) -> list[tuple[Select[Any], list[Measure]]]:
     """Statements of at most `max_columns` columns, each grouped by the dimensions; the first
-    also counts the rows (`with_total`), and sums `total_key` over them when given."""
+    also counts the rows (`with_total`), packed with their keys when `keyed_table` is given."""
+    keyed = keyed_table is not None
+    count_all = _counting(keyed_table, True)("true") if keyed_table is not None else ""
     keys = [dimension.expression for dimension in dims]
     statements: list[tuple[Select[Any], list[Measure]]] = []
     chunk: list[Measure] = []
@@ -314,9 +312,7 @@ def pivots(
                         columns.extend(literal_column(e) for e in m.expressions)
                 total: list[Any] = []
                 if with_total and not statements:
-                    total = [func.count()]
-                    if total_key is not None:  # the sum of the rows' record keys too
-                        total.append(func.coalesce(func.sum(total_key), 0) % _MODULUS)
+                    total = [func.count() if not keyed else literal_column(count_all)]
                 statement = (
                     select(*keys, *total, *columns)
                     .select_from(source)
