@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     openrosa_max_xml_bytes: int = Field(default=1024 * 1024, ge=1024)
     public_submit_limit: int = Field(default=60, ge=1)
     public_submit_window_seconds: int = Field(default=60, ge=1)
+    # Published aggregates (GET /public/aggregates/{id}) per client address (IPv6: per /64).
+    public_aggregates_limit: int = Field(default=30, ge=1)
+    public_aggregates_window_seconds: int = Field(default=60, ge=1)
 
     @field_validator("database_url")
     @classmethod

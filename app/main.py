@@ -22,6 +22,7 @@ from app.migrate import upgrade_to_head
 from app.openapi import TAGS, install_openapi, operation_id
 from app.protocol import install_protocol
 from app.routers import (
+    aggregate_views,
     aggregates,
     auth,
     calendar_feeds,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(questionnaires.router)
     app.include_router(aggregates.router)
+    app.include_router(aggregate_views.router)
     app.include_router(territories.router)
     app.include_router(elections.router)
     app.include_router(consultations.router)

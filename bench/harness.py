@@ -31,7 +31,8 @@ def psql(sql: str, server: str = DEFAULT_SERVER, database: str = "postgres") -> 
 @contextlib.contextmanager
 def scratch_database(server: str = DEFAULT_SERVER) -> Iterator[str]:
     """A fresh database; yields its plain postgresql:// DSN and drops it afterwards."""
-    name = f"kenes_bench_{uuid.uuid4().hex[:8]}"
+    # KENES_BENCH_DB_PREFIX: on a shared server, a prefix of your own.
+    name = f"{os.environ.get('KENES_BENCH_DB_PREFIX', 'kenes_bench_')}{uuid.uuid4().hex[:8]}"
     psql(f'CREATE DATABASE "{name}"', server)
     try:
         yield f"{server}/{name}"
@@ -73,9 +74,20 @@ def kenes(dsn: str, *args: str, stdin: str | None = None) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port; within KENES_BENCH_PORTS (`low-high`) when set (a shared machine)."""
+    ports = os.environ.get("KENES_BENCH_PORTS")
+    candidates = [0]
+    if ports:
+        low, high = (int(part) for part in ports.split("-"))
+        candidates = list(range(low, high + 1))
+    for candidate in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free port in {ports}")
 
 
 @contextlib.contextmanager

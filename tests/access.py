@@ -54,6 +54,13 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/aggregates"): READERS,
     ("GET", "/api/v1/aggregates/consultations"): READERS,
     ("GET", "/api/v1/aggregates/elections/{election_id}/candidates"): READERS,
+    # published aggregates: views made by coordination, read by readers; the view itself public
+    # (a `token` view asks for its key, which no walker caller holds: the walker's id is unknown)
+    ("POST", "/api/v1/questionnaires/{questionnaire_id}/aggregate-views"): COORDINATION,
+    ("GET", "/api/v1/aggregate-views"): READERS,
+    ("GET", "/api/v1/aggregate-views/{view_id}"): READERS,
+    ("DELETE", "/api/v1/aggregate-views/{view_id}"): COORDINATION,
+    ("GET", "/api/v1/public/aggregates/{view_id}"): EVERYONE,
     # territories
     ("POST", "/api/v1/territories"): COORDINATION,
     ("GET", "/api/v1/territories"): ANY_USER,

@@ -49,6 +49,7 @@ PATH_PARAMS = (
     "{consultation_id}",
     "{observation_id}",
     "{response_id}",
+    "{view_id}",
 )
 
 

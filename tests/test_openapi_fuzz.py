@@ -175,7 +175,17 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
             json={"name": "fuzz", "filters": {"territory_code": "11"}},
             headers=headers["observer"],
         )
-        for reply in (observed, stored, feed):
+        view = await client.post(
+            f"/api/v1/questionnaires/{survey.id}/aggregate-views",
+            json={
+                "name": "fuzz",
+                "dimensions": ["gender"],
+                "filters": ["gender"],
+                "access": "public",
+            },
+            headers=coordinator,
+        )
+        for reply in (observed, stored, feed, view):
             assert reply.status_code == 201, reply.text
     return World(
         headers=headers,
@@ -190,6 +200,7 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
             "consultation_id": [consultation["id"]],
             "observation_id": [observation_id],
             "feed_id": [feed.json()["id"]],
+            "view_id": [view.json()["id"]],
             "token": [feed.json()["url"].rsplit("/", 1)[1].removesuffix(".ics")],
         },
     )

@@ -1,5 +1,6 @@
 """Every table module is imported here so SQLModel.metadata (and Alembic) sees all tables."""
 
+from app.models.aggregate_views import AggregateView
 from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
 from app.models.calendar_feeds import CalendarFeed
 from app.models.consultations import Consultation, Observation
@@ -9,6 +10,7 @@ from app.models.responses import response_table
 from app.models.territories import Territory
 
 __all__ = [
+    "AggregateView",
     "AuditEvent",
     "CalendarFeed",
     "Candidate",

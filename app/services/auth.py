@@ -170,7 +170,7 @@ class LoginAttempt:
     user: User | None
 
 
-def _address_key(address: str | None) -> str | None:
+def throttle_unit(address: str | None) -> str | None:
     """The throttling unit of a client address: an IPv4 address, or an IPv6 /64 (one host
     usually holds a whole /64, so single IPv6 addresses would give it endless fresh budgets)."""
     if not address:
@@ -187,7 +187,7 @@ def _address_key(address: str | None) -> str | None:
 def _pair_key(email: str, address: str | None) -> str:
     # Hashed: the username field sometimes holds a password typed in the wrong box.
     digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-    return f"login:pair:{digest}:{_address_key(address) or '-'}"
+    return f"login:pair:{digest}:{throttle_unit(address) or '-'}"
 
 
 def login_backoff(settings: Settings, failures: int) -> timedelta:
@@ -215,7 +215,7 @@ async def begin_login(
     """
     email = email.strip().lower()
     window = settings.login_window_seconds
-    address_key = _address_key(address)
+    address_key = throttle_unit(address)
     if address_key is not None:
         count, window_end = await ratelimit.hit(session, f"login:address:{address_key}", window)
         if count > settings.login_max_failures_per_address:
@@ -266,7 +266,7 @@ async def finish_login(
         )
         raise Unauthorized("Incorrect e-mail or password")
     await ratelimit.reset(session, _pair_key(attempt.email, attempt.address))
-    address_key = _address_key(attempt.address)
+    address_key = throttle_unit(attempt.address)
     if address_key is not None:
         await ratelimit.give_back(session, f"login:address:{address_key}")
     audit.record(

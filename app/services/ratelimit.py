@@ -92,6 +92,7 @@ async def enforce_in_own_transaction(
     limit: int,
     window_seconds: int,
     hits: int = 1,
+    detail: str = "Too many submissions from this address; slow down",
 ) -> None:
     """Count hits in a transaction of its own (they must stick even if the request fails);
     TooManyRequests once the window's limit is passed."""
@@ -100,6 +101,4 @@ async def enforce_in_own_transaction(
         await session.commit()
     if count > limit:
         retry = int((window_end - utcnow()).total_seconds()) + 1
-        raise TooManyRequests(
-            "Too many submissions from this address; slow down", retry_after=retry
-        )
+        raise TooManyRequests(detail, retry_after=retry)

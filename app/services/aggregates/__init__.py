@@ -17,7 +17,7 @@ from app.models.aggregates import (
 )
 from app.models.questionnaires import Status
 from app.models.responses import ResponseFilters
-from app.services.aggregates import queries
+from app.services.aggregates import perturbation, queries
 from app.services.aggregates.figures import Tally, cell, order, protect, to_csv, wilson
 from app.services.answers import CompiledQuestion, CompiledQuestionnaire
 from app.services.responses import answer_tables, conditions
@@ -79,9 +79,11 @@ async def _tally_page(
     by: list[str],
     dialect: queries.Dialect,
     tallies: Tallies,
-) -> int | None:
-    """Tally the page's asked questions into `tallies`; the number of responses matching the
-    filters when that comes out of the same pass (page 0, no multiple-choice dimension)."""
+    keyed: bool,
+) -> Tally | None:
+    """Tally the page's asked questions into `tallies`; the responses matching the filters
+    (their number, and with `keyed` the sum of their record keys) when that comes out of the
+    same pass (page 0, no multiple-choice dimension)."""
     tables = answer_tables(questionnaire)
     table = tables[page]
     where = conditions(questionnaire, filters, table)
@@ -89,7 +91,7 @@ async def _tally_page(
     width = len(dims)
     measures, grouped = [], []
     for question in questions:
-        measured = queries.measure(question, table, dialect)
+        measured = queries.measure(question, table, dialect, keyed=keyed)
         if measured is None:
             grouped.append(question)
         else:
@@ -100,30 +102,84 @@ async def _tally_page(
         if name.startswith("answer:")
     )
     total = None
-    statements = queries.pivots(measures, dims, source, where, dialect, with_total=counts_rows)
+    statements = queries.pivots(
+        measures,
+        dims,
+        source,
+        where,
+        dialect,
+        with_total=counts_rows,
+        keyed_table=table if keyed else None,
+    )
     for index, (statement, chunk) in enumerate(statements):
         skip = width + (1 if counts_rows and index == 0 else 0)
         for row in await _rows(session, statement):
             group = tuple(row[:width])
             if counts_rows and index == 0:
-                total = (total or 0) + int(row[width])
+                n, key = queries.unpack(row[width]) if keyed else (int(row[width]), 0)
+                total = total or Tally()
+                total.n += n
+                total.key += key
             for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
                 if tally.n:
                     tallies[m.question.key][group] = tally
     for question in grouped:
-        statement = queries.by_value(question, table, dims, source, where)
+        statement = queries.by_value(question, table, dims, source, where, keyed=keyed)
         decode = queries.answer_decoder(question)
         for row in await _rows(session, statement):
             tally = tallies[question.key].setdefault(tuple(row[:width]), Tally())
             value, count = row[width], int(row[width + 1])
+            key = int(row[width + 2]) if keyed else 0
             tally.n += count
+            tally.key += key
             if question.type == "single_choice":
                 label = decode(value)
                 assert label is not None  # noqa: S101 - nulls are filtered out
                 tally.counts[label] = tally.counts.get(label, 0) + count
+                tally.keys[label] = tally.keys.get(label, 0) + key
             else:
                 tally.values[float(value)] = tally.values.get(float(value), 0) + count
     return total
+
+
+async def population(
+    session: AsyncSession, questionnaire: CompiledQuestionnaire, filters: ResponseFilters
+) -> Tally:
+    """The responses matching the filters: their number and the sum of their record keys."""
+    if questionnaire.status == Status.draft:  # no answer tables yet, and no responses
+        return Tally()
+    table = answer_tables(questionnaire)[0]
+    statement = select(func.count(), func.coalesce(func.sum(table.c.record_key), 0)).where(
+        *conditions(questionnaire, filters, table)
+    )
+    count, key = (await _rows(session, statement))[0]
+    return Tally(n=int(count), key=int(key))
+
+
+def _restricts(filters: ResponseFilters) -> bool:
+    return any(value is not None for value in filters.model_dump().values())
+
+
+def _query_set_size(part: Tally, whole: Tally | None, threshold: int) -> int:
+    """The perturbed number of responses the query covers, after the query-set-size check:
+    the filtered population and the rest of the questionnaire's (`whole` minus it, when filters
+    apply) both at least `threshold`, perturbed too (an exact test would itself tell whether a
+    count is under the threshold), so that no small group is isolated by subtracting one query
+    from another."""
+    shown = perturbation.perturb(part.n, part.key)
+    problems = []
+    if shown < threshold:
+        problems.append(f"the filters leave fewer than {threshold} responses")
+    # A filter that leaves nobody out isolates nobody: it shows the very same cells as no
+    # filter at all (the same records, the same keys, the same figures).
+    if whole is not None and whole.n > part.n:
+        rest = perturbation.perturb(whole.n - part.n, whole.key - part.key)
+        if rest < threshold:
+            problems.append(f"the filters leave out fewer than {threshold} responses")
+    if problems:
+        message = "; ".join(problems) + ": too small a group to publish"
+        raise Invalid(message, errors=[{"loc": ["query"], "msg": message, "type": "too_small"}])
+    return shown
 
 
 async def survey_aggregates(
@@ -134,34 +190,48 @@ async def survey_aggregates(
     by: list[str],
     min_cell: int,
     keys: list[str] | None = None,
+    protected: bool = False,
 ) -> SurveyAggregates:
+    """The figures of the chosen questions per cell. `protected` (published aggregates): every
+    count perturbed by its cell key, the query-set size checked, numeric statistics only for
+    cells of at least 2 * min_cell and with noise, no min or max; suppression as for staff,
+    after the perturbation."""
+    # Published: the whole population first (one count, when filters apply), for the
+    # query-set-size check once the pass has counted the filtered one.
+    whole = None
+    if protected and _restricts(filters):
+        whole = await population(session, questionnaire, ResponseFilters())
     dialect = queries.dialect_of((await session.connection()).dialect.name)
     chosen = [q for q in questionnaire.questions if keys is None or q.key in keys]
     tallies: Tallies = {question.key: {} for question in chosen}
-    n_responses = None
+    responses = None
     # A draft has no answer tables yet (they are made at publish time), and no responses.
     pages = 0 if questionnaire.status == Status.draft else len(questionnaire.pages)
     if pages == 0:
-        n_responses = 0
+        responses = Tally()
     for page in range(pages):
         questions = [question for question in chosen if question.page == page]
         if questions or page == 0:
             total = await _tally_page(
-                session, questionnaire, page, questions, filters, by, dialect, tallies
+                session, questionnaire, page, questions, filters, by, dialect, tallies, protected
             )
             if page == 0:
-                n_responses = total
-    if n_responses is None:
-        table = answer_tables(questionnaire)[0]
-        where = conditions(questionnaire, filters, table)
-        statement = select(func.count()).select_from(table).where(*where)
-        n_responses = int((await _rows(session, statement))[0][0])
+                responses = total
+    if responses is None:
+        responses = await population(session, questionnaire, filters)
+    n_responses = responses.n
+    if protected:
+        n_responses = _query_set_size(responses, whole, min_cell)
     tables = answer_tables(questionnaire)
     decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
     figures = []
     for question in chosen:
         cells = []
         for group_values, tally in tallies[question.key].items():
+            if protected:
+                tally = perturbation.perturb_tally(tally, numbers_from=2 * min_cell)
+                if tally.n == 0:
+                    continue  # as a cell nobody is in: a published zero is left out
             decoded = [decode(v) for decode, v in zip(decoders, group_values, strict=True)]
             group = dict(zip(by, decoded, strict=True))
             cells.append(cell(group, tally, question))

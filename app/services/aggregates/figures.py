@@ -24,6 +24,9 @@ class Tally:
     counts: dict[str, int] = field(default_factory=dict)
     values: dict[float, int] = field(default_factory=dict)
     numbers: dict[str, float | None] | None = None
+    # Published aggregates only: the sums of record keys of the `n` cell and of each option's.
+    key: int = 0
+    keys: dict[str, int] = field(default_factory=dict)
 
 
 def wilson(count: int, n: int, z: float = Z95) -> list[float]:
@@ -35,7 +38,7 @@ def wilson(count: int, n: int, z: float = Z95) -> list[float]:
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def _numbers(values: dict[float, int], n: int) -> dict[str, float | None]:
+def statistics(values: dict[float, int], n: int) -> dict[str, float | None]:
     ordered = sorted(values.items())
     mean = sum(value * count for value, count in ordered) / n
 
@@ -69,7 +72,7 @@ def cell(group: dict[str, str | None], tally: Tally, question: CompiledQuestion)
             "ci95": {option: wilson(count, tally.n) for option, count in counts.items()},
         }
     elif question.type in NUMBER_TYPES:
-        figures = tally.numbers if tally.numbers is not None else _numbers(tally.values, tally.n)
+        figures = tally.numbers if tally.numbers is not None else statistics(tally.values, tally.n)
     # Built from figures computed here, so not validated again: a breakdown by group, gender
     # and region is thousands of cells, and validating them took most of such a request.
     return Cell.model_construct(group=group, n=tally.n, suppressed=False, **figures)
