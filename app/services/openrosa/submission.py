@@ -9,7 +9,9 @@ root's `id` and `version` name the questionnaire (slug and version); `meta/insta
 (`uuid:<id>`) is the response id; `_respondent/*` the respondent; `_start`/`_end` the started
 and submitted times; a group's elements are answers keyed by their own names (no nesting); each
 element of a repeat is one instance, a dict of its answers; empty elements are unanswered; each
-value is read by its question type (QUESTION_TYPES). Any other element is refused by name.
+value is read by its question type (QUESTION_TYPES): a note's element is never an answer, a
+calculate's value is text (the responses service recomputes deterministic calculations). A
+repeat's count node `_count_<key>` is the form's own. Any other element is refused by name.
 """
 
 import uuid
@@ -169,6 +171,8 @@ def _read_scope(
                 _unknown(errors, loc, name, "a question's element holds no elements")
             elif name in answers:
                 _unknown(errors, loc, name, "given twice")
+            elif not scope.questions[name].answered:
+                continue  # display only (a note): whatever a client wrote there is no answer
             elif text.strip():
                 answers[name] = scope.questions[name].value(text)
         elif not name.startswith(COUNT_PREFIX):
