@@ -799,3 +799,171 @@ async def test_the_engine_and_kenes_agree_on_every_kind_of_condition(
     )
     # ...and the second these (c = b: not eq a, not ne b, not in [a, c], but not_in [a]).
     assert relevant_seen[1] == ["q_not_in"]
+
+
+# --- the question model: expressions, rules, notes, calculations, counted repeats -------------
+
+RULES: dict[str, Any] = {
+    "slug": "household-rules",
+    "title": {"en": "Household rules", "ru": "Правила"},
+    "default_language": "en",
+    "respondent_groups": [{"key": "all", "category": "citizen", "label": {"en": "All"}}],
+    "questions": [
+        {"key": "Intro.note", "type": "note", "label": {"en": "Adults only, please"}},
+        {
+            "key": "Age",
+            "type": "integer",
+            "label": {"en": "Your age"},
+            "required": True,
+            "max": 120,
+            "constraint": ". >= 18",
+            "constraint_message": {"en": "Adults only", "ru": "Только взрослые"},
+        },
+        {
+            "key": "kids",
+            "type": "integer",
+            "label": {"en": "Children"},
+            "required": "${Age} > 20",
+            "required_message": {"en": "Say how many children"},
+            "min": 0,
+            "max": 5,
+        },
+        {"key": "why", "type": "text", "label": {"en": "Why none?"}, "relevant": "${kids} = 0"},
+        {"key": "double.age", "type": "calculate", "calculation": "${Age} * 2"},
+        {
+            "key": "kid",
+            "type": "repeat",
+            "label": {"en": "Child"},
+            "count": "${kids}",
+            "questions": [
+                {
+                    "key": "kid.age",
+                    "type": "integer",
+                    "label": {"en": "Child's age"},
+                    "required": True,
+                    "constraint": ". < ${Age}",
+                },
+            ],
+        },
+        {
+            "key": "mood",
+            "type": "scale",
+            "label": {"en": "Mood"},
+            "min": 0,
+            "max": 10,
+            "step": 5,
+            "default": 5,
+            "help": {"en": "0 is worst"},
+            "guidance_hint": {"en": "Read the ends out"},
+            "appearance": "no-ticks",
+        },
+        {"key": "fixed", "type": "text", "label": {"en": "Fixed"}, "read_only": True},
+    ],
+}
+
+
+def _binds(xform: bytes) -> dict[str, dict[str, str]]:
+    """Each bind's attributes by its node's path under the root (`jr:` names as `jr:x`)."""
+    document = parse_xml(xform)
+    binds = {}
+    for bind in document.iter(f"{{{XFORMS}}}bind"):
+        path = bind.attrib["nodeset"].removeprefix("/data/")
+        binds[path] = {
+            name.replace(f"{{{JR}}}", "jr:"): " ".join(value.split())
+            for name, value in bind.attrib.items()
+        }
+    return binds
+
+
+def _itext(xform: bytes, reference: str, language: str, form: str | None = None) -> str:
+    """The text a `jr:itext('<id>')` reference names in one language (its `form`: guidance)."""
+    text_id = reference.removeprefix("jr:itext('").removesuffix("')")
+    document = parse_xml(xform)
+    for translation in document.iter(f"{{{XFORMS}}}translation"):
+        if f"({language})" in translation.attrib["lang"]:
+            for text in translation.iter(f"{{{XFORMS}}}text"):
+                if text.attrib["id"] == text_id:
+                    for value in text.iter(f"{{{XFORMS}}}value"):
+                        if value.attrib.get("form") == form:
+                            return "".join(value.itertext())
+    raise AssertionError(f"no text {text_id} in {language}")
+
+
+async def test_expressions_and_rules_are_served_and_enforced(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await headers_for(app, Role.admin)
+    questionnaire = await create_questionnaire(app, definition=RULES, publish=True)
+    token = await _collector(client, admin, questionnaire.id)
+    xform = (await client.get(f"/openrosa/key/{token}/forms/{questionnaire.id}.xml")).content
+    binds = _binds(xform)
+    # The user's constraint and the type's bound both hold; the user's message is the one.
+    age = binds["Age"]
+    assert age["constraint"] == "(. <= 120) and (. >= 18)"
+    assert age["required"] == "true()"
+    assert _itext(xform, age["jr:constraintMsg"], "en") == "Adults only"
+    assert _itext(xform, age["jr:constraintMsg"], "ru") == "Только взрослые"
+    kids = binds["kids"]
+    assert kids["required"] == "/data/Age > 20"
+    assert _itext(xform, kids["jr:requiredMsg"], "en") == "Say how many children"
+    assert binds["why"]["relevant"] == "/data/kids = 0"
+    assert binds["double.age"]["calculate"] == "/data/Age * 2"
+    # The repeat is made count times: jr:count names a calculate of the count expression.
+    assert binds["_count_kid"]["calculate"] == "/data/kids"
+    repeat = next(parse_xml(xform).iter(f"{{{XFORMS}}}repeat"))
+    assert " ".join(repeat.attrib[f"{{{JR}}}count"].split()) == "/data/_count_kid"
+    assert binds["kid/kid.age"]["constraint"] == ". < /data/Age"
+    assert binds["Intro.note"]["readonly"] == "true()"
+    assert binds["fixed"]["readonly"] == "true()"
+    body = parse_xml(xform).find("{http://www.w3.org/1999/xhtml}body")
+    assert body is not None
+    [mood] = [node for node in body.iter() if node.attrib.get("ref") == "/data/mood"]
+    assert (_local(mood.tag), mood.attrib["step"], mood.attrib["appearance"]) == (
+        "range",
+        "5",
+        "no-ticks",
+    )
+    hint = mood.find(f"{{{XFORMS}}}hint")
+    assert hint is not None
+    assert _itext(xform, hint.attrib["ref"], "en") == "0 is worst"
+    assert _itext(xform, hint.attrib["ref"], "en", "guidance") == "Read the ends out"
+    instance = parse_xml(xform).find(f".//{{{XFORMS}}}instance/{{{XFORMS}}}data")
+    assert instance is not None
+    assert instance.findtext(f"{{{XFORMS}}}mood") == "5"  # the default
+
+    def submission(answers: dict[str, Any], kids: int = 0) -> bytes:
+        return instance_xml(
+            xform,
+            {"Intro.note": "a client's text in a note", **answers},
+            respondent={"group": "all"},
+            instance_id=uuid.uuid4(),
+            counts={"kid": kids},
+        )
+
+    young = await _post(client, token, submission({"Age": 16, "kids": 0}))
+    assert young.status_code == 422, young.text
+    assert "«Your age» (Age): Adults only" in _message(young)
+    silent = await _post(client, token, submission({"Age": 30}))
+    assert silent.status_code == 422, silent.text
+    assert "Say how many children" in _message(silent)
+    older_kid = await _post(
+        client, token, submission({"Age": 30, "kids": 1, "kid": [{"kid.age": 31}]}, kids=1)
+    )
+    assert older_kid.status_code == 422, older_kid.text
+    assert "«Child's age» (kid/0/kid.age): the answer breaks the question's rule" in _message(
+        older_kid
+    )
+    too_few = await _post(
+        client, token, submission({"Age": 30, "kids": 2, "kid": [{"kid.age": 3}]}, kids=1)
+    )
+    assert too_few.status_code == 422, too_few.text
+    assert "«Child» (kid): expected 2 instances (its count)" in _message(too_few)
+    good = {"Age": 30, "kids": 2, "kid": [{"kid.age": 3}, {"kid.age": 7}], "mood": 5}
+    # The client's calculation is wrong on purpose: the server computes its own.
+    created = await _post(client, token, submission({**good, "double.age": "999"}, kids=2))
+    assert created.status_code == 201, created.text
+    [stored] = (
+        await client.get(f"/api/v1/questionnaires/{questionnaire.id}/responses", headers=admin)
+    ).json()["items"]
+    # 30 * 2, kept as text (a calculation has no type); the note is no answer.
+    assert stored["answers"] == {**good, "double.age": "60"}

@@ -478,7 +478,11 @@ def xlsform_rows(
         raise Invalid(
             "This questionnaire cannot be written as an XForm",
             errors=[
-                {"loc": ["questions"], "msg": f"the key '{key}' is used by the form", "type": "xform"}
+                {
+                    "loc": ["questions"],
+                    "msg": f"the key '{key}' is used by the form",
+                    "type": "xform",
+                }
                 for key in reserved
             ],
         )
