@@ -10,6 +10,7 @@ server.
 import asyncio
 import copy
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
+from openpyxl import Workbook
 
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
@@ -967,3 +969,158 @@ async def test_expressions_and_rules_are_served_and_enforced(
     ).json()["items"]
     # 30 * 2, kept as text (a calculation has no type); the note is no answer.
     assert stored["answers"] == {**good, "double.age": "60"}
+
+
+# The same form as an XLSForm workbook, as its author writes it.
+RULES_HEADER = [
+    "type", "name", "label::English (en)", "hint::English (en)", "guidance_hint::English (en)",
+    "required", "required_message::English (en)", "relevant", "constraint",
+    "constraint_message::English (en)", "calculation", "repeat_count", "parameters", "default",
+    "appearance", "read_only",
+]  # fmt: skip
+RULES_ROWS: list[dict[str, str]] = [
+    {"type": "note", "name": "Intro.note", "label": "Adults only, please"},
+    {
+        "type": "integer",
+        "name": "Age",
+        "label": "Your age",
+        "required": "yes",
+        "constraint": ". >= 18 and . <= 120",
+        "constraint_message": "Adults only",
+    },
+    {
+        "type": "integer",
+        "name": "kids",
+        "label": "Children",
+        "required": "${Age} > 20",
+        "required_message": "Say how many children",
+        "constraint": ". >= 0 and . <= 5",
+        "constraint_message": "At most 5",
+    },
+    {"type": "text", "name": "why", "label": "Why none?", "relevant": "${kids} = 0"},
+    {"type": "calculate", "name": "double.age", "calculation": "${Age} * 2"},
+    {"type": "begin_repeat", "name": "kid", "label": "Child", "repeat_count": "${kids}"},
+    {
+        "type": "integer",
+        "name": "kid.age",
+        "label": "Child's age",
+        "required": "yes",
+        "constraint": ". < ${Age}",
+        "constraint_message": "Younger than you",
+    },
+    {"type": "end_repeat"},
+    {
+        "type": "range",
+        "name": "mood",
+        "label": "Mood",
+        "hint": "0 is worst",
+        "guidance_hint": "Read the ends out",
+        "parameters": "start=0 end=10 step=5",
+        "default": "5",
+        "appearance": "no-ticks",
+    },
+    {"type": "text", "name": "fixed", "label": "Fixed", "read_only": "yes"},
+]
+
+
+def rules_workbook() -> bytes:
+    book = Workbook()
+    survey = book.active
+    assert survey is not None
+    survey.title = "survey"
+    survey.append(RULES_HEADER)
+    short = [column.split("::")[0] for column in RULES_HEADER]
+    for row in RULES_ROWS:
+        survey.append([row.get(column) for column in short])
+    book.create_sheet("choices").append(["list_name", "name", "label::English (en)"])
+    settings = book.create_sheet("settings")
+    settings.append(["form_id", "form_title", "default_language"])
+    settings.append(["household-rules", "Household rules", "English (en)"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_an_imported_xlsform_round_trips_through_odks_engine(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    """An XLSForm with expressions, rules, a note, a calculation and a counted repeat, imported,
+    published and served: ODK's engine loads it from Kenes, computes the calculation and the
+    repeat's count itself, enforces the constraints (a violating filling is not ready, and
+    Kenes refuses it too, with the author's message) and submits; Kenes stores the response
+    with its own calculation."""
+    coordinator = await headers_for(app, Role.coordinator)
+    admin = await headers_for(app, Role.admin)
+    imported = await client.post(
+        "/api/v1/questionnaires/import",
+        files={"file": ("household-rules.xlsx", rules_workbook(), "application/octet-stream")},
+        headers=coordinator,
+    )
+    assert imported.status_code == 201, imported.text
+    questionnaire_id = imported.json()["id"]
+    # The draft's XForm already builds (pyxform accepts what the import made).
+    draft = await client.get(f"/api/v1/questionnaires/{questionnaire_id}/xform", headers=admin)
+    assert draft.status_code == 200, draft.text
+    binds = _binds(draft.content)
+    assert binds["Age"]["constraint"] == ". >= 18 and . <= 120"
+    assert binds["kids"]["required"] == "/data/Age > 20"
+    assert binds["double.age"]["calculate"] == "/data/Age * 2"
+    assert binds["_count_kid"]["calculate"] == "/data/kids"
+    assert binds["Intro.note"]["readonly"] == "true()"
+    published = await client.post(
+        f"/api/v1/questionnaires/{questionnaire_id}/publish", headers=coordinator
+    )
+    assert published.status_code == 200, published.text
+    token = await _collector(client, admin, uuid.UUID(questionnaire_id))
+    node = _node_with_engine()
+    kids = [{"kid.age": "3"}, {"kid.age": "7"}]
+    fillings = [
+        {"Age": "16", "kids": "0", "why": "none"},  # breaks Age's constraint
+        {"Age": "30", "kids": "2", "kid": [{"kid.age": "3"}, {"kid.age": "31"}]},  # kid.age's
+        {"Age": "30", "kids": "2", "kid": kids, "mood": "10"},
+    ]
+    seen = []
+    with running_server(database_url, tmp_path / "server.log") as server:
+        for filling in fillings:
+            ran = subprocess.run(  # noqa: S603 - our own command
+                [
+                    node,
+                    "openrosa/engine.mjs",
+                    f"{server.base}/openrosa/key/{token}",
+                    "household-rules",
+                    json.dumps(filling),
+                ],  # fmt: skip
+                cwd=CLIENTS,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert ran.returncode == 0, ran.stderr
+            seen.append(json.loads(ran.stdout.strip().splitlines()[-1]))
+    print("xforms engine:", json.dumps([(s["payload_status"], s["violations"]) for s in seen]))  # noqa: T201
+    young, old_kid, good = seen
+    # The engine itself finds the broken constraints...
+    assert young["payload_status"] != "ready" and young["violations"]
+    assert old_kid["payload_status"] != "ready" and old_kid["violations"]
+    # ...and Kenes, sent the same, refuses them with the author's messages.
+    assert [s["status"] for s in young["submissions"]] == [422, 422]
+    assert "«Your age» (Age): Adults only" in young["submissions"][0]["body"]
+    assert [s["status"] for s in old_kid["submissions"]] == [422, 422]
+    assert "(kid/1/kid.age): Younger than you" in old_kid["submissions"][0]["body"]
+    assert good["payload_status"] == "ready" and good["violations"] == []
+    assert [s["status"] for s in good["submissions"]] == [201, 202]
+    instance = parse_xml(good["instance"])
+    # What the engine computed: 30 * 2, and two instances from the count.
+    assert instance.findtext("double.age") == "60"
+    assert [kid.findtext("kid.age") for kid in instance.findall("kid")] == ["3", "7"]
+    instance_id = (instance.findtext("meta/instanceID") or "").removeprefix("uuid:")
+    stored = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["answers"] == {
+        "Age": 30,
+        "kids": 2,
+        "kid": [{"kid.age": 3}, {"kid.age": 7}],
+        "mood": 10,
+        "double.age": "60",
+    }
