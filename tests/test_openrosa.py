@@ -1124,3 +1124,80 @@ async def test_an_imported_xlsform_round_trips_through_odks_engine(
         "mood": 10,
         "double.age": "60",
     }
+
+
+TAKEN_NAMES: dict[str, Any] = {
+    "slug": "taken-names",
+    "title": {"en": "Taken names"},
+    "default_language": "en",
+    "respondent_groups": [{"key": "all", "category": "citizen", "label": {"en": "All"}}],
+    "questions": [
+        {"key": "_start", "type": "text", "label": {"en": "How did it start?"}},
+        {"key": "_end", "type": "integer", "label": {"en": "Last page"}},
+        {"key": "_count_kids", "type": "integer", "label": {"en": "Counted by you"}},
+        {"key": "_boolean", "type": "single_choice", "label": {"en": "Pick"}, "options": OPTIONS},
+        {"key": "ok", "type": "boolean", "label": {"en": "OK?"}},
+        {
+            "key": "kids",
+            "type": "repeat",
+            "label": {"en": "Kids"},
+            "min_count": 1,
+            "max_count": 3,
+            "questions": [{"key": "name", "type": "text", "label": {"en": "Name"}}],
+        },
+    ],
+}
+
+
+async def test_keys_taking_the_forms_own_names_are_questions_still(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Keys may start with `_`: a question named like an element the form adds keeps its name,
+    the form's element gets a numbered one, and both are read back as what they are."""
+    admin = await headers_for(app, Role.admin)
+    questionnaire = await create_questionnaire(app, definition=TAKEN_NAMES, publish=True)
+    meta = copy.deepcopy(TAKEN_NAMES) | {"slug": "meta-key"}
+    meta["questions"] = [{"key": "meta", "type": "text", "label": {"en": "Meta"}}]
+    unwritable = await create_questionnaire(app, definition=meta, publish=True)
+    token = await _collector(client, admin, questionnaire.id, unwritable.id)
+    xform = (await client.get(f"/openrosa/key/{token}/forms/{questionnaire.id}.xml")).content
+    binds = _binds(xform)
+    assert binds["_start_2"]["jr:preload"] == "timestamp"
+    assert binds["_end_2"]["jr:preloadParams"] == "end"
+    assert binds["_start"]["type"] == "string" and binds["_end"]["type"] == "int"
+    assert binds["_count_kids_2"]["constraint"] == ". >= 1 and . <= 3"
+    answers = {
+        "_start": "slowly",
+        "_end": 4,
+        "_count_kids": 9,
+        "_boolean": "c",
+        "ok": False,
+        "kids": [{"name": "Aru"}],
+    }
+    # The choice list named by the key does not take the place of the yes/no list.
+    body = parse_xml(xform).find("{http://www.w3.org/1999/xhtml}body")
+    assert body is not None
+    itemsets = {
+        node.attrib["ref"]: node.find(f"{{{XFORMS}}}itemset").attrib["nodeset"]  # type: ignore[union-attr]
+        for node in body.iter(f"{{{XFORMS}}}select1")
+    }
+    assert itemsets["/data/_boolean"] != itemsets["/data/ok"]
+    xml = instance_xml(
+        xform,
+        {**answers, "_start_2": "2026-12-01T10:00:00.000+05:00", "_count_kids_2": 1},
+        respondent={"group": "all"},
+        instance_id=uuid.uuid4(),
+        times=None,
+    )
+    created = await _post(client, token, xml)
+    assert created.status_code == 201, created.text
+    [stored] = await _stored(client, Setup(questionnaire, token, admin, xform))
+    assert stored["answers"] == answers
+    assert stored["started_at"].startswith("2026-12-01T05:00:00")
+    # A key pyxform keeps for itself (`meta`): that form is left out of the list and its
+    # download is refused, saying why; the others are served as ever.
+    listed = parse_xml((await client.get(f"/openrosa/key/{token}/formList")).content)
+    assert [node.text for node in listed.iter(f"{{{FORM_LIST}}}formID")] == ["taken-names"]
+    refused = await client.get(f"/openrosa/key/{token}/forms/{unwritable.id}.xml")
+    assert refused.status_code == 422
+    assert "The name 'meta' is reserved for form metadata" in _message(refused)

@@ -35,6 +35,7 @@ from app.services.openrosa.xform import (
     RESPONDENT,
     START,
     QuestionType,
+    own_names,
 )
 
 RESPONDENT_FIELDS = ("group", "gender", "age_band", "territory_code")
@@ -48,6 +49,8 @@ class Scope:
     questions: Mapping[str, QuestionType] = field(default_factory=dict)
     groups: Mapping[str, "Scope"] = field(default_factory=dict)
     repeats: Mapping[str, "Scope"] = field(default_factory=dict)
+    # the repeats' count nodes here: the form's own, never answers
+    counts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -60,32 +63,42 @@ class FormShape:
     default_language: str
     top: Scope
     labels: Mapping[str, str]  # question key -> label in the default language
+    names: Mapping[str, str]  # the form's own elements (xform.own_names)
 
 
-def _scope(questions: Sequence[Mapping[str, Any]], labels: dict[str, str], default: str) -> Scope:
+def _scope(
+    questions: Sequence[Mapping[str, Any]],
+    labels: dict[str, str],
+    default: str,
+    names: Mapping[str, str],
+) -> Scope:
     plain: dict[str, QuestionType] = {}
     groups: dict[str, Scope] = {}
     repeats: dict[str, Scope] = {}
+    counts: set[str] = set()
     for question in questions:
         key, qtype = question["key"], question["type"]
         label = (question.get("label") or {}).get(default)
         if label:
             labels.setdefault(key, label)
         if qtype == "group":
-            groups[key] = _scope(question["questions"], labels, default)
+            groups[key] = _scope(question["questions"], labels, default, names)
         elif qtype == "repeat":
-            repeats[key] = _scope(question["questions"], labels, default)
+            repeats[key] = _scope(question["questions"], labels, default, names)
+            counts.add(names[COUNT_PREFIX + key])
         else:
             plain[key] = QUESTION_TYPES[qtype]
-    return Scope(plain, groups, repeats)
+    return Scope(plain, groups, repeats, frozenset(counts))
 
 
 def shape_of(questionnaire: Questionnaire) -> FormShape:
     labels: dict[str, str] = {}
     default = questionnaire.default_language
-    top = _scope(questionnaire.definition["questions"], labels, default)
+    questions = questionnaire.definition["questions"]
+    names = own_names(questions)
+    top = _scope(questions, labels, default, names)
     return FormShape(
-        questionnaire.id, questionnaire.slug, questionnaire.version, default, top, labels
+        questionnaire.id, questionnaire.slug, questionnaire.version, default, top, labels, names
     )
 
 
@@ -175,7 +188,7 @@ def _read_scope(
                 continue  # display only (a note): whatever a client wrote there is no answer
             elif text.strip():
                 answers[name] = scope.questions[name].value(text)
-        elif not name.startswith(COUNT_PREFIX):
+        elif name not in scope.counts:
             _unknown(errors, loc, name, "no such question here")
 
 
@@ -207,21 +220,22 @@ def to_response(root: Element, shape: FormShape) -> ResponseIn:
     times: dict[str, str] = {}
     meta: Element | None = None
     leftovers = Element(root.tag)
+    own = shape.names
     for child in root:
         name = _name(child)
         if name == "meta":
             meta = child
-        elif name == RESPONDENT:
+        elif name == own[RESPONDENT]:
             for part in child:
                 field_name, text = _name(part), (_text(part) or "").strip()
                 if field_name not in RESPONDENT_FIELDS:
                     _unknown(errors, [RESPONDENT], field_name, "no such field")
                 elif text:
                     respondent[field_name] = text
-        elif name in (START, END):
+        elif name in (own[START], own[END]):
             text = (_text(child) or "").strip()
             if text:
-                times["started_at" if name == START else "submitted_at"] = text
+                times["started_at" if name == own[START] else "submitted_at"] = text
         else:
             leftovers.append(child)
     response_id = _instance_id(meta)

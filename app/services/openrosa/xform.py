@@ -10,7 +10,8 @@ yet to say which it asks for); `_start` and `_end` are the device's start and en
 repeat's number of instances is `jr:count` of a node `_count_<key>` before it: with a `count`
 expression a calculate of it (the client makes exactly that many, as the server requires);
 else, with `min_count`/`max_count`, an integer question whose constraint holds the bounds.
-Keys may start with `_` too: a definition using one of these names is refused here (RESERVED).
+Keys may start with `_` too: where a key already takes one of these names the form's own
+element gets a numbered one (`_start_2`; `own_names`, which submission reading uses too).
 
 Expression strings (`relevant`, `required`, `constraint`, `calculation`, `count`) are XLSForm
 syntax already and pass through as written; JSON conditions are written as XLSForm expressions
@@ -18,6 +19,7 @@ by `xpath`.
 """
 
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +39,6 @@ ROOT = "data"
 RESPONDENT = "_respondent"
 START, END = "_start", "_end"
 COUNT_PREFIX = "_count_"
-# Elements the form adds beside the questions (pyxform adds `meta`).
-RESERVED = frozenset({RESPONDENT, START, END, "meta"})
 LANGUAGE_NAMES = {"kk": "Қазақша (kk)", "ru": "Русский (ru)", "en": "English (en)"}
 
 Texts = Mapping[str, str]
@@ -271,6 +271,7 @@ class _Form:
         self.choices: list[Row] = []
         self.lists: set[str] = set()
         self.types: dict[str, str] = {}
+        self.names = own_names(definition["questions"])
 
     def texts(self, column: str, texts: Texts | None) -> Row:
         if not texts:
@@ -309,7 +310,11 @@ class _Form:
 
     def respondent(self, groups: Sequence[Mapping[str, Any]]) -> None:
         self.survey.append(
-            {"type": "begin_group", "name": RESPONDENT, **self.texts("label", WORDS["respondent"])}
+            {
+                "type": "begin_group",
+                "name": self.names[RESPONDENT],
+                **self.texts("label", WORDS["respondent"]),
+            }
         )
         if len(groups) == 1:
             # One group: nothing to ask.
@@ -399,7 +404,7 @@ class _Form:
         with `min_count`/`max_count` it is a question asking how many, bounded."""
         least, most = question.get("min_count"), question.get("max_count")
         begin: Row = {"type": "begin_repeat", **common}
-        count = COUNT_PREFIX + question["key"]
+        count = self.names[COUNT_PREFIX + question["key"]]
         relevant = {"relevant": common["relevant"]} if "relevant" in common else {}
         if question.get("count"):
             self.survey.append(
@@ -434,22 +439,28 @@ def _default(value: Any) -> str:
     return str(value)
 
 
-def _reserved_keys(questions: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Keys naming an element the form adds itself (Kenes keys may start with `_`)."""
-    found: list[str] = []
-    keys: set[str] = set()
-    repeats: set[str] = set()
+def own_names(questions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The names of the elements the form adds (RESPONDENT, START, END, and COUNT_PREFIX +
+    each repeat's key) -> the name each has in this form: itself, or numbered when a question
+    already has it (keys are unique in a definition, and may start with `_`)."""
+    taken: set[str] = set()
+    repeats: list[str] = []
     stack = list(questions)
     while stack:
         question = stack.pop()
-        keys.add(question["key"])
+        taken.add(question["key"])
         if question["type"] == "repeat":
-            repeats.add(COUNT_PREFIX + question["key"])
+            repeats.append(question["key"])
         stack.extend(question.get("questions") or ())
-    for key in sorted(keys):
-        if key in RESERVED or key in repeats:
-            found.append(key)
-    return found
+    names: dict[str, str] = {}
+    for base in (RESPONDENT, START, END, *(COUNT_PREFIX + key for key in sorted(repeats))):
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken.add(name)
+        names[base] = name
+    return names
 
 
 def _same(value: str) -> dict[str, str]:
@@ -473,23 +484,13 @@ def xlsform_rows(
     definition: Mapping[str, Any], *, slug: str, version: int, default: str
 ) -> dict[str, list[Row]]:
     """The XLSForm sheets (survey, choices, settings) for a definition."""
-    reserved = _reserved_keys(definition["questions"])
-    if reserved:
-        raise Invalid(
-            "This questionnaire cannot be written as an XForm",
-            errors=[
-                {
-                    "loc": ["questions"],
-                    "msg": f"the key '{key}' is used by the form",
-                    "type": "xform",
-                }
-                for key in reserved
-            ],
-        )
     form = _Form(definition, default)
     form.respondent(definition["respondent_groups"])
     form.questions(definition["questions"])
-    form.survey += [{"type": "start", "name": START}, {"type": "end", "name": END}]
+    form.survey += [
+        {"type": "start", "name": form.names[START]},
+        {"type": "end", "name": form.names[END]},
+    ]
     settings = {
         "form_id": slug,
         "version": str(version),
@@ -512,9 +513,11 @@ def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, defau
         xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
     except PyXFormError as error:
         # A definition Kenes accepts that pyxform does not (none known): said, never a 500.
+        # Its row numbers are of the rows written here, not of anything the author has.
+        reason = re.sub(r"^\[row : \d+\] ", "", str(error))
         raise Invalid(
-            "This questionnaire cannot be written as an XForm",
-            errors=[{"loc": ["questions"], "msg": str(error), "type": "xform"}],
+            f"This questionnaire cannot be written as an XForm: {reason}",
+            errors=[{"loc": ["questions"], "msg": reason, "type": "xform"}],
         ) from None
     return XForm(xml, hashlib.md5(xml, usedforsecurity=False).hexdigest())
 
