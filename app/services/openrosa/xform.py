@@ -370,7 +370,7 @@ class _Form:
                 kind = QUESTION_TYPES[qtype]
                 row = kind.columns(question, self)
                 if kind.checked:
-                    row |= self.rules(question, row)
+                    row = self.with_rules(question, row)
                 if question.get("default") is not None:
                     row["default"] = _default(question["default"])
                 if question.get("read_only"):
@@ -378,11 +378,11 @@ class _Form:
                 self.survey.append({**common, **row})
                 self.types[question["key"]] = qtype
 
-    def rules(self, question: Mapping[str, Any], row: Row) -> Row:
-        """`required` and `constraint` of a question, the user's constraint joined to the one
-        its type brings (both must hold). One message per bind: the user's when given, else,
-        with a user constraint, none (the client's own wording): the type's message would
-        name a bound the answer may well keep."""
+    def with_rules(self, question: Mapping[str, Any], row: Row) -> Row:
+        """The row with the question's `required` and `constraint`, the user's constraint
+        joined to the one its type brings (both must hold). One message per bind: the user's
+        when given, else, with a user constraint, none (the client's own wording): the type's
+        message would name a bound the answer may well keep."""
         rules: Row = {}
         required = question.get("required", False)
         if required is not False:
@@ -392,10 +392,9 @@ class _Form:
         if constraint:
             own = row.get("constraint")
             rules["constraint"] = f"({own}) and ({constraint})" if own else constraint
-            for column in [name for name in row if name.startswith("constraint_message")]:
-                del row[column]
+            row = {name: text for name, text in row.items() if not name.startswith("constraint_")}
             rules |= self.texts("constraint_message", question.get("constraint_message"))
-        return rules
+        return row | rules
 
     def repeat(self, question: Mapping[str, Any], common: Row) -> None:
         """The repeat, after its count node when it has one. With `count` (an expression) the
@@ -512,7 +511,7 @@ def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, defau
     try:
         xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
     except PyXFormError as error:
-        # A definition Kenes accepts that pyxform does not (none known): said, never a 500.
+        # A definition Kenes accepts that pyxform does not (a key `meta`): said, never a 500.
         # Its row numbers are of the rows written here, not of anything the author has.
         reason = re.sub(r"^\[row : \d+\] ", "", str(error))
         raise Invalid(
