@@ -10,6 +10,7 @@ server.
 import asyncio
 import copy
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
+from openpyxl import Workbook
 
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
@@ -799,3 +801,404 @@ async def test_the_engine_and_kenes_agree_on_every_kind_of_condition(
     )
     # ...and the second these (c = b: not eq a, not ne b, not in [a, c], but not_in [a]).
     assert relevant_seen[1] == ["q_not_in"]
+
+
+# --- the question model: expressions, rules, notes, calculations, counted repeats -------------
+
+RULES: dict[str, Any] = {
+    "slug": "household-rules",
+    "title": {"en": "Household rules", "ru": "Правила"},
+    "default_language": "en",
+    "respondent_groups": [{"key": "all", "category": "citizen", "label": {"en": "All"}}],
+    "questions": [
+        {"key": "Intro.note", "type": "note", "label": {"en": "Adults only, please"}},
+        {
+            "key": "Age",
+            "type": "integer",
+            "label": {"en": "Your age"},
+            "required": True,
+            "max": 120,
+            "constraint": ". >= 18",
+            "constraint_message": {"en": "Adults only", "ru": "Только взрослые"},
+        },
+        {
+            "key": "kids",
+            "type": "integer",
+            "label": {"en": "Children"},
+            "required": "${Age} > 20",
+            "required_message": {"en": "Say how many children"},
+            "min": 0,
+            "max": 5,
+        },
+        {"key": "why", "type": "text", "label": {"en": "Why none?"}, "relevant": "${kids} = 0"},
+        {"key": "double.age", "type": "calculate", "calculation": "${Age} * 2"},
+        {
+            "key": "kid",
+            "type": "repeat",
+            "label": {"en": "Child"},
+            "count": "${kids}",
+            "questions": [
+                {
+                    "key": "kid.age",
+                    "type": "integer",
+                    "label": {"en": "Child's age"},
+                    "required": True,
+                    "constraint": ". < ${Age}",
+                },
+            ],
+        },
+        {
+            "key": "mood",
+            "type": "scale",
+            "label": {"en": "Mood"},
+            "min": 0,
+            "max": 10,
+            "step": 5,
+            "default": 5,
+            "help": {"en": "0 is worst"},
+            "guidance_hint": {"en": "Read the ends out"},
+            "appearance": "no-ticks",
+        },
+        {"key": "fixed", "type": "text", "label": {"en": "Fixed"}, "read_only": True},
+    ],
+}
+
+
+def _binds(xform: bytes) -> dict[str, dict[str, str]]:
+    """Each bind's attributes by its node's path under the root (`jr:` names as `jr:x`)."""
+    document = parse_xml(xform)
+    binds = {}
+    for bind in document.iter(f"{{{XFORMS}}}bind"):
+        path = bind.attrib["nodeset"].removeprefix("/data/")
+        binds[path] = {
+            name.replace(f"{{{JR}}}", "jr:"): " ".join(value.split())
+            for name, value in bind.attrib.items()
+        }
+    return binds
+
+
+def _itext(xform: bytes, reference: str, language: str, form: str | None = None) -> str:
+    """The text a `jr:itext('<id>')` reference names in one language (its `form`: guidance)."""
+    text_id = reference.removeprefix("jr:itext('").removesuffix("')")
+    document = parse_xml(xform)
+    for translation in document.iter(f"{{{XFORMS}}}translation"):
+        if f"({language})" in translation.attrib["lang"]:
+            for text in translation.iter(f"{{{XFORMS}}}text"):
+                if text.attrib["id"] == text_id:
+                    for value in text.iter(f"{{{XFORMS}}}value"):
+                        if value.attrib.get("form") == form:
+                            return "".join(value.itertext())
+    raise AssertionError(f"no text {text_id} in {language}")
+
+
+async def test_expressions_and_rules_are_served_and_enforced(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await headers_for(app, Role.admin)
+    questionnaire = await create_questionnaire(app, definition=RULES, publish=True)
+    token = await _collector(client, admin, questionnaire.id)
+    xform = (await client.get(f"/openrosa/key/{token}/forms/{questionnaire.id}.xml")).content
+    binds = _binds(xform)
+    # The user's constraint and the type's bound both hold; the user's message is the one.
+    age = binds["Age"]
+    assert age["constraint"] == "(. <= 120) and (. >= 18)"
+    assert age["required"] == "true()"
+    assert _itext(xform, age["jr:constraintMsg"], "en") == "Adults only"
+    assert _itext(xform, age["jr:constraintMsg"], "ru") == "Только взрослые"
+    kids = binds["kids"]
+    assert kids["required"] == "/data/Age > 20"
+    assert _itext(xform, kids["jr:requiredMsg"], "en") == "Say how many children"
+    assert binds["why"]["relevant"] == "/data/kids = 0"
+    assert binds["double.age"]["calculate"] == "/data/Age * 2"
+    # The repeat is made count times: jr:count names a calculate of the count expression.
+    assert binds["_count_kid"]["calculate"] == "/data/kids"
+    repeat = next(parse_xml(xform).iter(f"{{{XFORMS}}}repeat"))
+    assert " ".join(repeat.attrib[f"{{{JR}}}count"].split()) == "/data/_count_kid"
+    assert binds["kid/kid.age"]["constraint"] == ". < /data/Age"
+    assert binds["Intro.note"]["readonly"] == "true()"
+    assert binds["fixed"]["readonly"] == "true()"
+    body = parse_xml(xform).find("{http://www.w3.org/1999/xhtml}body")
+    assert body is not None
+    [mood] = [node for node in body.iter() if node.attrib.get("ref") == "/data/mood"]
+    assert (_local(mood.tag), mood.attrib["step"], mood.attrib["appearance"]) == (
+        "range",
+        "5",
+        "no-ticks",
+    )
+    hint = mood.find(f"{{{XFORMS}}}hint")
+    assert hint is not None
+    assert _itext(xform, hint.attrib["ref"], "en") == "0 is worst"
+    assert _itext(xform, hint.attrib["ref"], "en", "guidance") == "Read the ends out"
+    instance = parse_xml(xform).find(f".//{{{XFORMS}}}instance/{{{XFORMS}}}data")
+    assert instance is not None
+    assert instance.findtext(f"{{{XFORMS}}}mood") == "5"  # the default
+
+    def submission(answers: dict[str, Any], kids: int = 0) -> bytes:
+        return instance_xml(
+            xform,
+            {"Intro.note": "a client's text in a note", **answers},
+            respondent={"group": "all"},
+            instance_id=uuid.uuid4(),
+            counts={"kid": kids},
+        )
+
+    young = await _post(client, token, submission({"Age": 16, "kids": 0}))
+    assert young.status_code == 422, young.text
+    assert "«Your age» (Age): Adults only" in _message(young)
+    silent = await _post(client, token, submission({"Age": 30}))
+    assert silent.status_code == 422, silent.text
+    assert "Say how many children" in _message(silent)
+    older_kid = await _post(
+        client, token, submission({"Age": 30, "kids": 1, "kid": [{"kid.age": 31}]}, kids=1)
+    )
+    assert older_kid.status_code == 422, older_kid.text
+    assert "«Child's age» (kid/0/kid.age): the answer breaks the question's rule" in _message(
+        older_kid
+    )
+    too_few = await _post(
+        client, token, submission({"Age": 30, "kids": 2, "kid": [{"kid.age": 3}]}, kids=1)
+    )
+    assert too_few.status_code == 422, too_few.text
+    assert "«Child» (kid): expected 2 instances (its count)" in _message(too_few)
+    good = {"Age": 30, "kids": 2, "kid": [{"kid.age": 3}, {"kid.age": 7}], "mood": 5}
+    # The client's calculation is wrong on purpose: the server computes its own.
+    created = await _post(client, token, submission({**good, "double.age": "999"}, kids=2))
+    assert created.status_code == 201, created.text
+    [stored] = (
+        await client.get(f"/api/v1/questionnaires/{questionnaire.id}/responses", headers=admin)
+    ).json()["items"]
+    # 30 * 2, kept as text (a calculation has no type); the note is no answer.
+    assert stored["answers"] == {**good, "double.age": "60"}
+
+
+# The same form as an XLSForm workbook, as its author writes it.
+RULES_HEADER = [
+    "type", "name", "label::English (en)", "hint::English (en)", "guidance_hint::English (en)",
+    "required", "required_message::English (en)", "relevant", "constraint",
+    "constraint_message::English (en)", "calculation", "repeat_count", "parameters", "default",
+    "appearance", "read_only",
+]  # fmt: skip
+RULES_ROWS: list[dict[str, str]] = [
+    {"type": "note", "name": "Intro.note", "label": "Adults only, please"},
+    {
+        "type": "integer",
+        "name": "Age",
+        "label": "Your age",
+        "required": "yes",
+        "constraint": ". >= 18 and . <= 120",
+        "constraint_message": "Adults only",
+    },
+    {
+        "type": "integer",
+        "name": "kids",
+        "label": "Children",
+        "required": "${Age} > 20",
+        "required_message": "Say how many children",
+        "constraint": ". >= 0 and . <= 5",
+        "constraint_message": "At most 5",
+    },
+    {"type": "text", "name": "why", "label": "Why none?", "relevant": "${kids} = 0"},
+    {"type": "calculate", "name": "double.age", "calculation": "${Age} * 2"},
+    {"type": "begin_repeat", "name": "kid", "label": "Child", "repeat_count": "${kids}"},
+    {
+        "type": "integer",
+        "name": "kid.age",
+        "label": "Child's age",
+        "required": "yes",
+        "constraint": ". < ${Age}",
+        "constraint_message": "Younger than you",
+    },
+    {"type": "end_repeat"},
+    {
+        "type": "range",
+        "name": "mood",
+        "label": "Mood",
+        "hint": "0 is worst",
+        "guidance_hint": "Read the ends out",
+        "parameters": "start=0 end=10 step=5",
+        "default": "5",
+        "appearance": "no-ticks",
+    },
+    {"type": "text", "name": "fixed", "label": "Fixed", "read_only": "yes"},
+]
+
+
+def rules_workbook() -> bytes:
+    book = Workbook()
+    survey = book.active
+    assert survey is not None
+    survey.title = "survey"
+    survey.append(RULES_HEADER)
+    short = [column.split("::")[0] for column in RULES_HEADER]
+    for row in RULES_ROWS:
+        survey.append([row.get(column) for column in short])
+    book.create_sheet("choices").append(["list_name", "name", "label::English (en)"])
+    settings = book.create_sheet("settings")
+    settings.append(["form_id", "form_title", "default_language"])
+    settings.append(["household-rules", "Household rules", "English (en)"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_an_imported_xlsform_round_trips_through_odks_engine(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    """An XLSForm with expressions, rules, a note, a calculation and a counted repeat, imported,
+    published and served: ODK's engine loads it from Kenes, computes the calculation and the
+    repeat's count itself, enforces the constraints (a violating filling is not ready, and
+    Kenes refuses it too, with the author's message) and submits; Kenes stores the response
+    with its own calculation."""
+    coordinator = await headers_for(app, Role.coordinator)
+    admin = await headers_for(app, Role.admin)
+    imported = await client.post(
+        "/api/v1/questionnaires/import",
+        files={"file": ("household-rules.xlsx", rules_workbook(), "application/octet-stream")},
+        headers=coordinator,
+    )
+    assert imported.status_code == 201, imported.text
+    questionnaire_id = imported.json()["id"]
+    # The draft's XForm already builds (pyxform accepts what the import made).
+    draft = await client.get(f"/api/v1/questionnaires/{questionnaire_id}/xform", headers=admin)
+    assert draft.status_code == 200, draft.text
+    binds = _binds(draft.content)
+    assert binds["Age"]["constraint"] == ". >= 18 and . <= 120"
+    assert binds["kids"]["required"] == "/data/Age > 20"
+    assert binds["double.age"]["calculate"] == "/data/Age * 2"
+    assert binds["_count_kid"]["calculate"] == "/data/kids"
+    assert binds["Intro.note"]["readonly"] == "true()"
+    published = await client.post(
+        f"/api/v1/questionnaires/{questionnaire_id}/publish", headers=coordinator
+    )
+    assert published.status_code == 200, published.text
+    token = await _collector(client, admin, uuid.UUID(questionnaire_id))
+    node = _node_with_engine()
+    kids = [{"kid.age": "3"}, {"kid.age": "7"}]
+    fillings = [
+        {"Age": "16", "kids": "0", "why": "none"},  # breaks Age's constraint
+        {"Age": "30", "kids": "2", "kid": [{"kid.age": "3"}, {"kid.age": "31"}]},  # kid.age's
+        {"Age": "30", "kids": "2", "kid": kids, "mood": "10"},
+    ]
+    seen = []
+    with running_server(database_url, tmp_path / "server.log") as server:
+        for filling in fillings:
+            ran = subprocess.run(  # noqa: S603 - our own command
+                [
+                    node,
+                    "openrosa/engine.mjs",
+                    f"{server.base}/openrosa/key/{token}",
+                    "household-rules",
+                    json.dumps(filling),
+                ],  # fmt: skip
+                cwd=CLIENTS,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert ran.returncode == 0, ran.stderr
+            seen.append(json.loads(ran.stdout.strip().splitlines()[-1]))
+    print("xforms engine:", json.dumps([(s["payload_status"], s["violations"]) for s in seen]))  # noqa: T201
+    young, old_kid, good = seen
+    # The engine itself finds the broken constraints...
+    assert young["payload_status"] != "ready" and young["violations"] == ["/data/Age"]
+    assert old_kid["payload_status"] != "ready"
+    assert old_kid["violations"] == ["/data/kid[2]/kid.age"]
+    # ...and Kenes, sent the same, refuses them with the author's messages.
+    assert [s["status"] for s in young["submissions"]] == [422, 422]
+    assert "«Your age» (Age): Adults only" in young["submissions"][0]["body"]
+    assert [s["status"] for s in old_kid["submissions"]] == [422, 422]
+    assert "(kid/1/kid.age): Younger than you" in old_kid["submissions"][0]["body"]
+    assert good["payload_status"] == "ready" and good["violations"] == []
+    assert [s["status"] for s in good["submissions"]] == [201, 202]
+    instance = parse_xml(good["instance"])
+    # What the engine computed: 30 * 2, and two instances from the count.
+    assert instance.findtext("double.age") == "60"
+    assert [kid.findtext("kid.age") for kid in instance.findall("kid")] == ["3", "7"]
+    instance_id = (instance.findtext("meta/instanceID") or "").removeprefix("uuid:")
+    stored = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["answers"] == {
+        "Age": 30,
+        "kids": 2,
+        "kid": [{"kid.age": 3}, {"kid.age": 7}],
+        "mood": 10,
+        "double.age": "60",
+    }
+
+
+TAKEN_NAMES: dict[str, Any] = {
+    "slug": "taken-names",
+    "title": {"en": "Taken names"},
+    "default_language": "en",
+    "respondent_groups": [{"key": "all", "category": "citizen", "label": {"en": "All"}}],
+    "questions": [
+        {"key": "_start", "type": "text", "label": {"en": "How did it start?"}},
+        {"key": "_end", "type": "integer", "label": {"en": "Last page"}},
+        {"key": "_count_kids", "type": "integer", "label": {"en": "Counted by you"}},
+        {"key": "_boolean", "type": "single_choice", "label": {"en": "Pick"}, "options": OPTIONS},
+        {"key": "ok", "type": "boolean", "label": {"en": "OK?"}},
+        {
+            "key": "kids",
+            "type": "repeat",
+            "label": {"en": "Kids"},
+            "min_count": 1,
+            "max_count": 3,
+            "questions": [{"key": "name", "type": "text", "label": {"en": "Name"}}],
+        },
+    ],
+}
+
+
+async def test_keys_taking_the_forms_own_names_are_questions_still(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Keys may start with `_`: a question named like an element the form adds keeps its name,
+    the form's element gets a numbered one, and both are read back as what they are."""
+    admin = await headers_for(app, Role.admin)
+    questionnaire = await create_questionnaire(app, definition=TAKEN_NAMES, publish=True)
+    meta = copy.deepcopy(TAKEN_NAMES) | {"slug": "meta-key"}
+    meta["questions"] = [{"key": "meta", "type": "text", "label": {"en": "Meta"}}]
+    unwritable = await create_questionnaire(app, definition=meta, publish=True)
+    token = await _collector(client, admin, questionnaire.id, unwritable.id)
+    xform = (await client.get(f"/openrosa/key/{token}/forms/{questionnaire.id}.xml")).content
+    binds = _binds(xform)
+    assert binds["_start_2"]["jr:preload"] == "timestamp"
+    assert binds["_end_2"]["jr:preloadParams"] == "end"
+    assert binds["_start"]["type"] == "string" and binds["_end"]["type"] == "int"
+    assert binds["_count_kids_2"]["constraint"] == ". >= 1 and . <= 3"
+    answers = {
+        "_start": "slowly",
+        "_end": 4,
+        "_count_kids": 9,
+        "_boolean": "c",
+        "ok": False,
+        "kids": [{"name": "Aru"}],
+    }
+    # The choice list named by the key does not take the place of the yes/no list.
+    body = parse_xml(xform).find("{http://www.w3.org/1999/xhtml}body")
+    assert body is not None
+    itemsets = {
+        node.attrib["ref"]: node.find(f"{{{XFORMS}}}itemset").attrib["nodeset"]  # type: ignore[union-attr]
+        for node in body.iter(f"{{{XFORMS}}}select1")
+    }
+    assert itemsets["/data/_boolean"] != itemsets["/data/ok"]
+    xml = instance_xml(
+        xform,
+        {**answers, "_start_2": "2026-12-01T10:00:00.000+05:00", "_count_kids_2": 1},
+        respondent={"group": "all"},
+        instance_id=uuid.uuid4(),
+        times=None,
+    )
+    created = await _post(client, token, xml)
+    assert created.status_code == 201, created.text
+    [stored] = await _stored(client, Setup(questionnaire, token, admin, xform))
+    assert stored["answers"] == answers
+    assert stored["started_at"].startswith("2026-12-01T05:00:00")
+    # A key pyxform keeps for itself (`meta`): that form is left out of the list and its
+    # download is refused, saying why; the others are served as ever.
+    listed = parse_xml((await client.get(f"/openrosa/key/{token}/formList")).content)
+    assert [node.text for node in listed.iter(f"{{{FORM_LIST}}}formID")] == ["taken-names"]
+    refused = await client.get(f"/openrosa/key/{token}/forms/{unwritable.id}.xml")
+    assert refused.status_code == 422
+    assert "The name 'meta' is reserved for form metadata" in _message(refused)

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
-from app.errors import AppError, BadRequest, TooLarge
+from app.errors import AppError, BadRequest, Invalid, TooLarge
 from app.log import note_caller
 from app.models.auth import Principal
 from app.models.questionnaires import Questionnaire
@@ -93,7 +93,10 @@ async def form_list(
     for questionnaire in found:
         if form_id is not None and questionnaire.slug != form_id:
             continue
-        xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+        try:
+            xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+        except Invalid:
+            continue  # not writable as an XForm (a key `meta`): left out, the others listed
         entries.append(_form_entry(base, questionnaire, xform))
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>'
@@ -120,10 +123,10 @@ async def form_download(
     """The XForm (generated from the stored definition by pyxform; cached per version)."""
     try:
         questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
+        state = request.app.state
+        xform = await xform_of(questionnaire, state.xforms, state.upload_work)
     except AppError as error:
         return _refusal(error)
-    state = request.app.state
-    xform = await xform_of(questionnaire, state.xforms, state.upload_work)
     return _xml(xform.xml)
 
 

@@ -9,7 +9,9 @@ root's `id` and `version` name the questionnaire (slug and version); `meta/insta
 (`uuid:<id>`) is the response id; `_respondent/*` the respondent; `_start`/`_end` the started
 and submitted times; a group's elements are answers keyed by their own names (no nesting); each
 element of a repeat is one instance, a dict of its answers; empty elements are unanswered; each
-value is read by its question type (QUESTION_TYPES). Any other element is refused by name.
+value is read by its question type (QUESTION_TYPES): a note's element is never an answer, a
+calculate's value is text (the responses service recomputes deterministic calculations). A
+repeat's count node `_count_<key>` is the form's own. Any other element is refused by name.
 """
 
 import uuid
@@ -33,6 +35,7 @@ from app.services.openrosa.xform import (
     RESPONDENT,
     START,
     QuestionType,
+    own_names,
 )
 
 RESPONDENT_FIELDS = ("group", "gender", "age_band", "territory_code")
@@ -46,6 +49,8 @@ class Scope:
     questions: Mapping[str, QuestionType] = field(default_factory=dict)
     groups: Mapping[str, "Scope"] = field(default_factory=dict)
     repeats: Mapping[str, "Scope"] = field(default_factory=dict)
+    # the repeats' count nodes here: the form's own, never answers
+    counts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -58,32 +63,42 @@ class FormShape:
     default_language: str
     top: Scope
     labels: Mapping[str, str]  # question key -> label in the default language
+    names: Mapping[str, str]  # the form's own elements (xform.own_names)
 
 
-def _scope(questions: Sequence[Mapping[str, Any]], labels: dict[str, str], default: str) -> Scope:
+def _scope(
+    questions: Sequence[Mapping[str, Any]],
+    labels: dict[str, str],
+    default: str,
+    names: Mapping[str, str],
+) -> Scope:
     plain: dict[str, QuestionType] = {}
     groups: dict[str, Scope] = {}
     repeats: dict[str, Scope] = {}
+    counts: set[str] = set()
     for question in questions:
         key, qtype = question["key"], question["type"]
         label = (question.get("label") or {}).get(default)
         if label:
             labels.setdefault(key, label)
         if qtype == "group":
-            groups[key] = _scope(question["questions"], labels, default)
+            groups[key] = _scope(question["questions"], labels, default, names)
         elif qtype == "repeat":
-            repeats[key] = _scope(question["questions"], labels, default)
+            repeats[key] = _scope(question["questions"], labels, default, names)
+            counts.add(names[COUNT_PREFIX + key])
         else:
             plain[key] = QUESTION_TYPES[qtype]
-    return Scope(plain, groups, repeats)
+    return Scope(plain, groups, repeats, frozenset(counts))
 
 
 def shape_of(questionnaire: Questionnaire) -> FormShape:
     labels: dict[str, str] = {}
     default = questionnaire.default_language
-    top = _scope(questionnaire.definition["questions"], labels, default)
+    questions = questionnaire.definition["questions"]
+    names = own_names(questions)
+    top = _scope(questions, labels, default, names)
     return FormShape(
-        questionnaire.id, questionnaire.slug, questionnaire.version, default, top, labels
+        questionnaire.id, questionnaire.slug, questionnaire.version, default, top, labels, names
     )
 
 
@@ -169,9 +184,11 @@ def _read_scope(
                 _unknown(errors, loc, name, "a question's element holds no elements")
             elif name in answers:
                 _unknown(errors, loc, name, "given twice")
+            elif not scope.questions[name].answered:
+                continue  # display only (a note): whatever a client wrote there is no answer
             elif text.strip():
                 answers[name] = scope.questions[name].value(text)
-        elif not name.startswith(COUNT_PREFIX):
+        elif name not in scope.counts:
             _unknown(errors, loc, name, "no such question here")
 
 
@@ -203,21 +220,22 @@ def to_response(root: Element, shape: FormShape) -> ResponseIn:
     times: dict[str, str] = {}
     meta: Element | None = None
     leftovers = Element(root.tag)
+    own = shape.names
     for child in root:
         name = _name(child)
         if name == "meta":
             meta = child
-        elif name == RESPONDENT:
+        elif name == own[RESPONDENT]:
             for part in child:
                 field_name, text = _name(part), (_text(part) or "").strip()
                 if field_name not in RESPONDENT_FIELDS:
                     _unknown(errors, [RESPONDENT], field_name, "no such field")
                 elif text:
                     respondent[field_name] = text
-        elif name in (START, END):
+        elif name in (own[START], own[END]):
             text = (_text(child) or "").strip()
             if text:
-                times["started_at" if name == START else "submitted_at"] = text
+                times["started_at" if name == own[START] else "submitted_at"] = text
         else:
             leftovers.append(child)
     response_id = _instance_id(meta)

@@ -6,13 +6,20 @@ that half). A new question type is one entry there.
 
 The respondent's dimensions are questions of the form, in a group `_respondent` at the top
 (`group`; `gender`, `age_band`, `territory_code`, all optional since the definition has no way
-yet to say which it asks for); `_start` and `_end` are the device's start and end times; a
-repeat with `min_count`/`max_count` is preceded by `_count_<key>`, the number of instances
-(`jr:count`), whose constraint holds the bounds. Question keys start with a letter, so names
-that start with `_` never meet a question's.
+yet to say which it asks for); `_start` and `_end` are the device's start and end times. A
+repeat's number of instances is `jr:count` of a node `_count_<key>` before it: with a `count`
+expression a calculate of it (the client makes exactly that many, as the server requires);
+else, with `min_count`/`max_count`, an integer question whose constraint holds the bounds.
+Keys may start with `_` too: where a key already takes one of these names the form's own
+element gets a numbered one (`_start_2`; `own_names`, which submission reading uses too).
+
+Expression strings (`relevant`, `required`, `constraint`, `calculation`, `count`) are XLSForm
+syntax already and pass through as written; JSON conditions are written as XLSForm expressions
+by `xpath`.
 """
 
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -188,6 +195,10 @@ class QuestionType:
 
     columns: Callable[[Mapping[str, Any], "_Form"], Row]
     value: Callable[[str], Any]
+    # false for display-only types: their element is in the instance but never an answer
+    answered: bool = True
+    # takes `required` and `constraint` (a calculate has neither; a note is never answered)
+    checked: bool = True
 
 
 def _choice_columns(kind: str, question: Mapping[str, Any], form: "_Form") -> Row:
@@ -219,7 +230,8 @@ def _text_columns(question: Mapping[str, Any], form: "_Form") -> Row:
 
 
 def _scale_columns(question: Mapping[str, Any], form: "_Form") -> Row:
-    return {"type": "range", "parameters": f"start={question['min']} end={question['max']} step=1"}
+    start, end, step = question["min"], question["max"], question.get("step") or 1
+    return {"type": "range", "parameters": f"start={start} end={end} step={step}"}
 
 
 def _boolean_columns(question: Mapping[str, Any], form: "_Form") -> Row:
@@ -236,6 +248,13 @@ QUESTION_TYPES: dict[str, QuestionType] = {
     "scale": QuestionType(_scale_columns, _as_int),
     "boolean": QuestionType(_boolean_columns, _as_boolean),
     "date": QuestionType(lambda question, form: {"type": "date"}, _as_text),
+    "note": QuestionType(lambda question, form: {"type": "note"}, _as_text, False, False),
+    # ODK sends a calculation's value as text; the server recomputes deterministic ones.
+    "calculate": QuestionType(
+        lambda question, form: {"type": "calculate", "calculation": question["calculation"]},
+        _as_text,
+        checked=False,
+    ),
 }
 
 
@@ -252,6 +271,7 @@ class _Form:
         self.choices: list[Row] = []
         self.lists: set[str] = set()
         self.types: dict[str, str] = {}
+        self.names = own_names(definition["questions"])
 
     def texts(self, column: str, texts: Texts | None) -> Row:
         if not texts:
@@ -278,7 +298,7 @@ class _Form:
         """A list per question, named by its key (a second question of that key, in another
         repeat, gets a numbered name)."""
         name, number = key, 1
-        while name in self.lists:
+        while name in self.lists or name == BOOLEAN_LIST:
             number += 1
             name = f"{key}_{number}"
         self.add_list(name, [(option["value"], option["label"]) for option in options])
@@ -290,7 +310,11 @@ class _Form:
 
     def respondent(self, groups: Sequence[Mapping[str, Any]]) -> None:
         self.survey.append(
-            {"type": "begin_group", "name": RESPONDENT, **self.texts("label", WORDS["respondent"])}
+            {
+                "type": "begin_group",
+                "name": self.names[RESPONDENT],
+                **self.texts("label", WORDS["respondent"]),
+            }
         )
         if len(groups) == 1:
             # One group: nothing to ask.
@@ -319,6 +343,10 @@ class _Form:
             self.survey.append({"type": kind, "name": name, **self.texts("label", WORDS[name])})
         self.survey.append({"type": "end_group"})
 
+    def condition(self, relevant: Mapping[str, Any] | str) -> str:
+        """A `relevant`: an expression string as written, a JSON condition as XPath."""
+        return relevant if isinstance(relevant, str) else xpath(relevant, self.types)
+
     def questions(self, questions: Sequence[Mapping[str, Any]]) -> None:
         for question in questions:
             qtype = question["type"]
@@ -326,9 +354,12 @@ class _Form:
                 "name": question["key"],
                 **self.texts("label", question.get("label")),
                 **self.texts("hint", question.get("help")),
+                **self.texts("guidance_hint", question.get("guidance_hint")),
             }
             if question.get("relevant") is not None:
-                common["relevant"] = xpath(question["relevant"], self.types)
+                common["relevant"] = self.condition(question["relevant"])
+            if question.get("appearance"):
+                common["appearance"] = question["appearance"]
             if qtype == "group":
                 self.survey.append({"type": "begin_group", **common})
                 self.questions(question["questions"])
@@ -336,17 +367,50 @@ class _Form:
             elif qtype == "repeat":
                 self.repeat(question, common)
             else:
-                row = QUESTION_TYPES[qtype].columns(question, self)
-                if question.get("required"):
-                    row["required"] = "yes"
+                kind = QUESTION_TYPES[qtype]
+                row = kind.columns(question, self)
+                if kind.checked:
+                    row = self.with_rules(question, row)
+                if question.get("default") is not None:
+                    row["default"] = _default(question["default"])
+                if question.get("read_only"):
+                    row["read_only"] = "yes"
                 self.survey.append({**common, **row})
                 self.types[question["key"]] = qtype
 
+    def with_rules(self, question: Mapping[str, Any], row: Row) -> Row:
+        """The row with the question's `required` and `constraint`, the user's constraint
+        joined to the one its type brings (both must hold). One message per bind: the user's
+        when given, else, with a user constraint, none (the client's own wording): the type's
+        message would name a bound the answer may well keep."""
+        rules: Row = {}
+        required = question.get("required", False)
+        if required is not False:
+            rules["required"] = "yes" if required is True else required
+            rules |= self.texts("required_message", question.get("required_message"))
+        constraint = question.get("constraint")
+        if constraint:
+            own = row.get("constraint")
+            rules["constraint"] = f"({own}) and ({constraint})" if own else constraint
+            row = {name: text for name, text in row.items() if not name.startswith("constraint_")}
+            rules |= self.texts("constraint_message", question.get("constraint_message"))
+        return row | rules
+
     def repeat(self, question: Mapping[str, Any], common: Row) -> None:
+        """The repeat, after its count node when it has one. With `count` (an expression) the
+        node is a calculate of it: the client makes exactly that many instances, which is what
+        the server checks (`min_count`/`max_count` are then checked by the server alone); else
+        with `min_count`/`max_count` it is a question asking how many, bounded."""
         least, most = question.get("min_count"), question.get("max_count")
         begin: Row = {"type": "begin_repeat", **common}
-        if least is not None or most is not None:
-            count = COUNT_PREFIX + question["key"]
+        count = self.names[COUNT_PREFIX + question["key"]]
+        relevant = {"relevant": common["relevant"]} if "relevant" in common else {}
+        if question.get("count"):
+            self.survey.append(
+                {"type": "calculate", "name": count, "calculation": question["count"], **relevant}
+            )
+            begin["repeat_count"] = "${" + count + "}"
+        elif least is not None or most is not None:
             label = question["label"]
             self.survey.append(
                 {
@@ -358,13 +422,44 @@ class _Form:
                     **self.texts(
                         "constraint_message", self.word("allowed", range=_range(least or 0, most))
                     ),
-                    **({"relevant": common["relevant"]} if "relevant" in common else {}),
+                    **relevant,
                 }
             )
             begin["repeat_count"] = "${" + count + "}"
         self.survey.append(begin)
         self.questions(question["questions"])
         self.survey.append({"type": "end_repeat"})
+
+
+def _default(value: Any) -> str:
+    """A `default` as XForm text (a boolean is the yes/no select's value)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def own_names(questions: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The names of the elements the form adds (RESPONDENT, START, END, and COUNT_PREFIX +
+    each repeat's key) -> the name each has in this form: itself, or numbered when a question
+    already has it (keys are unique in a definition, and may start with `_`)."""
+    taken: set[str] = set()
+    repeats: list[str] = []
+    stack = list(questions)
+    while stack:
+        question = stack.pop()
+        taken.add(question["key"])
+        if question["type"] == "repeat":
+            repeats.append(question["key"])
+        stack.extend(question.get("questions") or ())
+    names: dict[str, str] = {}
+    for base in (RESPONDENT, START, END, *(COUNT_PREFIX + key for key in sorted(repeats))):
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken.add(name)
+        names[base] = name
+    return names
 
 
 def _same(value: str) -> dict[str, str]:
@@ -391,7 +486,10 @@ def xlsform_rows(
     form = _Form(definition, default)
     form.respondent(definition["respondent_groups"])
     form.questions(definition["questions"])
-    form.survey += [{"type": "start", "name": START}, {"type": "end", "name": END}]
+    form.survey += [
+        {"type": "start", "name": form.names[START]},
+        {"type": "end", "name": form.names[END]},
+    ]
     settings = {
         "form_id": slug,
         "version": str(version),
@@ -413,10 +511,12 @@ def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, defau
     try:
         xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
     except PyXFormError as error:
-        # A definition Kenes accepts that pyxform does not (none known): said, never a 500.
+        # A definition Kenes accepts that pyxform does not (a key `meta`): said, never a 500.
+        # Its row numbers are of the rows written here, not of anything the author has.
+        reason = re.sub(r"^\[row : \d+\] ", "", str(error))
         raise Invalid(
-            "This questionnaire cannot be written as an XForm",
-            errors=[{"loc": ["questions"], "msg": str(error), "type": "xform"}],
+            f"This questionnaire cannot be written as an XForm: {reason}",
+            errors=[{"loc": ["questions"], "msg": reason, "type": "xform"}],
         ) from None
     return XForm(xml, hashlib.md5(xml, usedforsecurity=False).hexdigest())
 
