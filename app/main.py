@@ -37,6 +37,7 @@ from app.routers import (
 )
 from app.security import TokenService
 from app.services.auth import ensure_bootstrap_admin
+from app.services.openrosa.media import MediaCache
 from app.services.openrosa.submission import ShapeCache
 from app.services.openrosa.xform import XFormCache
 from app.services.responses.pg_store import PgResponseStore
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # reading their instances needs, most recently used kept.
     app.state.xforms = XFormCache()
     app.state.openrosa_shapes = ShapeCache()
+    # OpenRosa form media: territories.csv per territory-table fingerprint and language.
+    app.state.openrosa_media = MediaCache()
 
     install_error_handlers(app)
     install_openapi(app)

@@ -9,6 +9,7 @@ server.
 
 import asyncio
 import copy
+import csv
 import hashlib
 import io
 import json
@@ -36,6 +37,7 @@ from tests.factories import (
     headers_for,
 )
 from tests.servers import running_server
+from tests.test_territories import TREE, import_tree
 
 XFORMS = "http://www.w3.org/2002/xforms"
 JR = "http://openrosa.org/javarosa"
@@ -1202,3 +1204,199 @@ async def test_keys_taking_the_forms_own_names_are_questions_still(
     refused = await client.get(f"/openrosa/key/{token}/forms/{unwritable.id}.xml")
     assert refused.status_code == 422
     assert "The name 'meta' is reserved for form metadata" in _message(refused)
+
+
+# --- the territory as a cascade over form media -----------------------------------------------
+
+MANIFEST_NS = "http://openrosa.org/xforms/xformsManifest"
+TERRITORY_COLUMNS = {"kk": 3, "ru": 4, "en": 5}  # TREE's name columns
+
+
+def _tree_rows() -> list[list[str]]:
+    return [line.split(",") for line in TREE.splitlines()[1:]]
+
+
+async def _media(client: httpx.AsyncClient, setup: Setup) -> dict[str, tuple[str, str]]:
+    """The manifest's files: name -> (hash, download URL)."""
+    manifest = await client.get(
+        f"/openrosa/key/{setup.token}/forms/{setup.questionnaire.id}/manifest"
+    )
+    assert manifest.status_code == 200, manifest.text
+    _openrosa_headers(manifest)
+    root = parse_xml(manifest.content)
+    assert root.tag == f"{{{MANIFEST_NS}}}manifest"
+    return {
+        node.findtext(f"{{{MANIFEST_NS}}}filename") or "": (
+            node.findtext(f"{{{MANIFEST_NS}}}hash") or "",
+            node.findtext(f"{{{MANIFEST_NS}}}downloadUrl") or "",
+        )
+        for node in root.findall(f"{{{MANIFEST_NS}}}mediaFile")
+    }
+
+
+async def _listed_hash(client: httpx.AsyncClient, setup: Setup) -> str:
+    listed = await client.get(f"/openrosa/key/{setup.token}/formList")
+    return parse_xml(listed.content).findtext(f".//{{{FORM_LIST}}}hash") or ""
+
+
+async def _download_territories(client: httpx.AsyncClient, setup: Setup) -> tuple[str, bytes]:
+    media = await _media(client, setup)
+    assert set(media) == {"territories.csv"}
+    listed_hash, url = media["territories.csv"]
+    assert url == (
+        f"{client.base_url}/openrosa/key/{setup.token}/forms/{setup.questionnaire.id}"
+        "/media/territories.csv"
+    )
+    downloaded = await client.get(url)
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-type"].startswith("text/csv")
+    assert listed_hash == "md5:" + hashlib.md5(downloaded.content).hexdigest()  # noqa: S324
+    return listed_hash, downloaded.content
+
+
+def _respondent_instance(setup: Setup, xform: bytes, **respondent: str) -> tuple[uuid.UUID, bytes]:
+    instance_id = uuid.uuid4()
+    xml = instance_xml(
+        xform,
+        almaty_answers(),
+        respondent={"group": "ngo", **respondent},
+        instance_id=instance_id,
+    )
+    return instance_id, xml
+
+
+async def test_territories_are_asked_as_a_cascade_over_form_media(
+    app: FastAPI, client: httpx.AsyncClient, almaty: Setup
+) -> None:
+    # No territories: the code is typed in, and the form has no media.
+    assert await _media(client, almaty) == {}
+    typed = parse_xml(almaty.xform)
+    assert typed.find(f".//{{{XFORMS}}}input[@ref='/data/_respondent/territory_code']") is not None
+    assert b"territories.csv" not in almaty.xform
+
+    await import_tree(client, await headers_for(app, Role.coordinator))
+    _, content = await _download_territories(client, almaty)
+    rows = list(csv.DictReader(io.StringIO(content.decode("utf-8"))))
+    language = TERRITORY_COLUMNS[almaty.questionnaire.default_language]
+    assert sorted((r["name"], r["label"], r["level"], r["parent"]) for r in rows) == sorted(
+        (line[0], line[language], line[2], line[1]) for line in _tree_rows()
+    )
+
+    xform = (
+        await client.get(f"/openrosa/key/{almaty.token}/forms/{almaty.questionnaire.id}.xml")
+    ).content
+    document = parse_xml(xform)
+    assert document.find(f".//{{{XFORMS}}}input[@ref='/data/_respondent/territory_code']") is None
+    [source] = [
+        node.get("src")
+        for node in document.iter(f"{{{XFORMS}}}instance")
+        if node.get("id") == "territories"
+    ]
+    assert source == "jr://file-csv/territories.csv"
+    itemsets = {
+        select.get("ref"): " ".join(
+            (select.find(f"{{{XFORMS}}}itemset").get("nodeset") or "").split()
+        )  # type: ignore[union-attr]
+        for select in document.iter(f"{{{XFORMS}}}select1")
+        if (select.get("ref") or "").startswith("/data/_respondent/territory_")
+    }
+    assert itemsets == {
+        "/data/_respondent/territory_1": "instance('territories')/root/item[parent='']",
+        **{
+            f"/data/_respondent/territory_{depth}": (
+                f"instance('territories')/root/item[parent= /data/_respondent/territory_{depth - 1} ]"
+            )
+            for depth in range(2, 6)
+        },
+    }
+    binds = _binds(xform)
+    for depth in range(1, 6):
+        assert "required" not in binds[f"_respondent/territory_{depth}"]  # stop at any depth
+    assert binds["_respondent/territory_2"]["relevant"] == (
+        "/data/_respondent/territory_1 != '' and count(instance('territories')/root/item[parent="
+        " /data/_respondent/territory_1 ]) > 0"
+    )
+
+    # region -> district -> rural district -> settlement: the settlement is the territory.
+    deep_id, deep = _respondent_instance(
+        almaty,
+        xform,
+        territory_1="11",
+        territory_2="1120",
+        territory_3="112010",
+        territory_4="112010002",
+    )
+    # A respondent who stops at the district.
+    shallow_id, shallow = _respondent_instance(almaty, xform, territory_1="11", territory_2="1130")
+    for xml in (deep, shallow):
+        assert (await _post(client, almaty.token, xml)).status_code == 201
+    for instance_id, code in ((deep_id, "112010002"), (shallow_id, "1130")):
+        stored = await client.get(f"/api/v1/responses/{instance_id}", headers=almaty.admin)
+        assert stored.json()["respondent"]["territory_code"] == code
+
+    _, unknown = _respondent_instance(almaty, xform, territory_1="11", territory_2="1199")
+    refused = await _post(client, almaty.token, unknown)
+    assert refused.status_code == 422
+    assert "1199" in _message(refused)
+    assert len(await _stored(client, almaty)) == 2
+
+
+async def test_a_new_territory_changes_the_media_not_the_xform(
+    app: FastAPI, client: httpx.AsyncClient, almaty: Setup
+) -> None:
+    coordinator = await headers_for(app, Role.coordinator)
+    await import_tree(client, coordinator)
+    form_url = f"/openrosa/key/{almaty.token}/forms/{almaty.questionnaire.id}.xml"
+    xform_before = (await client.get(form_url)).content
+    listed_before = await _listed_hash(client, almaty)
+    assert listed_before == "md5:" + hashlib.md5(xform_before).hexdigest()  # noqa: S324
+    media_before, _ = await _download_territories(client, almaty)
+
+    created = await client.post(
+        "/api/v1/territories",
+        json={
+            "code": "112010003",
+            "name": {"kk": "Үшінші ауыл", "ru": "Третье село", "en": "Third Village"},
+            "level": "settlement",
+            "parent_code": "112010",
+        },
+        headers=coordinator,
+    )
+    assert created.status_code == 201, created.text
+    media_after, content = await _download_territories(client, almaty)
+    assert media_after != media_before
+    assert "112010003,Третье село,settlement,112010" in content.decode().splitlines()
+    assert (await client.get(form_url)).content == xform_before
+    assert await _listed_hash(client, almaty) == listed_before
+
+
+async def test_form_media_are_the_bound_collectors_only(
+    app: FastAPI, client: httpx.AsyncClient, almaty: Setup
+) -> None:
+    await import_tree(client, await headers_for(app, Role.coordinator))
+    path = f"forms/{almaty.questionnaire.id}/media/territories.csv"
+    assert (await client.get(f"/openrosa/key/{almaty.token}/{path}")).status_code == 200
+    other = await create_questionnaire(app, publish=True)
+    other_token = await _collector(client, almaty.admin, other.id)
+    for refused_path in (path, f"forms/{almaty.questionnaire.id}/manifest"):
+        refused = await client.get(f"/openrosa/key/{other_token}/{refused_path}")
+        assert refused.status_code == 404
+    missing = await client.get(
+        f"/openrosa/key/{almaty.token}/forms/{almaty.questionnaire.id}/media/x.csv"
+    )
+    assert missing.status_code == 404
+    # A staff token is no collector token: no OpenRosa server there.
+    staff = (await headers_for(app, Role.admin))["Authorization"].removeprefix("Bearer ")
+    assert (await client.get(f"/openrosa/key/{staff}/{path}")).status_code == 404
+    collectors = await client.get("/api/v1/collectors", headers=almaty.admin)
+    mine = [
+        c
+        for c in collectors.json()["items"]
+        if str(almaty.questionnaire.id) in c["questionnaire_ids"]
+    ]
+    assert len(mine) == 1
+    assert (
+        await client.delete(f"/api/v1/collectors/{mine[0]['id']}", headers=almaty.admin)
+    ).status_code == 204
+    revoked = await client.get(f"/openrosa/key/{almaty.token}/{path}")
+    assert revoked.status_code == 401

@@ -10,17 +10,17 @@ import uuid
 from typing import Annotated
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
-from app.errors import AppError, BadRequest, Invalid, TooLarge
+from app.errors import AppError, BadRequest, Invalid, NotFound, TooLarge
 from app.log import note_caller
 from app.models.auth import Principal
 from app.models.questionnaires import Questionnaire
 from app.services.openrosa import forms as service
-from app.services.openrosa import messages
+from app.services.openrosa import media, messages
 from app.services.openrosa.xform import XForm, xform_of
 
 PREFIX = "/openrosa/key/{token}"
@@ -89,12 +89,13 @@ async def form_list(
         return _refusal(error)
     state = request.app.state
     base = _base(request, token)
+    territories = media.offers_territories(await media.fingerprint(session))
     entries = []
     for questionnaire in found:
         if form_id is not None and questionnaire.slug != form_id:
             continue
         try:
-            xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+            xform = await xform_of(questionnaire, state.xforms, state.upload_work, territories)
         except Invalid:
             continue  # not writable as an XForm (a key `meta`): left out, the others listed
         entries.append(_form_entry(base, questionnaire, xform))
@@ -124,10 +125,20 @@ async def form_download(
     try:
         questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
         state = request.app.state
-        xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+        territories = media.offers_territories(await media.fingerprint(session))
+        xform = await xform_of(questionnaire, state.xforms, state.upload_work, territories)
     except AppError as error:
         return _refusal(error)
     return _xml(xform.xml)
+
+
+async def _territories_csv(
+    request: Request, session: SessionDep, questionnaire: Questionnaire
+) -> media.MediaFile | None:
+    state = request.app.state
+    return await media.territories_csv(
+        session, state.openrosa_media, state.upload_work, questionnaire.default_language
+    )
 
 
 @router.get("/forms/{questionnaire_id}/manifest")
@@ -138,14 +149,55 @@ async def form_manifest(
     session: SessionDep,
     tokens: TokensDep,
 ) -> Response:
-    """The form's media files: none today (questions carry no media yet)."""
+    """The form's media files: territories.csv when the server has territories (the cascade's
+    list; its md5 changes with the table), else none."""
     try:
-        await _bound(request, session, tokens, token, questionnaire_id)
+        questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
+        territories = await _territories_csv(request, session, questionnaire)
     except AppError as error:
         return _refusal(error)
-    return _xml(
-        b'<?xml version="1.0" encoding="UTF-8"?>'
-        b'<manifest xmlns="http://openrosa.org/xforms/xformsManifest"/>'
+    files = []
+    if territories is not None:
+        url = f"{_base(request, token)}/forms/{questionnaire.id}/media/{territories.name}"
+        files.append(
+            "<mediaFile>"
+            f"<filename>{escape(territories.name)}</filename>"
+            f"<hash>md5:{territories.md5}</hash>"
+            f"<downloadUrl>{escape(url)}</downloadUrl>"
+            "</mediaFile>"
+        )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
+        + "".join(files)
+        + "</manifest>"
+    )
+    return _xml(body.encode())
+
+
+@router.get("/forms/{questionnaire_id}/media/{filename}")
+async def form_media(
+    token: str,
+    questionnaire_id: uuid.UUID,
+    filename: Annotated[str, Path(max_length=63)],
+    request: Request,
+    session: SessionDep,
+    tokens: TokensDep,
+) -> Response:
+    """A media file the manifest lists (territories.csv); 404 for any other name."""
+    try:
+        questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
+        territories = None
+        if filename == media.TERRITORIES_FILE:
+            territories = await _territories_csv(request, session, questionnaire)
+        if territories is None:
+            raise NotFound("No such media file")
+    except AppError as error:
+        return _refusal(error)
+    return Response(
+        territories.content,
+        media_type="text/csv; charset=utf-8",
+        headers={"ETag": f'"{territories.md5}"'},
     )
 
 

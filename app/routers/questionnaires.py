@@ -26,6 +26,7 @@ from app.pagination import Page
 from app.routers.problems import responses
 from app.services import questionnaires as service
 from app.services import xlsform
+from app.services.openrosa import media
 from app.services.openrosa.xform import xform_of
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
@@ -125,7 +126,8 @@ async def get_xform(
     form OpenRosa clients download); the same readers as the questionnaire itself."""
     questionnaire = await service.get_readable(session, principal, questionnaire_id)
     state = request.app.state
-    xform = await xform_of(questionnaire, state.xforms, state.upload_work)
+    territories = media.offers_territories(await media.fingerprint(session))
+    xform = await xform_of(questionnaire, state.xforms, state.upload_work, territories)
     return Response(
         xform.xml,
         media_type="application/xml",

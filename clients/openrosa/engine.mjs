@@ -1,6 +1,7 @@
 // ODK's XForms engine (@getodk/xforms-engine, the engine of ODK Web Forms) as an OpenRosa client
 // of Kenes: read the form list at a collector's server URL, download the form, fill it, and
 // POST the payload the engine produces to the submission URL, twice (the second is a resend).
+// Form media are fetched from the URLs the form's manifest gives (fetchFormAttachment).
 //
 // Usage: node openrosa/engine.mjs <server URL> <formID> '<answers JSON>' [language]
 // Answers: {"<node name>": value | [values] | [{...}, ...] (repeat instances)}, filled in the
@@ -40,7 +41,26 @@ if (!entry) throw new Error(`form ${formId} not in the form list`);
 const field = (name) => entry.getElementsByTagName(name)[0].textContent;
 const form = await text(field('downloadUrl'));
 
-const loaded = await loadForm(form.body, { fetchFormAttachment: fetch });
+// Form media (an external CSV list such as territories.csv): the XForm names it
+// `jr://file-csv/<name>`; the manifest gives its download URL, as Collect reads it.
+const manifest = await text(field('manifestUrl'));
+const manifestDoc = new window.DOMParser().parseFromString(manifest.body, 'text/xml');
+const media = new Map(
+  [...manifestDoc.getElementsByTagName('mediaFile')].map((node) => [
+    node.getElementsByTagName('filename')[0].textContent,
+    node.getElementsByTagName('downloadUrl')[0].textContent,
+  ]),
+);
+const attachments = [];
+async function fetchFormAttachment(resource) {
+  const name = String(resource).split('/').pop();
+  if (!media.has(name)) throw new Error(`${resource}: not in the manifest`);
+  const response = await fetch(media.get(name), { headers: OPENROSA });
+  attachments.push({ name, status: response.status });
+  return response;
+}
+
+const loaded = await loadForm(form.body, { fetchFormAttachment });
 if (loaded.status === 'failure') throw loaded.error;
 const { root } = loaded.createInstance();
 if (language) {
@@ -97,5 +117,6 @@ console.log(
     instance: instanceXml,
     submissions: sent,
     openrosa_version: form.headers.get('x-openrosa-version'),
+    attachments,
   }),
 );

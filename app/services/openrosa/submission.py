@@ -6,12 +6,14 @@ caller (KENES_OPENROSA_MAX_XML_BYTES).
 
 An instance of a form built by services/openrosa/xform.py maps to a response like this: the
 root's `id` and `version` name the questionnaire (slug and version); `meta/instanceID`
-(`uuid:<id>`) is the response id; `_respondent/*` the respondent; `_start`/`_end` the started
-and submitted times; a group's elements are answers keyed by their own names (no nesting); each
-element of a repeat is one instance, a dict of its answers; empty elements are unanswered; each
-value is read by its question type (QUESTION_TYPES): a note's element is never an answer, a
-calculate's value is text (the responses service recomputes deterministic calculations). A
-repeat's count node `_count_<key>` is the form's own. Any other element is refused by name.
+(`uuid:<id>`) is the response id; `_respondent/*` the respondent (of the territory cascade
+`territory_1`..`territory_5`, the deepest answered is the territory_code); `_start`/`_end` the
+started and submitted times; a group's elements are answers keyed by their own names (no
+nesting); each element of a repeat is one instance, a dict of its answers; empty elements are
+unanswered; each value is read by its question type (QUESTION_TYPES): a note's element is never
+an answer, a calculate's value is text (the responses service recomputes deterministic
+calculations). A repeat's count node `_count_<key>` is the form's own. Any other element is
+refused by name.
 """
 
 import uuid
@@ -34,11 +36,15 @@ from app.services.openrosa.xform import (
     QUESTION_TYPES,
     RESPONDENT,
     START,
+    TERRITORY_DEPTH,
+    TERRITORY_STEP,
     QuestionType,
     own_names,
 )
 
 RESPONDENT_FIELDS = ("group", "gender", "age_band", "territory_code")
+# The territory cascade, shallowest first: the deepest answered is the territory_code.
+TERRITORY_STEPS = tuple(f"{TERRITORY_STEP}{depth}" for depth in range(1, TERRITORY_DEPTH + 1))
 UUID_PREFIX = "uuid:"
 
 
@@ -228,10 +234,13 @@ def to_response(root: Element, shape: FormShape) -> ResponseIn:
         elif name == own[RESPONDENT]:
             for part in child:
                 field_name, text = _name(part), (_text(part) or "").strip()
-                if field_name not in RESPONDENT_FIELDS:
+                if field_name not in RESPONDENT_FIELDS and field_name not in TERRITORY_STEPS:
                     _unknown(errors, [RESPONDENT], field_name, "no such field")
                 elif text:
                     respondent[field_name] = text
+            chosen = [respondent.pop(step) for step in TERRITORY_STEPS if step in respondent]
+            if chosen:
+                respondent["territory_code"] = chosen[-1]
         elif name in (own[START], own[END]):
             text = (_text(child) or "").strip()
             if text:

@@ -5,8 +5,10 @@ how its value in a submitted instance becomes an answer (services/openrosa/submi
 that half). A new question type is one entry there.
 
 The respondent's dimensions are questions of the form, in a group `_respondent` at the top
-(`group`; `gender`, `age_band`, `territory_code`, all optional since the definition has no way
-yet to say which it asks for); `_start` and `_end` are the device's start and end times. A
+(`group`; `gender`, `age_band`, and the territory, all optional since the definition has no way
+yet to say which it asks for: `territory_code` typed in, or when the server has territories a
+cascade `territory_1`..`territory_5` over the form media territories.csv,
+services/openrosa/media.py); `_start` and `_end` are the device's start and end times. A
 repeat's number of instances is `jr:count` of a node `_count_<key>` before it: with a `count`
 expression a calculate of it (the client makes exactly that many, as the server requires);
 else, with `min_count`/`max_count`, an integer question whose constraint holds the bounds.
@@ -39,6 +41,12 @@ ROOT = "data"
 RESPONDENT = "_respondent"
 START, END = "_start", "_end"
 COUNT_PREFIX = "_count_"
+# The territory cascade (when the server has territories): one optional select per depth of
+# the tree (a root, then its child, ... at most a settlement: five levels), each listing the
+# children of the one chosen before; the deepest answered is the respondent's territory.
+TERRITORY_STEP = "territory_"
+TERRITORY_DEPTH = 5
+TERRITORY_LIST = "territories"  # instance('territories'), from territories.csv
 LANGUAGE_NAMES = {"kk": "Қазақша (kk)", "ru": "Русский (ru)", "en": "English (en)"}
 
 Texts = Mapping[str, str]
@@ -60,6 +68,16 @@ WORDS: dict[str, dict[str, str]] = {
         "kk": "Аумақ коды (ҚАТО)",
         "ru": "Код территории (КАТО)",
         "en": "Territory code (KATO)",
+    },
+    "territory_root": {
+        "kk": "Облыс немесе республикалық маңызы бар қала",
+        "ru": "Область или город республиканского значения",
+        "en": "Region or city of republican significance",
+    },
+    "territory_next": {
+        "kk": "Оның ішінде (міндетті емес)",
+        "ru": "В том числе (необязательно)",
+        "en": "Within it (optional)",
     },
     "how_many": {"kk": "{label}: саны", "ru": "{label}: сколько?", "en": "{label}: how many?"},
     "allowed": {
@@ -308,7 +326,7 @@ class _Form:
         if BOOLEAN_LIST not in self.lists:
             self.add_list(BOOLEAN_LIST, [("true", WORDS["true"]), ("false", WORDS["false"])])
 
-    def respondent(self, groups: Sequence[Mapping[str, Any]]) -> None:
+    def respondent(self, groups: Sequence[Mapping[str, Any]], territories: bool) -> None:
         self.survey.append(
             {
                 "type": "begin_group",
@@ -335,13 +353,40 @@ class _Form:
         self.add_list(
             "_age_band", [(value, AGE_WORDS.get(value, _same(value))) for value in AGE_BANDS]
         )
-        for name, kind in (
-            ("gender", "select_one _gender"),
-            ("age_band", "select_one _age_band"),
-            ("territory_code", "text"),
-        ):
+        for name, kind in (("gender", "select_one _gender"), ("age_band", "select_one _age_band")):
             self.survey.append({"type": kind, "name": name, **self.texts("label", WORDS[name])})
+        if territories:
+            self.territory_cascade()
+        else:
+            self.survey.append(
+                {
+                    "type": "text",
+                    "name": "territory_code",
+                    **self.texts("label", WORDS["territory_code"]),
+                }
+            )
         self.survey.append({"type": "end_group"})
+
+    def territory_cascade(self) -> None:
+        """`territory_1` lists the roots (`parent` empty); each next one the children of the
+        one before, asked only when it was answered and has children."""
+        for depth in range(1, TERRITORY_DEPTH + 1):
+            row: Row = {
+                "type": f"select_one_from_file {TERRITORY_LIST}.csv",
+                "name": f"{TERRITORY_STEP}{depth}",
+            }
+            if depth == 1:
+                row["choice_filter"] = "parent=''"
+                row |= self.texts("label", WORDS["territory_root"])
+            else:
+                before = "${" + f"{TERRITORY_STEP}{depth - 1}" + "}"
+                row["choice_filter"] = f"parent={before}"
+                row["relevant"] = (
+                    f"{before} != '' and "
+                    f"count(instance('{TERRITORY_LIST}')/root/item[parent={before}]) > 0"
+                )
+                row |= self.texts("label", WORDS["territory_next"])
+            self.survey.append(row)
 
     def condition(self, relevant: Mapping[str, Any] | str) -> str:
         """A `relevant`: an expression string as written, a JSON condition as XPath."""
@@ -480,11 +525,17 @@ def _languages(definition: Mapping[str, Any], default: str) -> list[str]:
 
 
 def xlsform_rows(
-    definition: Mapping[str, Any], *, slug: str, version: int, default: str
+    definition: Mapping[str, Any],
+    *,
+    slug: str,
+    version: int,
+    default: str,
+    territories: bool = False,
 ) -> dict[str, list[Row]]:
-    """The XLSForm sheets (survey, choices, settings) for a definition."""
+    """The XLSForm sheets (survey, choices, settings) for a definition; with `territories`,
+    the territory is asked as a cascade over territories.csv, else its code is typed in."""
     form = _Form(definition, default)
-    form.respondent(definition["respondent_groups"])
+    form.respondent(definition["respondent_groups"], territories)
     form.questions(definition["questions"])
     form.survey += [
         {"type": "start", "name": form.names[START]},
@@ -505,9 +556,18 @@ class XForm:
     md5: str  # of `xml`, as the form list's `hash` gives it ("md5:<hex>")
 
 
-def build_xform(definition: Mapping[str, Any], *, slug: str, version: int, default: str) -> XForm:
+def build_xform(
+    definition: Mapping[str, Any],
+    *,
+    slug: str,
+    version: int,
+    default: str,
+    territories: bool = False,
+) -> XForm:
     """The XForm pyxform makes of the definition (CPU-bound: call it off the event loop)."""
-    sheets = xlsform_rows(definition, slug=slug, version=version, default=default)
+    sheets = xlsform_rows(
+        definition, slug=slug, version=version, default=default, territories=territories
+    )
     try:
         xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
     except PyXFormError as error:
@@ -542,12 +602,17 @@ class XFormCache:
 
 
 async def xform_of(
-    questionnaire: Questionnaire, cache: XFormCache, limiter: CapacityLimiter
+    questionnaire: Questionnaire,
+    cache: XFormCache,
+    limiter: CapacityLimiter,
+    territories: bool = False,
 ) -> XForm:
-    """The questionnaire's XForm, built in a worker thread once per published version."""
+    """The questionnaire's XForm, built in a worker thread once per published version (and
+    per whether territories are offered as a list: services/openrosa/media.py)."""
     frozen = questionnaire.status != Status.draft
+    key = (questionnaire.id, territories)
     if frozen:
-        cached = cache.get(questionnaire.id)
+        cached = cache.get(key)
         if cached is not None:
             return cached
     work = partial(
@@ -556,8 +621,9 @@ async def xform_of(
         slug=questionnaire.slug,
         version=questionnaire.version,
         default=questionnaire.default_language,
+        territories=territories,
     )
     xform = await anyio.to_thread.run_sync(work, limiter=limiter)
     if frozen:
-        cache.put(questionnaire.id, xform)
+        cache.put(key, xform)
     return xform
