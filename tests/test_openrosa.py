@@ -1400,3 +1400,57 @@ async def test_form_media_are_the_bound_collectors_only(
     ).status_code == 204
     revoked = await client.get(f"/openrosa/key/{almaty.token}/{path}")
     assert revoked.status_code == 401
+
+
+async def test_odk_xforms_engine_answers_the_territory_cascade(
+    app: FastAPI, client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    """The engine reads the manifest, loads territories.csv through fetchFormAttachment, picks
+    region -> district -> rural district -> settlement, and the settlement is stored."""
+    node = _node_with_engine()
+    admin = await headers_for(app, Role.admin)
+    await import_tree(client, await headers_for(app, Role.coordinator))
+    questionnaire = await create_questionnaire(app, publish=True)
+    token = await _collector(client, admin, questionnaire.id)
+    filled = {
+        "group": "lawyer",
+        "territory_1": "11",
+        "territory_2": "1120",
+        "territory_3": "112010",
+        "territory_4": "112010001",
+        "aware": "partly",
+        "channels_known": ["hearings"],
+        "participated": "false",
+        "info_sources": ["tv"],
+        "trust_akimat": 2,
+        "influence": 1,
+        "information_access": "easy",
+    }
+    with running_server(database_url, tmp_path / "server.log") as server:
+        ran = subprocess.run(  # noqa: S603 - our own command
+            [
+                node,
+                "openrosa/engine.mjs",
+                f"{server.base}/openrosa/key/{token}",
+                questionnaire.slug,
+                json.dumps(filled),
+                "ru",
+            ],
+            cwd=CLIENTS,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen["attachments"] == [{"name": "territories.csv", "status": 200}]
+    assert seen["payload_status"] == "ready" and seen["violations"] == []
+    assert [s["status"] for s in seen["submissions"]] == [201, 202]
+    instance = parse_xml(seen["instance"])
+    assert instance.findtext("_respondent/territory_4") == "112010001"
+    assert instance.findtext("_respondent/territory_5") in (None, "")
+    instance_id = (instance.findtext("meta/instanceID") or "").removeprefix("uuid:")
+    stored = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
+    assert stored.status_code == 200
+    assert stored.json()["respondent"]["territory_code"] == "112010001"
