@@ -29,6 +29,7 @@ from openpyxl import Workbook
 
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
+from app.services.openrosa import media
 from tests.conftest import ROOT
 from tests.factories import (
     almaty_answers,
@@ -1454,3 +1455,21 @@ async def test_odk_xforms_engine_answers_the_territory_cascade(
     stored = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
     assert stored.status_code == 200
     assert stored.json()["respondent"]["territory_code"] == "112010001"
+
+
+async def test_a_table_past_the_bound_is_typed_in(
+    app: FastAPI, client: httpx.AsyncClient, almaty: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_TERRITORIES (20,000; lowered here to below the tree's 8 rows) no list is
+    offered: no media, and the code is typed in."""
+    monkeypatch.setattr(media, "MAX_TERRITORIES", len(_tree_rows()) - 1)
+    await import_tree(client, await headers_for(app, Role.coordinator))
+    assert await _media(client, almaty) == {}
+    path = f"/openrosa/key/{almaty.token}/forms/{almaty.questionnaire.id}"
+    assert (await client.get(f"{path}/media/territories.csv")).status_code == 404
+    xform = (await client.get(f"{path}.xml")).content
+    assert xform == almaty.xform
+    _, xml = _respondent_instance(almaty, xform, territory_code="1120")
+    assert (await _post(client, almaty.token, xml)).status_code == 201
+    [stored] = await _stored(client, almaty)
+    assert stored["respondent"]["territory_code"] == "1120"
