@@ -97,5 +97,6 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/openrosa/key/{token}/formList"): EVERYONE,
     ("GET", "/openrosa/key/{token}/forms/{questionnaire_id}.xml"): EVERYONE,
     ("GET", "/openrosa/key/{token}/forms/{questionnaire_id}/manifest"): EVERYONE,
+    ("GET", "/openrosa/key/{token}/forms/{questionnaire_id}/media/{filename}"): EVERYONE,
     ("POST", "/openrosa/key/{token}/submission"): EVERYONE,
 }
