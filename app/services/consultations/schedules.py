@@ -25,16 +25,14 @@ from app.models.elections import Candidate, Election
 from app.models.territories import LANGUAGES, i18n
 from app.pagination import paginate
 from app.services import audit
-from app.services.territories import (
+from app.services.csv_uploads import (
     file_error,
     flush_in_chunks,
-    in_subtree,
     parse_csv_upload,
     refuse_file,
-    require_territory,
     run_off_loop,
-    territories_by_code,
 )
+from app.services.territories import in_subtree, require_territory, territories_by_code
 
 CONSULTATION_COLUMNS = (
     "election_id",
