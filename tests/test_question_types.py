@@ -654,3 +654,44 @@ async def test_settings_read_only_and_conditions_on_choice_lists(
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["settings"] is None and patched.json()["choice_lists"] is None
+
+
+async def test_labels_and_the_default_language_take_any_bcp47_tag(
+    client: httpx.AsyncClient, coordinator: dict[str, str], observer: dict[str, str]
+) -> None:
+    data = definition(
+        [
+            {
+                "key": "seen",
+                "type": "time",
+                "label": {"en-GB": "Time seen", "uz-Cyrl": "Кўрилган вақт", "fr": "Heure"},
+                "media": {"audio": {"en-GB": "time.mp3"}},
+            }
+        ],
+        default_language="en-GB",
+        title={"en-GB": "Visit", "es-419": "Visita"},
+    )
+    data["respondent_groups"][0]["label"] = {"en-GB": "Household"}
+    form = await publish(client, coordinator, data)
+    read = await client.get(f"/api/v1/questionnaires/{form}", headers=coordinator)
+    assert read.json()["default_language"] == "en-GB"
+    assert read.json()["questions"][0]["label"]["uz-Cyrl"] == "Кўрилган вақт"
+    reply = await client.post(
+        responses_url(form), json=body({"seen": "10:00"}, language="en"), headers=observer
+    )
+    assert reply.status_code == 201, reply.text
+    # a response's own language stays one of the service's (kk, ru, en)
+    reply = await client.post(
+        responses_url(form), json=body({"seen": "10:00"}, language="en-GB"), headers=observer
+    )
+    assert reply.status_code == 422
+
+    for tag in ("english!", "e", "en_GB", "en--GB", "x" * 36):
+        bad = definition([q("seen", "time")], default_language=tag)
+        reply = await client.post("/api/v1/questionnaires", json=bad, headers=coordinator)
+        assert reply.status_code == 422, tag
+    # the default language must label everything
+    bad = definition([q("seen", "time")], default_language="fr")
+    reply = await client.post("/api/v1/questionnaires", json=bad, headers=coordinator)
+    assert reply.status_code == 422
+    assert "must include the default language 'fr'" in reply.json()["errors"][0]["msg"]
