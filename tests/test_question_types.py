@@ -442,6 +442,23 @@ async def test_aggregates_give_the_number_answered_for_new_types(
         else:
             assert cells[0]["n"] == instances, key
 
+    # broken down by a dimension (every respondent here has no gender: one cell, null)
+    reply = await client.get(
+        f"/api/v1/questionnaires/{field_form}/aggregates",
+        params={"by": "gender,region", "format": "csv"},
+        headers=analyst,
+    )
+    assert reply.status_code == 200, reply.text
+    reply = await client.get(
+        f"/api/v1/questionnaires/{field_form}/aggregates",
+        params={"by": "gender"},
+        headers=analyst,
+    )
+    assert reply.status_code == 200, reply.text
+    by_gender = {question["key"]: question["cells"] for question in reply.json()["questions"]}
+    answered = sum(1 for answers in submitted if "photo" in answers)
+    assert [(c["group"], c["n"]) for c in by_gender["photo"]] == [({"gender": None}, answered)]
+
     refused = await client.get(
         f"/api/v1/questionnaires/{field_form}/aggregates",
         params={"by": "answer:location"},
