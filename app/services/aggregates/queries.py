@@ -1,6 +1,6 @@
 """The SQL of survey aggregates: one pass per answer table, a pivot of per-option counts.
 
-Each answer table (a page of a questionnaire version, services/answers.py) is read once,
+Each answer table (a page of a questionnaire version, services/answers/) is read once,
 grouped by the requested dimensions, with every asked question's figures as aggregates of
 that one scan: `count(*) FILTER (WHERE column = option)` per option of a single choice, a
 sum of each option's bit for a multiple choice, count/mean/stddev/min/max/median for

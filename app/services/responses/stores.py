@@ -20,7 +20,7 @@ class Row:
     """A checked response ready to store: its `response` row and its answer pages' values."""
 
     head: dict[str, Any]
-    pages: PageRows  # per answer page, its rows (see services/answers.py)
+    pages: PageRows  # per answer page, its rows (see services/answers/)
 
     @property
     def id(self) -> uuid.UUID:
@@ -71,6 +71,13 @@ class ResponseStore(Protocol):
 
     async def heads(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Mapping[str, Any]]:
         """Stored `response` rows by id (for replays: questionnaire, fingerprint, times)."""
+        ...
+
+    async def answer_pages(
+        self, questionnaire: CompiledQuestionnaire, response_id: uuid.UUID
+    ) -> PageRows:
+        """A stored response's rows per answer page, as check_answers gives them (for a
+        replay's answers as first stored, where a type keeps its spelling)."""
         ...
 
     async def unknown_territories(self, codes: set[str]) -> set[str]: ...
