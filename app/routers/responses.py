@@ -31,6 +31,7 @@ from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
     MAX_BATCH,
+    MAX_KEY_LENGTH,
     BatchIn,
     BatchOut,
     ExportFormat,
@@ -250,19 +251,22 @@ async def export_responses(
     session: SessionDep,
     filters: Filters,
     format: Annotated[ExportFormat, Query()] = "csv",
+    geo: Annotated[str | None, Query(max_length=MAX_KEY_LENGTH)] = None,
 ) -> StreamingResponse:
     """All matching responses, streamed; memory does not grow with their number.
 
     Exports read through a pool of their own (KENES_EXPORT_CONCURRENCY connections), so they
     never take the connections other requests need; one more is 429. A client that stops
     reading for KENES_EXPORT_IDLE_SECONDS has its export ended and its connection freed.
+    `format=geojson` places the responses by the geopoint question `geo` (default: the first).
     """
     statement, questionnaire = await service.filtered(session, questionnaire_id, filters)
+    geo = exports.check(questionnaire, format, geo)
     state = request.app.state
     if not state.export_slots.try_take():
         raise TooManyRequests("Too many exports are running; retry shortly", retry_after=10)
     return IdleLimitedStreamingResponse(
-        exports.export(state.export_sessionmaker, statement, questionnaire, format),
+        exports.export(state.export_sessionmaker, statement, questionnaire, format, geo),
         idle_seconds=state.settings.export_idle_seconds,
         on_close=state.export_slots.give_back,
         media_type=exports.MEDIA_TYPES[format],

@@ -1,0 +1,312 @@
+"""Exports: XLSX (typed cells, frozen header, a sheet per repeat), ZIP (a CSV per repeat,
+attachments), GeoJSON; expected cells computed here from what each test submitted."""
+
+import csv
+import io
+import zipfile
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from openpyxl import load_workbook
+
+from app.models.auth import Role
+from app.models.questionnaires import Questionnaire
+from tests.factories import almaty_answers, almaty_definition, create_questionnaire, headers_for
+from tests.test_responses import roster_definition
+
+
+@pytest.fixture
+async def survey(app: FastAPI) -> Questionnaire:
+    return await create_questionnaire(app, publish=True)
+
+
+@pytest.fixture
+async def observer(app: FastAPI) -> dict[str, str]:
+    return await headers_for(app, Role.observer)
+
+
+@pytest.fixture
+async def analyst(app: FastAPI) -> dict[str, str]:
+    return await headers_for(app, Role.analyst)
+
+
+def submission(**answers: Any) -> dict[str, Any]:
+    return {
+        "respondent": {"group": "student", "gender": "female", "age_band": "18-24"},
+        "answers": {k: v for k, v in almaty_answers(**answers).items() if v is not None},
+        "language": "ru",
+        "channel": "mobile",
+    }
+
+
+async def test_a_text_answer_with_an_escape_character_does_not_break_the_xlsx(
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    """ "\\x1b" cannot be written in XML: it once cut the XLSX mid-stream. It is removed."""
+    target = f"/api/v1/questionnaires/{survey.id}/responses"
+    texts = ["colour \x1b[31mred\x1b[0m", "tab\tand\x0bvertical\x0c feed\x7f kept"]
+    for text in texts:
+        reply = await client.post(target, json=submission(suggestions=text), headers=observer)
+        assert reply.status_code == 201, reply.text
+    xlsx = await client.get(f"{target}/export", params={"format": "xlsx"}, headers=analyst)
+    assert xlsx.status_code == 200
+    sheet = load_workbook(io.BytesIO(xlsx.content))["responses"]
+    rows = list(sheet.iter_rows(values_only=True))
+    column = rows[0].index("suggestions")
+    allowed = {"\t", "\n", "\r"}
+    expected = ["".join(c for c in t if c >= " " or c in allowed) for t in texts]
+    assert [row[column] for row in rows[1:]] == expected
+
+
+def url(questionnaire_id: Any, suffix: str = "") -> str:
+    return f"/api/v1/questionnaires/{questionnaire_id}/responses{suffix}"
+
+
+async def export(
+    client: httpx.AsyncClient, questionnaire_id: Any, headers: dict[str, str], **params: str
+) -> httpx.Response:
+    reply = await client.get(url(questionnaire_id, "/export"), params=params, headers=headers)
+    assert reply.status_code == 200, reply.text[:500]
+    return reply
+
+
+def same_moment(cell: Any, text: str) -> bool:
+    """A stored time as a spreadsheet holds it: UTC without a zone, to about a millisecond."""
+    moment = datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
+    return isinstance(cell, datetime) and abs(cell - moment) <= timedelta(milliseconds=1)
+
+
+async def test_xlsx_cells_are_typed_and_the_header_is_frozen(
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+) -> None:
+    sent = []
+    for changes in (
+        {},
+        {"participated": False, "times_participated": None, "last_hearing": None,
+         "channels_known": ["reception"], "suggestions": "=1+1"},
+    ):  # fmt: skip
+        reply = await client.post(url(survey.id), json=submission(**changes), headers=observer)
+        assert reply.status_code == 201, reply.text
+        sent.append(reply.json())
+    xlsx = await export(client, survey.id, analyst, format="xlsx")
+    workbook = load_workbook(io.BytesIO(xlsx.content))
+    assert workbook.sheetnames == ["responses"]
+    sheet = workbook["responses"]
+    assert sheet.freeze_panes == "A2"
+    rows = list(sheet.iter_rows(values_only=True))
+    names = list(rows[0])
+    options = [o["value"] for o in almaty_definition()["questions"][1]["options"]]
+    assert len(rows) == 1 + len(sent)
+    for row, stored in zip(rows[1:], sent, strict=True):
+        cells = dict(zip(names, row, strict=True))
+        given = stored["answers"]
+        assert cells["id"] == stored["id"]
+        assert cells["questionnaire_version"] == 1
+        assert same_moment(cells["submitted_at"], stored["submitted_at"])
+        assert same_moment(cells["received_at"], stored["received_at"])
+        assert cells["group"] == "student" and cells["gender"] == "female"
+        assert cells["territory_code"] is None
+        assert cells["aware"] == given["aware"]
+        for option in options:
+            assert cells[f"channels_known/{option}"] == int(option in given["channels_known"])
+            assert type(cells[f"channels_known/{option}"]) is int
+        assert cells["participated"] is given["participated"]
+        assert cells["times_participated"] == given.get("times_participated")
+        assert cells["trust_akimat"] == given["trust_akimat"]
+        hearing = given.get("last_hearing")
+        expected = None if hearing is None else datetime.fromisoformat(hearing)
+        assert cells["last_hearing"] == expected  # a date cell (openpyxl reads it as a datetime)
+        text = given["suggestions"]
+        assert cells["suggestions"] == ("'" + text if text.startswith("=") else text)
+    # The cells' own types, as Excel stores them: n(umber), b(oolean), d(ate), s(tring).
+    second = {name: cell for name, cell in zip(names, list(sheet.iter_rows())[2], strict=True)}
+    assert second["trust_akimat"].data_type == "n"
+    assert second["participated"].data_type == "b"
+    assert second["submitted_at"].is_date and second["submitted_at"].number_format.startswith(
+        "yyyy"
+    )
+    assert second["suggestions"].data_type == "s"  # never a formula
+
+
+async def roster_survey(app: FastAPI, client: httpx.AsyncClient, **changes: Any) -> str:
+    """The household roster (members, each with a nested repeat of jobs), published."""
+    coordinator = await headers_for(app, Role.coordinator)
+    definition = {**roster_definition(), **changes}
+    created = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    assert created.status_code == 201, created.text
+    survey_id = created.json()["id"]
+    published = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator
+    )
+    assert published.status_code == 200, published.text
+    return str(survey_id)
+
+
+HOUSEHOLDS = [
+    ("female", {"has_land": "yes", "hectares": 2.5, "members": [
+        {"age": 44, "works": True, "jobs": [{"sector": "farm"}, {"sector": "trade"}]},
+        {"age": 12, "works": False},
+        {"age": 71, "works": True, "jobs": [{"sector": "state"}]},
+    ]}),
+    ("male", {"has_land": "no", "members": [{"age": 30, "works": True,
+                                            "jobs": [{"sector": "trade"}]}]}),
+    ("female", {"has_land": "no", "members": [{"age": 9}, {"age": 35, "works": True,
+                                                          "jobs": [{"sector": "state"}]}]}),
+]  # fmt: skip
+
+
+async def submit_households(
+    client: httpx.AsyncClient, survey_id: str, observer: dict[str, str]
+) -> list[dict[str, Any]]:
+    stored = []
+    for gender, answers in HOUSEHOLDS:
+        body = {"respondent": {"group": "household", "gender": gender}, "answers": answers}
+        reply = await client.post(url(survey_id), json=body, headers=observer)
+        assert reply.status_code == 201, reply.text
+        stored.append(reply.json())
+    return stored
+
+
+def expected_tables(
+    stored: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The members' and jobs' rows as the export should give them, in order, with the links
+    given as (response index, member position) rather than ids: the test resolves the ids."""
+    members, jobs = [], []
+    for number, response in enumerate(stored):
+        for index, member in enumerate(response["answers"]["members"], start=1):
+            members.append({"response": number, "index": index, "age": member["age"],
+                            "works": member.get("works")})  # fmt: skip
+            for place, job in enumerate(member.get("jobs", []), start=1):
+                jobs.append({"member": len(members) - 1, "index": place, "sector": job["sector"]})
+    return members, jobs
+
+
+def check_tables(
+    stored: list[dict[str, Any]],
+    member_rows: list[dict[str, Any]],
+    job_rows: list[dict[str, Any]],
+    as_text: bool,
+) -> None:
+    """The repeat tables against what was submitted: every row's parent_id names its response
+    (members) or its member's row (jobs)."""
+    members, jobs = expected_tables(stored)
+    assert len(member_rows) == len(members) and len(job_rows) == len(jobs)
+    ids = [row["id"] for row in member_rows + job_rows]
+    assert len(set(ids)) == len(ids)
+
+    def value(x: Any) -> Any:
+        if not as_text or x is None:
+            return "" if as_text else x
+        return ("true" if x else "false") if isinstance(x, bool) else str(x)
+
+    for row, want in zip(member_rows, members, strict=True):
+        assert row["parent_id"] == stored[want["response"]]["id"]
+        assert row["index"] == value(want["index"])
+        assert row["age"] == value(want["age"]) and row["works"] == value(want["works"])
+    for row, want in zip(job_rows, jobs, strict=True):
+        assert row["parent_id"] == member_rows[want["member"]]["id"]
+        assert row["index"] == value(want["index"]) and row["sector"] == want["sector"]
+
+
+def sheet_rows(workbook: Any, name: str) -> list[dict[str, Any]]:
+    rows = list(workbook[name].iter_rows(values_only=True))
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+async def test_xlsx_has_a_sheet_per_repeat_linked_by_parent_id(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    survey_id = await roster_survey(app, client)
+    stored = await submit_households(client, survey_id, observer)
+    xlsx = await export(client, survey_id, analyst, format="xlsx")
+    workbook = load_workbook(io.BytesIO(xlsx.content))
+    assert workbook.sheetnames == ["responses", "members", "jobs"]
+    for name in workbook.sheetnames:
+        assert workbook[name].freeze_panes == "A2"
+    header = [c.value for c in next(workbook["members"].iter_rows(max_row=1))]
+    assert header == ["parent_id", "index", "age", "works", "id"]
+    main = sheet_rows(workbook, "responses")
+    assert [row["id"] for row in main] == [item["id"] for item in stored]
+    assert [row["hectares"] for row in main] == [a.get("hectares") for _, a in HOUSEHOLDS]
+    assert "age" not in main[0]
+    check_tables(stored, sheet_rows(workbook, "members"), sheet_rows(workbook, "jobs"), False)
+
+    # The filters hold for the repeats' sheets too.
+    women = [item for item in stored if item["respondent"]["gender"] == "female"]
+    filtered = await export(client, survey_id, analyst, format="xlsx", gender="female")
+    workbook = load_workbook(io.BytesIO(filtered.content))
+    check_tables(women, sheet_rows(workbook, "members"), sheet_rows(workbook, "jobs"), False)
+
+
+def zipped_csv(archive: zipfile.ZipFile, name: str) -> list[dict[str, Any]]:
+    text = archive.read(name).decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.DictReader(io.StringIO(text[1:])))
+
+
+async def test_zip_holds_the_csv_and_a_csv_per_repeat(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    survey_id = await roster_survey(app, client)
+    stored = await submit_households(client, survey_id, observer)
+    reply = await export(client, survey_id, analyst, format="zip")
+    assert reply.headers["content-type"] == "application/zip"
+    assert reply.headers["content-disposition"].endswith('.zip"')
+    archive = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert archive.testzip() is None
+    assert archive.namelist() == ["responses.csv", "responses-members.csv", "responses-jobs.csv"]
+    plain = await export(client, survey_id, analyst, format="csv")
+    assert archive.read("responses.csv") == plain.content
+    members = zipped_csv(archive, "responses-members.csv")
+    assert list(members[0]) == ["parent_id", "index", "age", "works", "id"]
+    check_tables(stored, members, zipped_csv(archive, "responses-jobs.csv"), as_text=True)
+
+    women = [item for item in stored if item["respondent"]["gender"] == "female"]
+    filtered = await export(client, survey_id, analyst, format="zip", gender="female")
+    archive = zipfile.ZipFile(io.BytesIO(filtered.content))
+    assert [row["id"] for row in zipped_csv(archive, "responses.csv")] == [w["id"] for w in women]
+    check_tables(
+        women,
+        zipped_csv(archive, "responses-members.csv"),
+        zipped_csv(archive, "responses-jobs.csv"),
+        as_text=True,
+    )
+    refused = await client.get(
+        url(survey_id, "/export"), params={"format": "zip"}, headers=observer
+    )
+    assert refused.status_code == 403
+
+
+async def test_repeat_sheet_names_are_valid_and_unique_in_excel(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    """Sheet names: at most 31 characters, unique ignoring case, not the main sheet's."""
+    keys = ["responses", "h" * 40 + "_a", "h" * 40 + "_b", "History"]
+    questions = [
+        {"key": key, "type": "repeat", "label": {"ru": key},
+         "questions": [{"key": f"q{n}", "type": "integer", "label": {"ru": "n"}}]}
+        for n, key in enumerate(keys)
+    ]  # fmt: skip
+    survey_id = await roster_survey(app, client, questions=questions)
+    answers = {key: [{f"q{n}": n}] for n, key in enumerate(keys)}
+    body = {"respondent": {"group": "household"}, "answers": answers}
+    assert (await client.post(url(survey_id), json=body, headers=observer)).status_code == 201
+    workbook = load_workbook(
+        io.BytesIO((await export(client, survey_id, analyst, format="xlsx")).content)
+    )
+    names = workbook.sheetnames
+    assert len(names) == 5 and len({name.lower() for name in names}) == 5
+    assert all(len(name) <= 31 for name in names)
+    assert names[0] == "responses" and "history" not in [name.lower() for name in names]
+    for n, name in enumerate(names[1:]):
+        assert sheet_rows(workbook, name)[0][f"q{n}"] == n
