@@ -1,9 +1,8 @@
-"""Questionnaire definitions: the rules of a definition, versions, states and who may read them."""
+"""Questionnaire definitions: versions, states and who may read them (the rules of a
+definition: definitions.py)."""
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -11,11 +10,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
-from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import (
-    MAX_NESTING,
-    MAX_QUESTIONS,
     Access,
     Questionnaire,
     QuestionnaireCreate,
@@ -25,129 +22,24 @@ from app.models.questionnaires import (
 )
 from app.models.responses import answer_table
 from app.pagination import paginate
-from app.services import audit, conditions
+from app.services import audit
 from app.services.answers import CURRENT_LAYOUT, CompiledQuestionnaire, compile_questionnaire
-from app.services.expressions.forms import compile_definition
+from app.services.definitions import check_definition, walk
 
-DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
-CONTAINER_TYPES = ("group", "repeat")
+__all__ = ["check_definition", "walk"]
+
+DEFINITION_FIELDS = (
+    "title",
+    "description",
+    "respondent_groups",
+    "questions",
+    "choice_lists",
+    "settings",
+)
+# Fields a PATCH may clear with null.
+CLEARABLE_FIELDS = ("description", "choice_lists", "settings")
 READ_ALL_ROLES = (Role.coordinator, Role.analyst)
 WRITE_ROLES = (Role.coordinator,)
-
-Loc = list[str | int]
-
-
-# --- the rules of a definition ----------------------------------------------------------------
-
-
-def check_definition(data: Mapping[str, Any], prefix: Loc | None = None) -> None:
-    """Raise Invalid naming every place where a (schema-valid) definition breaks a rule."""
-    errors = [
-        # `prefix is None`, not falsy: an empty prefix ([], the XLSForm import's) is a prefix
-        {"loc": [*(["body"] if prefix is None else prefix), *loc], "msg": msg, "type": "definition"}
-        for loc, msg in _definition_problems(data)
-    ]
-    if errors:
-        raise Invalid("The questionnaire definition breaks a rule", errors=errors)
-
-
-def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
-    default = data["default_language"]
-    for place, text in _texts(data):
-        if default not in text:
-            yield place, f"must include the default language '{default}'"
-
-    yield from _duplicates([g["key"] for g in data["respondent_groups"]], ["respondent_groups"])
-    entries = list(walk(data["questions"]))
-    yield from _duplicates(
-        [q["key"] for _, q, _ in entries], [], located=[loc for loc, _, _ in entries]
-    )
-    if len(entries) > MAX_QUESTIONS:
-        yield ["questions"], f"at most {MAX_QUESTIONS} questions, groups and repeats in all"
-
-    earlier: dict[str, Mapping[str, Any]] = {}
-    condition_cost = 0
-    for loc, question, depth in entries:
-        if depth > MAX_NESTING:
-            yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
-        yield from _question_problems(question, loc)
-        if isinstance(question.get("relevant"), Mapping):
-            condition_cost += conditions.cost(question["relevant"])
-            if condition_cost > conditions.MAX_DEFINITION_COST:
-                yield (
-                    [*loc, "relevant"],
-                    f"the conditions of one questionnaire may hold at most "
-                    f"{conditions.MAX_DEFINITION_COST} comparisons and listed values in all",
-                )
-                break
-            yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
-        if question["type"] not in CONTAINER_TYPES:
-            earlier[question["key"]] = question
-    yield from compile_definition(data["questions"], default).problems
-
-
-def walk(
-    questions: list[Mapping[str, Any]], loc: Loc | None = None, depth: int = 0
-) -> Iterator[tuple[Loc, Mapping[str, Any], int]]:
-    """Every question, group and repeat in order, with its place and how deep it sits."""
-    for index, question in enumerate(questions):
-        place: Loc = [*(loc or ["questions"]), index]
-        yield place, question, depth
-        if question["type"] in CONTAINER_TYPES:
-            yield from walk(question["questions"], [*place, "questions"], depth + 1)
-
-
-def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
-    qtype = question["type"]
-    options = question.get("options") or []
-    yield from _duplicates([o["value"] for o in options], [*loc, "options"], key="value")
-    low, high = question.get("min"), question.get("max")
-    if qtype == "multiple_choice":
-        least, most = question.get("min_selected"), question.get("max_selected")
-        if least is not None and least > len(options):
-            yield [*loc, "min_selected"], "more than there are options"
-        if most is not None and most > len(options):
-            yield [*loc, "max_selected"], "more than there are options"
-        if least is not None and most is not None and least > most:
-            yield [*loc, "min_selected"], "greater than max_selected"
-    elif qtype in ("integer", "decimal") and low is not None and high is not None and low > high:
-        yield [*loc, "min"], "greater than max"
-    elif qtype == "scale" and low is not None and high is not None and not 0 < high - low <= 100:
-        yield [*loc, "max"], "a scale runs from min to a larger max, at most 100 steps"
-    elif qtype == "note" and question.get("required"):
-        yield [*loc, "required"], "a note is never answered"
-    elif qtype == "repeat":
-        least, most = question.get("min_count"), question.get("max_count")
-        if least is not None and most is not None and least > most:
-            yield [*loc, "min_count"], "greater than max_count"
-
-
-def _duplicates(
-    values: list[str], loc: Loc, key: str = "key", located: list[Loc] | None = None
-) -> Iterator[tuple[Loc, str]]:
-    seen: set[str] = set()
-    for index, value in enumerate(values):
-        if value in seen:
-            place = located[index] if located is not None else [*loc, index]
-            yield [*place, key], f"'{value}' is used twice"
-        seen.add(value)
-
-
-def _texts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Mapping[str, str]]]:
-    yield ["title"], data["title"]
-    if data.get("description"):
-        yield ["description"], data["description"]
-    for index, group in enumerate(data["respondent_groups"]):
-        yield ["respondent_groups", index, "label"], group["label"]
-    for loc, question, _ in walk(data["questions"]):
-        if question.get("label"):
-            yield [*loc, "label"], question["label"]
-        for name in ("help", "constraint_message", "required_message", "guidance_hint"):
-            if question.get(name):
-                yield [*loc, name], question[name]
-        for number, option in enumerate(question.get("options") or []):
-            yield [*loc, "options", number, "label"], option["label"]
-
 
 # --- reading and access -----------------------------------------------------------------------
 
@@ -284,7 +176,7 @@ async def update(
         **questionnaire.definition,
         "default_language": questionnaire.default_language,
         "access": questionnaire.access,
-        **{k: v for k, v in changes.items() if v is not None or k == "description"},
+        **{k: v for k, v in changes.items() if v is not None or k in CLEARABLE_FIELDS},
     }
     check_definition(merged)
     questionnaire.definition = {k: merged.get(k) for k in DEFINITION_FIELDS}
