@@ -3,9 +3,11 @@ attachments), GeoJSON; expected cells computed here from what each test submitte
 
 import csv
 import io
+import json
 import threading
 import zipfile
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +396,163 @@ async def test_export_memory_does_not_grow_with_the_responses(
         # (~200 kB each, ~7 MB) when its reader (here the ZIP's compressor) is slower than the
         # server; bounded, and far below the 19 MB of the whole CSV.
         assert after[1] - before[1] < 12, (fmt, before, after)
+
+
+# --- the field question types: geodata, time, rank, media, metadata --------------------------
+
+
+def field_question(key: str, qtype: str, **extra: Any) -> dict[str, Any]:
+    return {"key": key, "type": qtype, "label": {"ru": key}, **extra}
+
+
+FIELD_FORM = [
+    {"key": "device", "type": "meta", "meta": "deviceid"},
+    field_question("visit_time", "time"),
+    field_question("visit_at", "datetime"),
+    field_question("home", "geopoint"),
+    field_question("well", "geopoint"),
+    field_question("route", "geotrace"),
+    field_question("field", "geoshape"),
+    field_question("code", "barcode"),
+    field_question("consent", "acknowledge"),
+    field_question(
+        "needs", "rank", options=[{"value": v, "label": {"ru": v}} for v in ("water", "road", "school")]
+    ),
+    field_question("photo", "image"),
+    {"key": "plots", "type": "repeat", "label": {"ru": "plots"},
+     "questions": [field_question("corner", "geopoint"), field_question("seen", "time")]},
+]  # fmt: skip
+
+A = {"lat": 43.238, "lon": 76.945, "altitude": 850.5, "accuracy": 4.5}
+B = {"lat": -10.5, "lon": 179.25}
+C = {"lat": 43.3, "lon": 76.9, "accuracy": 3}
+FIELD_ANSWERS = [
+    {"device": "collect:abc", "visit_time": "10:15", "visit_at": "2026-12-07T10:15:30.5+06:00",
+     "home": A, "well": B, "route": [A, B], "field": [A, B, C, A], "code": "=48700",
+     "consent": True, "needs": ["school", "water"], "photo": "house.jpg",
+     "plots": [{"corner": C, "seen": "09:00:00Z"}, {"seen": "09:30:15.25"}]},
+    {"visit_time": "23:59:59+05:00", "well": C},
+    {"device": "collect:def", "home": B, "visit_at": "2026-12-31T23:00:00Z"},
+]  # fmt: skip
+
+
+def odk_points(points: list[dict[str, Any]]) -> str:
+    """ODK's text of a trace or shape, written independently: "lat lon alt acc;..."."""
+
+    def number(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    return ";".join(
+        " ".join(number(p.get(part, 0)) for part in ("lat", "lon", "altitude", "accuracy"))
+        for p in points
+    )
+
+
+async def field_survey(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str]
+) -> tuple[str, list[dict[str, Any]]]:
+    survey_id = await roster_survey(app, client, questions=FIELD_FORM)
+    stored = []
+    for answers in FIELD_ANSWERS:
+        body = {"respondent": {"group": "household"}, "answers": answers}
+        reply = await client.post(url(survey_id), json=body, headers=observer)
+        assert reply.status_code == 201, reply.text
+        stored.append(reply.json())
+    return survey_id, stored
+
+
+async def test_field_types_have_their_columns_in_csv_and_xlsx(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    survey_id, stored = await field_survey(app, client, observer)
+    reply = await export(client, survey_id, analyst, format="csv")
+    rows = list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    parts = ("lat", "lon", "altitude", "accuracy")
+    expected_columns = [
+        "device", "visit_time", "visit_at", *(f"home/{p}" for p in parts),
+        *(f"well/{p}" for p in parts), "route", "field", "code", "consent", "needs", "photo",
+    ]  # fmt: skip
+    assert list(rows[0])[11:] == expected_columns
+    for row, answers in zip(rows, FIELD_ANSWERS, strict=True):
+        for key in ("home", "well"):
+            point = answers.get(key, {})
+            for part in parts:
+                want = point.get(part)
+                assert row[f"{key}/{part}"] == ("" if want is None else str(float(want)))
+        assert row["device"] == answers.get("device", "")
+        assert row["visit_time"] == answers.get("visit_time", "")
+        assert row["visit_at"] == answers.get("visit_at", "")
+        assert row["route"] == (odk_points(answers["route"]) if "route" in answers else "")
+        assert row["field"] == (odk_points(answers["field"]) if "field" in answers else "")
+        assert row["code"] == ("'" + answers["code"] if "code" in answers else "")
+        assert row["consent"] == ("true" if answers.get("consent") else "")
+        assert row["needs"] == " ".join(answers.get("needs", []))
+        assert row["photo"] == answers.get("photo", "")
+    assert rows[0]["route"] == "43.238 76.945 850.5 4.5;-10.5 179.25 0 0"  # by hand
+
+    workbook = load_workbook(
+        io.BytesIO((await export(client, survey_id, analyst, format="xlsx")).content)
+    )
+    assert workbook.sheetnames == ["responses", "plots"]
+    cells = sheet_rows(workbook, "responses")
+    first, second, third = cells
+    assert first["home/lat"] == A["lat"] and first["home/altitude"] == A["altitude"]
+    assert first["well/altitude"] is None and second["home/lat"] is None
+    assert first["visit_time"] == dt_time(10, 15)  # typed: no offset
+    assert second["visit_time"] == "23:59:59+05:00"  # an offset needs a date: kept as text
+    assert first["visit_at"] == datetime(2026, 12, 7, 4, 15, 30, 500000)  # in UTC
+    assert third["visit_at"] == datetime(2026, 12, 31, 23, 0)
+    assert first["consent"] is True and second["consent"] is None
+    plots = sheet_rows(workbook, "plots")
+    assert [(p["parent_id"], p["index"]) for p in plots] == [
+        (stored[0]["id"], 1),
+        (stored[0]["id"], 2),
+    ]
+    assert plots[0]["corner/lat"] == C["lat"] and plots[0]["corner/accuracy"] == C["accuracy"]
+    assert plots[1]["corner/lat"] is None
+    assert plots[0]["seen"] == "09:00:00Z" and plots[1]["seen"] == dt_time(9, 30, 15, 250000)
+
+
+async def test_geojson_places_responses_by_a_geopoint(
+    app: FastAPI, client: httpx.AsyncClient, observer: dict[str, str], analyst: dict[str, str]
+) -> None:
+    survey_id, stored = await field_survey(app, client, observer)
+    reply = await export(client, survey_id, analyst, format="geojson")
+    assert reply.headers["content-type"].startswith("application/geo+json")
+    collection = json.loads(reply.content)
+    assert collection["type"] == "FeatureCollection"
+    # The first geopoint (home): the responses that answered it, [lon, lat(, altitude)].
+    placed = [
+        (item, a["home"]) for item, a in zip(stored, FIELD_ANSWERS, strict=True) if "home" in a
+    ]
+    assert len(collection["features"]) == len(placed) == 2
+    for feature, (item, point) in zip(collection["features"], placed, strict=True):
+        assert feature["type"] == "Feature" and feature["id"] == item["id"]
+        expected = [point["lon"], point["lat"]] + (
+            [point["altitude"]] if "altitude" in point else []
+        )
+        assert feature["geometry"] == {"type": "Point", "coordinates": expected}
+        properties = feature["properties"]
+        assert properties["id"] == item["id"] and properties["group"] == "household"
+        assert properties["home/lat"] == point["lat"]
+        assert properties["code"] == item["answers"].get("code")  # JSON: no formula prefix
+        assert properties["consent"] == item["answers"].get("consent")
+    well = json.loads(
+        (await export(client, survey_id, analyst, format="geojson", geo="well")).content
+    )
+    assert [f["geometry"]["coordinates"] for f in well["features"]] == [
+        [B["lon"], B["lat"]],
+        [C["lon"], C["lat"]],
+    ]
+    none = await export(client, survey_id, analyst, format="geojson", gender="male")
+    assert json.loads(none.content) == {"type": "FeatureCollection", "features": []}
+
+    for geo in ("code", "corner", "nothing"):  # not a geopoint; in a repeat; no such question
+        refused = await client.get(
+            url(survey_id, "/export"), params={"format": "geojson", "geo": geo}, headers=analyst
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["loc"] == ["query", "geo"]
+    plain = await roster_survey(app, client)
+    refused = await client.get(url(plain, "/export"), params={"format": "geojson"}, headers=analyst)
+    assert refused.status_code == 422
