@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
+from app.services.exports import xlsx as xlsx_module
 from tests.factories import almaty_answers, almaty_definition, create_questionnaire, headers_for
 from tests.servers import running_server
 from tests.test_responses import roster_definition
@@ -556,3 +557,30 @@ async def test_geojson_places_responses_by_a_geopoint(
     plain = await roster_survey(app, client)
     refused = await client.get(url(plain, "/export"), params={"format": "geojson"}, headers=analyst)
     assert refused.status_code == 422
+
+
+async def test_a_sheet_past_excels_row_limit_goes_on_in_another(
+    client: httpx.AsyncClient,
+    survey: Questionnaire,
+    observer: dict[str, str],
+    analyst: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Excel holds 1,048,576 rows a sheet; the limit is lowered here to 3 (a header and two
+    responses) so that seven responses need four sheets."""
+    monkeypatch.setattr(xlsx_module, "MAX_ROWS", 3)
+    sent = []
+    for n in range(1, 8):
+        reply = await client.post(
+            url(survey.id), json=submission(times_participated=n), headers=observer
+        )
+        assert reply.status_code == 201, reply.text
+        sent.append(reply.json()["id"])
+    workbook = load_workbook(
+        io.BytesIO((await export(client, survey.id, analyst, format="xlsx")).content)
+    )
+    assert workbook.sheetnames == ["responses", "responses (2)", "responses (3)", "responses (4)"]
+    rows = [row for name in workbook.sheetnames for row in sheet_rows(workbook, name)]
+    assert [row["id"] for row in rows] == sent
+    assert [row["times_participated"] for row in rows] == list(range(1, 8))
+    assert all(workbook[name].freeze_panes == "A2" for name in workbook.sheetnames)

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models.responses import ResponseRead
 from app.services.answers import CompiledQuestionnaire
-from app.services.exports import sources
-from app.services.exports.archive import archive
+from app.services.exports import archive, csvs, geojson, sources, xlsx
 from app.services.exports.columns import (
     BASE_COLUMNS,
     FORMULA_STARTS,
@@ -24,9 +23,6 @@ from app.services.exports.columns import (
     neutralise,
     top_level,
 )
-from app.services.exports.csvs import responses_csv
-from app.services.exports.geojson import geojson, geopoint_key
-from app.services.exports.xlsx import xlsx
 from app.services.responses import body_of
 from app.services.responses.reads import instances
 
@@ -47,7 +43,7 @@ MEDIA_TYPES = {
 def check(questionnaire: CompiledQuestionnaire, fmt: str, geo: str | None) -> str | None:
     """Refuse what cannot be exported before anything is sent: for GeoJSON the geopoint key
     (returned), Invalid when there is none."""
-    return geopoint_key(questionnaire, geo) if fmt == "geojson" else None
+    return geojson.geopoint_key(questionnaire, geo) if fmt == "geojson" else None
 
 
 async def export(
@@ -60,15 +56,16 @@ async def export(
     """The export's bytes. Closing this generator (the response does, also when the client
     stopped reading) closes the cursor and returns its connection at once."""
     if fmt == "csv":
-        pieces = responses_csv(sessionmaker, statement, questionnaire)
+        pieces = csvs.responses_csv(sessionmaker, statement, questionnaire)
     elif fmt == "ndjson":
         pieces = _ndjson(sessionmaker, statement, questionnaire)
     elif fmt == "xlsx":
-        pieces = xlsx(sessionmaker, statement, questionnaire)
+        pieces = xlsx.xlsx(sessionmaker, statement, questionnaire)
     elif fmt == "zip":
-        pieces = archive(sessionmaker, statement, questionnaire)
+        pieces = archive.archive(sessionmaker, statement, questionnaire)
     else:
-        pieces = geojson(sessionmaker, statement, questionnaire, geopoint_key(questionnaire, geo))
+        key = geojson.geopoint_key(questionnaire, geo)
+        pieces = geojson.geojson(sessionmaker, statement, questionnaire, key)
     async with aclosing(pieces) as source:
         async for piece in source:
             yield piece
