@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         max_batch_bytes=settings.max_batch_bytes,
-        multipart_limits=((openrosa.SUBMISSION_PATH, openrosa.hard_limit(settings)),),
+        multipart_limits=((openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),),
         multipart_also=((responses.SUBMIT_PATH, responses.multipart_limit(settings)),),
         raw_limits=((attachments.PUT_PATH, settings.max_attachment_bytes),),
     )

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.config import Settings
 from app.db import session_scope
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
 from app.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge
@@ -224,14 +223,6 @@ async def submission_probe(
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_accept_length(request))
 
 
-def hard_limit(settings: Settings) -> int:
-    """What one submission POST may carry at most (the body guard's limit): clients split at
-    X-OpenRosa-Accept-Content-Length, but a single file up to KENES_MAX_ATTACHMENT_BYTES
-    travels alone with the instance."""
-    alone = settings.max_attachment_bytes + settings.openrosa_max_xml_bytes + 64 * 1024
-    return max(settings.openrosa_max_submission_bytes, alone)
-
-
 async def _read_submission(request: Request) -> tuple[bytes, FormData, list[tuple[str, Any]]]:
     """The `xml_submission_file` part and the attachment parts (files, named as the instance
     names them; spooled to disk past 1 MiB). Plain fields (Collect's `*isIncomplete*`) are
@@ -285,7 +276,7 @@ async def submit(
         answers = attachments.answers_of(questionnaire, principal, item)
         checked.extend(
             await attachments.check_files(
-                questionnaire, answers, uploads, state.settings.max_attachment_bytes
+                questionnaire, answers, uploads, state.settings.max_attachment_bytes, strict=False
             )
         )
 

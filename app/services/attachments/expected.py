@@ -16,7 +16,7 @@ from app.models.auth import Principal, Role
 from app.models.responses import ResponseIn, response_table
 from app.services import questionnaires as questionnaire_service
 from app.services.answers import CompiledQuestion, CompiledQuestionnaire, CompiledRepeat
-from app.services.attachments.received import MEDIA_TYPES, Received, content_type, from_upload
+from app.services.attachments.received import MEDIA_TYPES, Received, content_type, from_upload, run
 from app.services.responses import build_row
 from app.services.responses.reads import body_of, instances, read_select
 
@@ -64,16 +64,17 @@ class ResponseFiles:
 
 async def response_files(session: AsyncSession, response_id: uuid.UUID) -> ResponseFiles:
     head = (
-        await session.execute(
+        await run(
+            session,
             select(r.questionnaire_id, r.submitted_by_user, r.submitted_by_collector).where(
                 r.id == response_id
-            )
+            ),
         )
     ).first()
     if head is None:
         raise NotFound("No such response")
     questionnaire = await questionnaire_service.compiled(session, head.questionnaire_id)
-    row = (await session.execute(read_select(questionnaire).where(r.id == response_id))).first()
+    row = (await run(session, read_select(questionnaire).where(r.id == response_id))).first()
     if row is None:
         raise NotFound("No such response")
     repeated = await instances(session, questionnaire, [response_id])
@@ -146,9 +147,15 @@ async def check_files(
     answers: Mapping[str, Any],
     uploads: Sequence[tuple[str, Any]],
     limit: int,
+    *,
+    strict: bool = True,
 ) -> list[Checked]:
     """Every file sent with a response, checked against what its answers name (the name,
-    its size, its type by its bytes) before anything is stored; Invalid names each problem."""
+    its size, its type by its bytes) before anything is stored; Invalid names each problem.
+
+    Not `strict` (OpenRosa): a part the answers do not name is left aside, not refused, so a
+    client that sends an extra file can still deliver the submission (it would retry forever).
+    """
     expected = expected_files(questionnaire, answers)
     checked: list[Checked] = []
     errors: list[dict[str, Any]] = []
@@ -160,6 +167,8 @@ async def check_files(
             continue
         seen.add(name)
         if name not in expected:
+            if not strict:
+                continue
             message = "the answers name no such file"
             errors.append({"loc": loc, "msg": message, "type": "unknown_file"})
             continue

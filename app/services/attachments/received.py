@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import anyio.to_thread
 import puremagic
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 
 from app.errors import Invalid, TooLarge
 from app.models.attachments import CHUNK_BYTES
@@ -29,6 +30,13 @@ _BY_EXTENSION = {
 }
 # Containers that carry sound as well as pictures (3GP and MP4 recordings): fine for audio.
 _AUDIO_CONTAINERS = {"video/3gpp", "video/mp4", "video/ogg", "video/webm", "application/ogg"}
+
+
+async def run(session: SAAsyncSession, statement: Any) -> Any:
+    """A Core statement on the session's connection (the session's ORM layer has no part)."""
+    connection = await session.connection()
+    return await connection.execute(statement)
+
 
 # --- receiving --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from app.models.attachments import (
 )
 from app.models.responses import response_table
 from app.services.attachments.expected import Checked, ResponseFiles, question_type_of
-from app.services.attachments.received import Received
+from app.services.attachments.received import Received, run
 
 t = attachment_table.c
 c = attachment_chunk_table.c
@@ -42,7 +42,7 @@ def _stored(row: Any) -> AttachmentStored:
 
 async def _existing(session: AsyncSession, response_id: uuid.UUID, name: str) -> Any:
     statement = select(attachment_table).where(t.response_id == response_id, t.name == name)
-    return (await session.execute(statement)).first()
+    return (await run(session, statement)).first()
 
 
 def _same_or_conflict(existing: Any, received: Received, name: str) -> AttachmentStored:
@@ -77,7 +77,7 @@ async def store(
         "sha256": received.sha256,
         "received_at": utcnow(),
     }
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = (await session.connection()).dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = (
         insert(attachment_table)
@@ -85,13 +85,16 @@ async def store(
         .on_conflict_do_nothing(index_elements=["response_id", "name"])
         .returning(t.id)
     )
-    if (await session.execute(statement)).first() is None:
+    if (await run(session, statement)).first() is None:
         existing = await _existing(session, response_id, name)
         return _same_or_conflict(existing, received, name), False
     seq = 0
     async for chunk in received.chunks():
-        await session.execute(
-            attachment_chunk_table.insert().values(attachment_id=attachment_id, seq=seq, data=chunk)
+        await run(
+            session,
+            attachment_chunk_table.insert().values(
+                attachment_id=attachment_id, seq=seq, data=chunk
+            ),
         )
         seq += 1
     return AttachmentStored(**{k: v for k, v in values.items() if k != "id"}), True
@@ -112,7 +115,7 @@ async def list_files(
         statement = select(attachment_table).where(
             t.response_id == files.response_id, t.name.in_(page)
         )
-        found = {row.name: row for row in await session.execute(statement)}
+        found = {row.name: row for row in await run(session, statement)}
     items = [
         AttachmentRead(
             name=name,
@@ -150,7 +153,7 @@ async def _chunk_count(session: AsyncSession, response_id: uuid.UUID, name: str)
         .where(t.response_id == response_id, t.name == name)
         .group_by(t.id)
     )
-    return (await session.execute(statement)).first()
+    return (await run(session, statement)).first()
 
 
 async def open_chunks(
@@ -166,7 +169,7 @@ async def open_chunks(
     for seq in range(found.chunks):
         async with sessionmaker() as session:
             statement = select(c.data).where(c.attachment_id == found.id, c.seq == seq)
-            data = (await session.execute(statement)).scalar_one_or_none()
+            data = (await run(session, statement)).scalar_one_or_none()
         if data is None:
             raise RuntimeError("the attachment was deleted while it was being sent")
         yield bytes(data)
@@ -186,7 +189,7 @@ async def export_files(
         .where(r.questionnaire_id == questionnaire_id, t.response_id.in_(list(response_ids)))
         .order_by(t.response_id, t.name)
     )
-    rows = list(await session.execute(statement))
+    rows = list(await run(session, statement))
     for row in rows:
         yield row.response_id, row.name, _session_chunks(session, row.id)
 
@@ -195,7 +198,7 @@ async def _session_chunks(session: AsyncSession, attachment_id: uuid.UUID) -> As
     seq = 0
     while True:
         statement = select(c.data).where(c.attachment_id == attachment_id, c.seq == seq)
-        data = (await session.execute(statement)).scalar_one_or_none()
+        data = (await run(session, statement)).scalar_one_or_none()
         if data is None:
             return
         yield bytes(data)
