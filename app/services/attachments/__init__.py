@@ -20,7 +20,7 @@ from app.services.attachments.expected import (
     response_files,
 )
 from app.services.attachments.received import (
-    MEDIA_TYPES,
+    MEDIA_PREFIXES,
     Received,
     content_type,
     from_upload,
@@ -36,7 +36,7 @@ from app.services.attachments.storage import (
 )
 
 __all__ = [
-    "MEDIA_TYPES",
+    "MEDIA_PREFIXES",
     "Checked",
     "Received",
     "ResponseFiles",

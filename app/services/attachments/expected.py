@@ -15,8 +15,14 @@ from app.models.attachments import MAX_NAME
 from app.models.auth import Principal, Role
 from app.models.responses import ResponseIn, response_table
 from app.services import questionnaires as questionnaire_service
-from app.services.answers import CompiledQuestion, CompiledQuestionnaire, CompiledRepeat
-from app.services.attachments.received import MEDIA_TYPES, Received, content_type, from_upload, run
+from app.services.answers import (
+    MEDIA_TYPES,
+    CompiledQuestion,
+    CompiledQuestionnaire,
+    CompiledRepeat,
+    media_names,
+)
+from app.services.attachments.received import Received, content_type, from_upload, run
 from app.services.responses import build_row
 from app.services.responses.reads import body_of, instances, read_select
 
@@ -29,11 +35,11 @@ r = response_table.c
 def expected_files(
     questionnaire: CompiledQuestionnaire, answers: Mapping[str, Any]
 ) -> dict[str, str]:
-    """The file names the answers give (media questions, in repeats too), in answer order,
-    each with the type of the question that names it."""
-    found: dict[str, str] = {}
-    _walk(questionnaire.members, answers, found)
-    return found
+    """The file names the answers give (media_names: media questions, repeats too), in
+    question order, each with the type of the question that names it (its files' type)."""
+    kinds: dict[str, str] = {}
+    _walk(questionnaire.members, answers, kinds)
+    return {name: kinds[name] for name in media_names(questionnaire, answers) if name in kinds}
 
 
 def _walk(

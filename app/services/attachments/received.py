@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from app.errors import Invalid, TooLarge
 from app.models.attachments import CHUNK_BYTES
 
-# Question types that name a file, and the media types their files may have ("" any).
-MEDIA_TYPES = {"image": "image/", "audio": "audio/", "video": "video/", "file": ""}
+# The media types the files of each media question type may have ("" any).
+MEDIA_PREFIXES = {"image": "image/", "audio": "audio/", "video": "video/", "file": ""}
 SPOOL_MEMORY = 1024 * 1024  # bytes of an arriving file kept in memory before it goes to disk
 SNIFF_BYTES = 8 * 1024  # the start of a file its type is read from
 READ_BYTES = 64 * 1024  # what one read from a spool or an upload takes
@@ -110,7 +110,7 @@ def _candidates(head: bytes) -> list[str]:
 
 
 def _suits(media: str, question_type: str) -> bool:
-    wanted = MEDIA_TYPES[question_type]
+    wanted = MEDIA_PREFIXES[question_type]
     if media.startswith(wanted):
         return True
     return question_type == "audio" and media in _AUDIO_CONTAINERS
@@ -131,7 +131,7 @@ async def content_type(received: Received, name: str, question_type: str) -> str
         errors=[
             {
                 "loc": ["body", name],
-                "msg": f"expected {MEDIA_TYPES[question_type]}*, the bytes are {seen}",
+                "msg": f"expected {MEDIA_PREFIXES[question_type]}*, the bytes are {seen}",
                 "type": "content_type",
             }
         ],
