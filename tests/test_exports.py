@@ -21,6 +21,7 @@ from app.models.questionnaires import Questionnaire
 from app.services.exports import xlsx as xlsx_module
 from tests.factories import almaty_answers, almaty_definition, create_questionnaire, headers_for
 from tests.servers import running_server
+from tests.test_attachments import make_survey, png
 from tests.test_responses import roster_definition
 
 
@@ -584,3 +585,56 @@ async def test_a_sheet_past_excels_row_limit_goes_on_in_another(
     assert [row["id"] for row in rows] == sent
     assert [row["times_participated"] for row in rows] == list(range(1, 8))
     assert all(workbook[name].freeze_panes == "A2" for name in workbook.sheetnames)
+
+
+async def test_zip_holds_the_received_attachments(
+    app: FastAPI, client: httpx.AsyncClient, analyst: dict[str, str]
+) -> None:
+    """Files of the exported responses under attachments/<response id>/<name>; a file still
+    expected is not there, nor the files of responses the filters leave out."""
+    survey = await make_survey(app, client)
+    photo, room, deed = png(), png(seed=9), "план участка\n".encode() * 5000
+    sent = {
+        "female": {"front": "front.png", "document": "deed.txt", "floors": 2,
+                   "rooms": [{"room_photo": "room1.png"}, {"room_photo": "room2.png"}]},
+        "male": {"front": "front.png", "floors": 1},
+    }  # fmt: skip
+    ids = {}
+    for gender, answers in sent.items():
+        body = {"respondent": {"group": "surveyor", "gender": gender}, "answers": answers}
+        reply = await client.post(survey.target, json=body, headers=survey.collector)
+        assert reply.status_code == 201, reply.text
+        ids[gender] = reply.json()["id"]
+    uploads = [
+        ("female", "front.png", photo),
+        ("female", "deed.txt", deed),
+        ("female", "room1.png", room),
+        ("male", "front.png", png(seed=3)),
+    ]  # fmt: skip  (room2.png is never sent)
+    for gender, name, data in uploads:
+        put = await client.put(
+            f"/api/v1/responses/{ids[gender]}/attachments/{name}",
+            content=data,
+            headers=survey.collector,
+        )
+        assert put.status_code == 201, put.text
+
+    reply = await export(client, survey.id, analyst, format="zip")
+    archive = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert archive.testzip() is None
+    files = {n: archive.read(n) for n in archive.namelist() if n.startswith("attachments/")}
+    assert files == {f"attachments/{ids[g]}/{name}": data for g, name, data in uploads}
+    assert (
+        archive.getinfo(f"attachments/{ids['female']}/front.png").compress_type
+        == zipfile.ZIP_STORED
+    )
+    rooms = zipped_csv(archive, "responses-rooms.csv")
+    assert [(r["parent_id"], r["index"], r["room_photo"]) for r in rooms] == [
+        (ids["female"], "1", "room1.png"), (ids["female"], "2", "room2.png")
+    ]  # fmt: skip
+
+    women = await export(client, survey.id, analyst, format="zip", gender="female")
+    names = zipfile.ZipFile(io.BytesIO(women.content)).namelist()
+    assert sorted(n for n in names if n.startswith("attachments/")) == sorted(
+        f"attachments/{ids['female']}/{name}" for g, name, _ in uploads if g == "female"
+    )

@@ -4,20 +4,21 @@
 The standard library's zipfile writes to a stream that cannot seek (sizes and checksums go in
 a data descriptor after each entry, ZIP64 where needed), which is all a streamed archive needs:
 no extra dependency. Compressing is CPU work, done in a worker thread a piece at a time.
+The attachments come from services/attachments.export_files, a thousand responses at a time.
 """
 
-import uuid
 import zipfile
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.services.answers import CompiledQuestionnaire
+from app.services.attachments import export_files
 from app.services.exports import sources
 from app.services.exports.columns import repeat_keys
 from app.services.exports.csvs import repeat_csv, responses_csv
@@ -53,18 +54,6 @@ class _Pipe:
         return data
 
 
-FileSource = AsyncIterator[tuple[uuid.UUID, str, AsyncIterator[bytes]]]
-
-
-async def attachment_files(
-    session: AsyncSession, questionnaire_id: uuid.UUID, response_ids: Sequence[uuid.UUID]
-) -> FileSource:
-    """The received files of these responses. A seam: services/attachments.export_files
-    (helper "attachments") is wired in here once it exists; until then there are none."""
-    for _ in ():
-        yield _
-
-
 async def archive(
     sessionmaker: async_sessionmaker[Any],
     statement: Select[Any],
@@ -83,7 +72,9 @@ async def archive(
                 yield piece
         async with sessionmaker() as session:
             async for ids in sources.response_ids(session, statement):
-                files = attachment_files(session, questionnaire.id, ids)
+                # Each file's chunks are read before the next file is asked for (they come
+                # through this session).
+                files = export_files(session, questionnaire.id, ids)
                 async with aclosing(files) as found:  # type: ignore[type-var]
                     async for response_id, name, chunks in found:
                         path = f"attachments/{response_id}/{name}"
