@@ -638,3 +638,23 @@ async def test_zip_holds_the_received_attachments(
     assert sorted(n for n in names if n.startswith("attachments/")) == sorted(
         f"attachments/{ids['female']}/{name}" for g, name, _ in uploads if g == "female"
     )
+
+
+async def test_an_xlsx_wider_than_excel_is_refused_before_anything_is_sent(
+    app: FastAPI, client: httpx.AsyncClient, analyst: dict[str, str]
+) -> None:
+    """17 multiple choices over one list of 1,000 options: 17,000 columns and more, past
+    Excel's 16,384 (the writer would drop the rest silently). 422; CSV has them all."""
+    questions = [
+        {"key": f"m{n}", "type": "multiple_choice", "label": {"ru": "m"}, "choices": "many"}
+        for n in range(17)
+    ]
+    many = [{"value": f"v{n}", "label": {"ru": f"v{n}"}} for n in range(1000)]
+    survey_id = await roster_survey(app, client, questions=questions, choice_lists={"many": many})
+    refused = await client.get(
+        url(survey_id, "/export"), params={"format": "xlsx"}, headers=analyst
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["loc"] == ["query", "format"]
+    plain = await export(client, survey_id, analyst, format="csv")
+    assert len(plain.content.decode("utf-8-sig").splitlines()[0].split(",")) == 11 + 17 * 1000

@@ -41,8 +41,10 @@ MEDIA_TYPES = {
 
 
 def check(questionnaire: CompiledQuestionnaire, fmt: str, geo: str | None) -> str | None:
-    """Refuse what cannot be exported before anything is sent: for GeoJSON the geopoint key
-    (returned), Invalid when there is none."""
+    """Refuse what cannot be exported before anything is sent (Invalid): XLSX wider than
+    Excel, GeoJSON without a geopoint. Gives GeoJSON's geopoint key."""
+    if fmt == "xlsx":
+        xlsx.check_width(questionnaire)
     return geojson.geopoint_key(questionnaire, geo) if fmt == "geojson" else None
 
 

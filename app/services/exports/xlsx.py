@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from xlsxwriter import Workbook
 from xlsxwriter.worksheet import Worksheet
 
+from app.errors import Invalid
 from app.services.answers import CompiledQuestionnaire
 from app.services.exports import sources
 from app.services.exports.columns import (
@@ -41,6 +42,7 @@ from app.services.exports.columns import (
 
 FILE_CHUNK_BYTES = 64 * 1024
 MAX_ROWS = 1_048_576  # Excel's rows per sheet; past them a sheet goes on in "<name> (2)"...
+MAX_COLUMNS = 16_384  # Excel's columns per sheet (XlsxWriter drops cells past them, silently)
 SHEET_NAME_CHARS = 31
 # Characters XML 1.0 cannot hold (tab, line feed and carriage return it can).
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -54,6 +56,25 @@ OPTIONS = {
     "strings_to_urls": False,
     "strings_to_numbers": False,
 }
+
+
+def check_width(questionnaire: CompiledQuestionnaire) -> None:
+    """Invalid when a sheet would need more columns than Excel has (2,000 questions, or a few
+    multiple choices of 1,000 options, can): the CSV and ZIP exports have no such limit."""
+    widths = {"responses": len(header(questionnaire))}
+    widths.update(
+        {key: len(repeat_header(questionnaire, key)) for key in repeat_keys(questionnaire)}
+    )
+    wide = [name for name, width in widths.items() if width > MAX_COLUMNS]
+    if wide:
+        raise Invalid(
+            f"An Excel sheet holds at most {MAX_COLUMNS:,} columns; export as csv or zip",
+            errors=[
+                {"loc": ["query", "format"], "msg": f"{name}: {widths[name]:,} columns",
+                 "type": "too_wide"}
+                for name in wide
+            ],
+        )  # fmt: skip
 
 
 def xml_text(value: str) -> str:
