@@ -29,6 +29,9 @@ COPY_TYPES = frozenset(
      "text", "calculate"}
 )  # fmt: skip
 BOM = "\ufeff".encode()
+# PostgreSQL's limit on a SELECT's columns: a wider CSV (a multiple choice of 1,000 options is
+# 1,000 columns) is formatted by Python.
+COPY_MAX_COLUMNS = 1664
 
 
 def csv_text(lines: Iterable[list[Any]]) -> bytes:
@@ -49,9 +52,10 @@ async def responses_csv(
     questionnaire: CompiledQuestionnaire,
 ) -> AsyncGenerator[bytes]:
     # The byte-order mark makes spreadsheet programs read the file as UTF-8 (Cyrillic).
-    yield BOM + csv_text([header(questionnaire)])
+    columns = header(questionnaire)
+    yield BOM + csv_text([columns])
     top = top_level(questionnaire)
-    if all(question.type in COPY_TYPES for question in top):
+    if len(columns) <= COPY_MAX_COLUMNS and all(q.type in COPY_TYPES for q in top):
         async with sessionmaker() as session:
             connection = await session.connection()
             if connection.dialect.name == "postgresql":
