@@ -32,24 +32,17 @@ REPEAT_TAIL = ("id",)
 GEO_PARTS = ("lat", "lon", "altitude", "accuracy")
 # A cell starting with one of these would run as a formula in a spreadsheet program.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# Free text (a formula in a spreadsheet would be the respondent's, not the analyst's).
+# Text as a respondent or a device sent it: prefixed with ' where it would run as a formula.
 TEXT_TYPES = frozenset(
     {"text", "calculate", "barcode", "meta", "image", "audio", "video", "file", "time", "datetime"}
 )
 NO_COLUMN_TYPES = frozenset({"note"})
-# Row positions of read_select's head columns (services/responses/reads.HEAD_COLUMNS).
-ID, VERSION, GROUP, CATEGORY, GENDER, AGE_BAND, LANGUAGE, CHANNEL, TERRITORY = (
-    0,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-)
-SUBMITTED, RECEIVED = 11, 12
+# Where read_select's head columns are in its rows.
+_AT = {column.name: n for n, column in enumerate(HEAD_COLUMNS)}
+ID, VERSION, GROUP = _AT["id"], _AT["questionnaire_version"], _AT["group_index"]
+CATEGORY, GENDER, AGE_BAND = _AT["category"], _AT["gender"], _AT["age_band"]
+LANGUAGE, CHANNEL, TERRITORY = _AT["language"], _AT["channel"], _AT["territory_code"]
+SUBMITTED, RECEIVED = _AT["submitted_at"], _AT["received_at"]
 _TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?")
 
 
