@@ -394,10 +394,9 @@ async def test_export_memory_does_not_grow_with_the_responses(
     print("exports (bytes, peak MB):", small, large)  # noqa: T201
     assert large[0][0] > 16 * small[0][0] - 200_000  # the CSV: 16 times the responses
     for fmt, before, after in zip(STREAMED, small[len(STREAMED) :], large, strict=True):
-        # 12 MB: on PostgreSQL csv_copy's queue holds up to 32 of asyncpg's COPY pieces
-        # (~200 kB each, ~7 MB) when its reader (here the ZIP's compressor) is slower than the
-        # server; bounded, and far below the 19 MB of the whole CSV.
-        assert after[1] - before[1] < 12, (fmt, before, after)
+        # 10 MB: the resident size varies by a few MB from one export to the next; a buffer
+        # of the whole CSV would add its 19 MB and more.
+        assert after[1] - before[1] < 10, (fmt, before, after)
 
 
 # --- the field question types: geodata, time, rank, media, metadata --------------------------
