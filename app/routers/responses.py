@@ -1,6 +1,9 @@
 """Submitting responses (single and batch), listing, reading, deleting and exporting them."""
 
+import json
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -9,7 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
+from app.config import Settings
+from app.db import session_scope
 from app.deps import (
     BEARER_SECURITY,
     AdminUser,
@@ -31,6 +38,7 @@ from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
     MAX_BATCH,
+    MAX_KEY_LENGTH,
     BatchIn,
     BatchOut,
     ExportFormat,
@@ -41,6 +49,7 @@ from app.models.responses import (
 )
 from app.pagination import Page
 from app.routers.problems import responses
+from app.services import attachments as attachment_service
 from app.services import exports, ratelimit
 from app.services import responses as service
 from app.services.answers import CompiledQuestionnaire
@@ -117,23 +126,137 @@ async def _filters(
 Filters = Annotated[ResponseFilters, Depends(_filters)]
 
 
-@router.post(
-    "/questionnaires/{questionnaire_id}/responses",
-    response_model=ResponseRead,
-    status_code=status.HTTP_201_CREATED,
-    openapi_extra=BEARER_SECURITY,
-    responses={
-        200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
-        **responses(401, 403, 404, 409, 413, 415, 422, 429),
+# For the body guard (app/middleware.py): this route also takes multipart/form-data (a
+# response with its files), up to multipart_limit bytes; anonymous callers far less.
+SUBMIT_PATH = r"^/api/v1/questionnaires/[^/]+/responses$"
+# A single submission's body: JSON, or multipart/form-data with the JSON in part `response`
+# and one part per file, named as in the answers.
+SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ResponseIn"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["response"],
+                "properties": {"response": {"$ref": "#/components/schemas/ResponseIn"}},
+                "additionalProperties": {"type": "string", "format": "binary"},
+            },
+            "encoding": {"response": {"contentType": "application/json"}},
+        },
     },
-)
-async def submit_response(item: ResponseIn, submission: Submitter, request: Request) -> Response:
-    """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
-    if submission.principal is None:
-        await _limit_anonymous(request, responses=1)
-    stored = await service.store(
-        request.app.state.response_store, submission.principal, submission.questionnaire, item
+}
+RESPONSE_PART = "response"
+
+
+def multipart_limit(settings: Settings) -> int:
+    """The largest multipart submission: the response and KENES_MAX_SUBMISSION_FILES files."""
+    return settings.max_body_bytes + settings.max_submission_files * (
+        settings.max_attachment_bytes + 16 * 1024  # a part's headers and boundary
     )
+
+
+def _body_error(error: ValidationError) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()])
+
+
+def _item(document: Any) -> ResponseIn:
+    """The response in a decoded body, refused as FastAPI refuses a body parameter."""
+    try:
+        return ResponseIn.model_validate(document)
+    except ValidationError as error:
+        raise _body_error(error) from None
+
+
+def _decode(body: bytes) -> Any:
+    if not body:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", error.pos),
+                    "msg": "JSON decode error",
+                    "ctx": {"error": error.msg},
+                }
+            ]
+        ) from None
+
+
+def _is_multipart(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == "multipart/form-data"
+
+
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"Request body exceeds {limit} bytes")
+        yield chunk
+
+
+async def _read_multipart(
+    request: Request, anonymous: bool
+) -> tuple[ResponseIn, FormData, list[tuple[str, Any]]]:
+    """The response part and the file parts, read as they arrive (files spooled to disk past
+    1 MiB). Callers without a token stay under KENES_MAX_PUBLIC_SUBMISSION_BYTES in all."""
+    settings = request.app.state.settings
+    limit = settings.max_public_submission_bytes if anonymous else multipart_limit(settings)
+    parser = MultiPartParser(
+        request.headers,
+        _limited(request, limit),
+        max_files=settings.max_submission_files + 1,
+        max_fields=1,
+        max_part_size=settings.max_body_bytes,
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise BadRequest(f"The body is not a readable multipart body ({error.message})") from None
+    try:
+        part = form.get(RESPONSE_PART)
+        if part is None:
+            raise BadRequest(f"The multipart body has no '{RESPONSE_PART}' part")
+        if isinstance(part, UploadFile):
+            if (part.size or 0) > settings.max_body_bytes:
+                limit = settings.max_body_bytes
+                raise TooLarge(f"The {RESPONSE_PART!r} part exceeds {limit} bytes")
+            raw = await part.read()
+        else:
+            raw = part.encode()
+        if has_encoded_surrogate(raw):
+            raise BadRequest("The response part is not valid UTF-8")
+        document = _decode(raw)
+        if may_hold_unstorable_text(raw) and (place := unstorable_text_at(document)) is not None:
+            raise Invalid(
+                "Text may not contain NUL characters or unpaired UTF-16 surrogates",
+                errors=[{"loc": place, "msg": "NUL or unpaired surrogate in text", "type": "text"}],
+            )
+        item = _item(document)
+        files: list[tuple[str, Any]] = []
+        for name, value in form.multi_items():
+            if name == RESPONSE_PART:
+                continue
+            if not isinstance(value, UploadFile):
+                raise Invalid(
+                    f"The part {name!r} is not a file",
+                    errors=[{"loc": ["body", name], "msg": "expected a file", "type": "file"}],
+                )
+            files.append((name, value))
+    except BaseException:
+        await form.close()
+        raise
+    return item, form, files
+
+
+def _stored_answer(stored: service.Stored) -> Response:
     body = ResponseRead.model_validate(stored.body).model_dump_json()
     if not stored.created:
         return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
@@ -143,6 +266,62 @@ async def submit_response(item: ResponseIn, submission: Submitter, request: Requ
         media_type="application/json",
         headers={"Location": f"/api/v1/responses/{stored.body['id']}"},
     )
+
+
+@router.post(
+    "/questionnaires/{questionnaire_id}/responses",
+    response_model=ResponseRead,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={**BEARER_SECURITY, "requestBody": SUBMIT_BODY},
+    responses={
+        200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
+        **responses(400, 401, 403, 404, 409, 413, 415, 422, 429),
+    },
+)
+async def submit_response(submission: Submitter, request: Request) -> Response:
+    """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409.
+
+    As `multipart/form-data`, part `response` holds the JSON and each further part a file the
+    answers name (by that name): every file is checked (name, size, type by its bytes) before
+    anything is stored; a retry of the same request is a replay (200) for all of it.
+    """
+    if submission.principal is None:
+        await _limit_anonymous(request, responses=1)
+    if _is_multipart(request):
+        return await _submit_multipart(submission, request)
+    # The body is read here (FastAPI would read it the same way for a body parameter), so
+    # that the same route can also take multipart bodies without reading them whole.
+    item = _item(_decode(await request.body()))
+    stored = await service.store(
+        request.app.state.response_store, submission.principal, submission.questionnaire, item
+    )
+    return _stored_answer(stored)
+
+
+async def _submit_multipart(submission: Submitter, request: Request) -> Response:
+    state = request.app.state
+    principal, questionnaire = submission.principal, submission.questionnaire
+    item, form, uploads = await _read_multipart(request, anonymous=principal is None)
+    try:
+        try:
+            answers = attachment_service.answers_of(questionnaire, principal, item)
+        except Invalid:
+            # Refused as the JSON path refuses it (a revoked caller 401 before 422); nothing
+            # is stored, as the same check fails there.
+            await service.store(state.response_store, principal, questionnaire, item)
+            raise
+        files = await attachment_service.check_files(
+            questionnaire, answers, uploads, state.settings.max_attachment_bytes
+        )
+        stored = await service.store(state.response_store, principal, questionnaire, item)
+        if files:
+            # The response is stored; should this fail, the error is the answer, and the same
+            # request again stores the files (the response a replay).
+            async with asynccontextmanager(session_scope)(state.sessionmaker) as session:
+                await attachment_service.store_checked(session, stored.body["id"], files)
+    finally:
+        await form.close()
+    return _stored_answer(stored)
 
 
 def _decode_batch(body: bytes) -> BatchIn:
@@ -250,19 +429,22 @@ async def export_responses(
     session: SessionDep,
     filters: Filters,
     format: Annotated[ExportFormat, Query()] = "csv",
+    geo: Annotated[str | None, Query(max_length=MAX_KEY_LENGTH)] = None,
 ) -> StreamingResponse:
     """All matching responses, streamed; memory does not grow with their number.
 
     Exports read through a pool of their own (KENES_EXPORT_CONCURRENCY connections), so they
     never take the connections other requests need; one more is 429. A client that stops
     reading for KENES_EXPORT_IDLE_SECONDS has its export ended and its connection freed.
+    `format=geojson` places the responses by the geopoint question `geo` (default: the first).
     """
     statement, questionnaire = await service.filtered(session, questionnaire_id, filters)
+    geo = exports.check(questionnaire, format, geo)
     state = request.app.state
     if not state.export_slots.try_take():
         raise TooManyRequests("Too many exports are running; retry shortly", retry_after=10)
     return IdleLimitedStreamingResponse(
-        exports.export(state.export_sessionmaker, statement, questionnaire, format),
+        exports.export(state.export_sessionmaker, statement, questionnaire, format, geo),
         idle_seconds=state.settings.export_idle_seconds,
         on_close=state.export_slots.give_back,
         media_type=exports.MEDIA_TYPES[format],
