@@ -76,6 +76,9 @@ def decode(body: bytes) -> Any:
                 }
             ]
         ) from None
+    except (RecursionError, ValueError) as error:
+        # As FastAPI answers a body it cannot parse (too deep, not UTF-8, a 5,000-digit number).
+        raise BadRequest("There was an error parsing the body") from error
 
 
 def is_multipart(request: Request) -> bool:
