@@ -26,6 +26,7 @@ from app.routers import (
     aggregates,
     attachments,
     auth,
+    bodies,
     calendar_feeds,
     consultations,
     elections,
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_batch_bytes=settings.max_batch_bytes,
         multipart_limits=((openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),),
-        multipart_also=((responses.SUBMIT_PATH, responses.multipart_limit(settings)),),
+        multipart_also=((bodies.SUBMIT_PATH, bodies.multipart_limit(settings)),),
         raw_limits=((attachments.PUT_PATH, settings.max_attachment_bytes),),
     )
     if settings.cors_origins:

@@ -217,7 +217,10 @@ class BodyGuardMiddleware:
         for pattern, limit in self.raw_limits:
             if pattern.match(path):
                 return limit, (ANY_MEDIA_TYPE,)
-        if _media_type_ok(content_type, ("multipart/form-data",)):
+        if (
+            _media_type_ok(content_type, ("multipart/form-data",))
+            and "boundary=" in (content_type or "").lower()
+        ):
             for pattern, limit in self.multipart_also:
                 if pattern.match(path):
                     return limit, ("multipart/form-data",)

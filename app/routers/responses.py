@@ -1,8 +1,6 @@
 """Submitting responses (single and batch), listing, reading, deleting and exporting them."""
 
-import json
 import uuid
-from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -12,10 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
-from app.config import Settings
 from app.db import session_scope
 from app.deps import (
     BEARER_SECURITY,
@@ -44,10 +39,11 @@ from app.models.responses import (
     ExportFormat,
     Gender,
     ResponseFilters,
-    ResponseIn,
     ResponseRead,
 )
 from app.pagination import Page
+from app.routers import bodies
+from app.routers.bodies import decode, is_multipart, read_multipart, response_in
 from app.routers.problems import responses
 from app.services import attachments as attachment_service
 from app.services import exports, ratelimit
@@ -126,136 +122,6 @@ async def _filters(
 Filters = Annotated[ResponseFilters, Depends(_filters)]
 
 
-# For the body guard (app/middleware.py): this route also takes multipart/form-data (a
-# response with its files), up to multipart_limit bytes; anonymous callers far less.
-SUBMIT_PATH = r"^/api/v1/questionnaires/[^/]+/responses$"
-# A single submission's body: JSON, or multipart/form-data with the JSON in part `response`
-# and one part per file, named as in the answers.
-SUBMIT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/ResponseIn"}},
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["response"],
-                "properties": {"response": {"$ref": "#/components/schemas/ResponseIn"}},
-                "additionalProperties": {"type": "string", "format": "binary"},
-            },
-            "encoding": {"response": {"contentType": "application/json"}},
-        },
-    },
-}
-RESPONSE_PART = "response"
-
-
-def multipart_limit(settings: Settings) -> int:
-    """The largest multipart submission: the response and KENES_MAX_SUBMISSION_FILES files."""
-    return settings.max_body_bytes + settings.max_submission_files * (
-        settings.max_attachment_bytes + 16 * 1024  # a part's headers and boundary
-    )
-
-
-def _body_error(error: ValidationError) -> RequestValidationError:
-    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()])
-
-
-def _item(document: Any) -> ResponseIn:
-    """The response in a decoded body, refused as FastAPI refuses a body parameter."""
-    try:
-        return ResponseIn.model_validate(document)
-    except ValidationError as error:
-        raise _body_error(error) from None
-
-
-def _decode(body: bytes) -> Any:
-    if not body:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
-        )
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", error.pos),
-                    "msg": "JSON decode error",
-                    "ctx": {"error": error.msg},
-                }
-            ]
-        ) from None
-
-
-def _is_multipart(request: Request) -> bool:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media_type == "multipart/form-data"
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"Request body exceeds {limit} bytes")
-        yield chunk
-
-
-async def _read_multipart(
-    request: Request, anonymous: bool
-) -> tuple[ResponseIn, FormData, list[tuple[str, Any]]]:
-    """The response part and the file parts, read as they arrive (files spooled to disk past
-    1 MiB). Callers without a token stay under KENES_MAX_PUBLIC_SUBMISSION_BYTES in all."""
-    settings = request.app.state.settings
-    limit = settings.max_public_submission_bytes if anonymous else multipart_limit(settings)
-    parser = MultiPartParser(
-        request.headers,
-        _limited(request, limit),
-        max_files=settings.max_submission_files + 1,
-        max_fields=1,
-        max_part_size=settings.max_body_bytes,
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as error:
-        raise BadRequest(f"The body is not a readable multipart body ({error.message})") from None
-    try:
-        part = form.get(RESPONSE_PART)
-        if part is None:
-            raise BadRequest(f"The multipart body has no '{RESPONSE_PART}' part")
-        if isinstance(part, UploadFile):
-            if (part.size or 0) > settings.max_body_bytes:
-                limit = settings.max_body_bytes
-                raise TooLarge(f"The {RESPONSE_PART!r} part exceeds {limit} bytes")
-            raw = await part.read()
-        else:
-            raw = part.encode()
-        if has_encoded_surrogate(raw):
-            raise BadRequest("The response part is not valid UTF-8")
-        document = _decode(raw)
-        if may_hold_unstorable_text(raw) and (place := unstorable_text_at(document)) is not None:
-            raise Invalid(
-                "Text may not contain NUL characters or unpaired UTF-16 surrogates",
-                errors=[{"loc": place, "msg": "NUL or unpaired surrogate in text", "type": "text"}],
-            )
-        item = _item(document)
-        files: list[tuple[str, Any]] = []
-        for name, value in form.multi_items():
-            if name == RESPONSE_PART:
-                continue
-            if not isinstance(value, UploadFile):
-                raise Invalid(
-                    f"The part {name!r} is not a file",
-                    errors=[{"loc": ["body", name], "msg": "expected a file", "type": "file"}],
-                )
-            files.append((name, value))
-    except BaseException:
-        await form.close()
-        raise
-    return item, form, files
-
-
 def _stored_answer(stored: service.Stored) -> Response:
     body = ResponseRead.model_validate(stored.body).model_dump_json()
     if not stored.created:
@@ -272,7 +138,7 @@ def _stored_answer(stored: service.Stored) -> Response:
     "/questionnaires/{questionnaire_id}/responses",
     response_model=ResponseRead,
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={**BEARER_SECURITY, "requestBody": SUBMIT_BODY},
+    openapi_extra={**BEARER_SECURITY, "requestBody": bodies.SUBMIT_BODY},
     responses={
         200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
         **responses(400, 401, 403, 404, 409, 413, 415, 422, 429),
@@ -287,11 +153,11 @@ async def submit_response(submission: Submitter, request: Request) -> Response:
     """
     if submission.principal is None:
         await _limit_anonymous(request, responses=1)
-    if _is_multipart(request):
+    if is_multipart(request):
         return await _submit_multipart(submission, request)
     # The body is read here (FastAPI would read it the same way for a body parameter), so
     # that the same route can also take multipart bodies without reading them whole.
-    item = _item(_decode(await request.body()))
+    item = response_in(decode(await request.body()))
     stored = await service.store(
         request.app.state.response_store, submission.principal, submission.questionnaire, item
     )
@@ -301,7 +167,7 @@ async def submit_response(submission: Submitter, request: Request) -> Response:
 async def _submit_multipart(submission: Submitter, request: Request) -> Response:
     state = request.app.state
     principal, questionnaire = submission.principal, submission.questionnaire
-    item, form, uploads = await _read_multipart(request, anonymous=principal is None)
+    item, form, uploads = await read_multipart(request, anonymous=principal is None)
     try:
         try:
             answers = attachment_service.answers_of(questionnaire, principal, item)

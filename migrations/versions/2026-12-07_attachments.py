@@ -1,7 +1,7 @@
 """attachments
 
 Revision ID: 7a3e5c1d9f24
-Revises: 3c9d8e7f6a51
+Revises: 7b3e9f1c2d84
 Create Date: 2026-12-07 23:00:00.000000
 
 The files responses name in their answers, in the database on both engines: `attachment`
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7a3e5c1d9f24"
-down_revision: str | None = "3c9d8e7f6a51"
+down_revision: str | None = "7b3e9f1c2d84"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

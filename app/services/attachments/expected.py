@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db import utcnow
 from app.errors import BadRequest, Invalid, NotFound
 from app.models.attachments import MAX_NAME
-from app.models.auth import Principal, Role
+from app.models.auth import Principal
 from app.models.responses import ResponseIn, response_table
 from app.services import questionnaires as questionnaire_service
 from app.services.answers import (
@@ -24,9 +24,8 @@ from app.services.answers import (
 )
 from app.services.attachments.received import Received, content_type, from_upload, run
 from app.services.responses import build_row
-from app.services.responses.reads import body_of, instances, read_select
+from app.services.responses.reads import READ_ROLES, body_of, instances, read_select
 
-READ_ROLES = (Role.coordinator, Role.analyst)
 r = response_table.c
 
 # --- which files a response expects -----------------------------------------------------------

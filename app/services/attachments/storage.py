@@ -22,6 +22,9 @@ from app.models.responses import response_table
 from app.services.attachments.expected import Checked, ResponseFiles, question_type_of
 from app.services.attachments.received import Received, run
 
+# Chunks fetched per query when streaming a file (1 MiB): a query per chunk cost more in round
+# trips and pool checkouts than sending the chunk (25 MiB from PostgreSQL: 1.3 s one by one).
+CHUNKS_PER_READ = 4
 t = attachment_table.c
 c = attachment_chunk_table.c
 r = response_table.c
@@ -159,20 +162,27 @@ async def _chunk_count(session: AsyncSession, response_id: uuid.UUID, name: str)
 async def open_chunks(
     sessionmaker: async_sessionmaker[AsyncSession], response_id: uuid.UUID, name: str
 ) -> AsyncIterator[bytes]:
-    """The file's bytes, one chunk per short read: no connection is held between chunks (a
-    slow client holds none), and never more than one chunk in memory. A file is never changed
-    once stored; if its response is deleted meanwhile, the stream ends early (cut short)."""
+    """The file's bytes, CHUNKS_PER_READ chunks per short read: no connection is held between
+    reads (a slow client holds none), and never more than those chunks in memory. A file is
+    never changed once stored; if its response is deleted meanwhile, the stream ends early."""
     async with sessionmaker() as session:
         found = await _chunk_count(session, response_id, name)
     if found is None:
         return
-    for seq in range(found.chunks):
+    for first in range(0, found.chunks, CHUNKS_PER_READ):
+        last = min(first + CHUNKS_PER_READ, found.chunks)
         async with sessionmaker() as session:
-            statement = select(c.data).where(c.attachment_id == found.id, c.seq == seq)
-            data = (await run(session, statement)).scalar_one_or_none()
-        if data is None:
+            statement = (
+                select(c.data)
+                .where(c.attachment_id == found.id, c.seq >= first, c.seq < last)
+                .order_by(c.seq)
+            )
+            pieces = list((await run(session, statement)).scalars())
+        if len(pieces) != last - first:
             raise RuntimeError("the attachment was deleted while it was being sent")
-        yield bytes(data)
+        for piece in pieces:
+            yield bytes(piece)
+        del pieces
 
 
 async def export_files(
