@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from app.models.auth import AuditEvent, Role
-from app.models.questionnaires import Questionnaire
+from app.models.questionnaires import MAX_QUESTIONS, Questionnaire
 from app.models.responses import response_table
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
 from tests.factories import (
@@ -1141,3 +1141,67 @@ async def test_expressions_are_enforced_and_calculations_computed_by_the_server(
     assert "intro" not in rows[0]
     figures = await client.get(f"/api/v1/questionnaires/{survey_id}/aggregates", headers=analyst)
     assert figures.status_code == 200, figures.text
+
+
+# --- forms at the contract's size limit ---------------------------------------------------------
+
+
+def widest_definition() -> dict[str, Any]:
+    label = {"en": "n"}
+    questions = [
+        {"key": f"n{i}", "type": "integer", "label": label} for i in range(MAX_QUESTIONS - 1)
+    ]
+    questions.append({"key": "note_text", "type": "text", "label": label})
+    return {
+        "slug": "widest",
+        "title": {"en": "Widest"},
+        "default_language": "en",
+        "respondent_groups": [{"key": "r", "category": "citizen", "label": label}],
+        "questions": questions,
+    }
+
+
+async def test_a_response_to_a_form_of_2000_questions_reads_back_listed_and_exported(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post(
+        "/api/v1/questionnaires", json=widest_definition(), headers=coordinator
+    )
+    assert created.status_code == 201, created.text[:500]
+    survey = created.json()["id"]
+    assert (
+        await client.post(f"/api/v1/questionnaires/{survey}/publish", headers=coordinator)
+    ).status_code == 200
+    answers = {f"n{i}": i * 7 % 1000 for i in range(MAX_QUESTIONS - 1)}
+    answers["note_text"] = "последний"
+    item = {"id": str(uuid.uuid4()), "respondent": {"group": "r"}, "answers": answers}
+    observer = await headers_for(app, Role.observer)
+    stored = await client.post(
+        f"/api/v1/questionnaires/{survey}/responses", json=item, headers=observer
+    )
+    assert stored.status_code == 201, stored.text[:500]
+    analyst = await headers_for(app, Role.analyst)
+    one = await client.get(f"/api/v1/responses/{item['id']}", headers=analyst)
+    assert one.status_code == 200, one.text[:300]
+    assert one.json()["answers"] == answers
+    listed = await client.get(f"/api/v1/questionnaires/{survey}/responses", headers=analyst)
+    assert listed.status_code == 200, listed.text[:300]
+    assert listed.json()["items"][0]["answers"] == answers
+    # NDJSON reads responses as the API does; the tabular formats refuse such a form (422).
+    exported = await client.get(
+        f"/api/v1/questionnaires/{survey}/responses/export",
+        params={"format": "ndjson"},
+        headers=analyst,
+    )
+    assert exported.status_code == 200, exported.text[:300]
+    [line] = exported.content.decode().splitlines()
+    assert json.loads(line)["answers"] == answers
+    for fmt in ("csv", "xlsx", "zip"):
+        refused = await client.get(
+            f"/api/v1/questionnaires/{survey}/responses/export",
+            params={"format": fmt},
+            headers=analyst,
+        )
+        assert refused.status_code == 422, (fmt, refused.text[:300])
+        assert refused.json()["errors"][0]["type"] == "too_wide"

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.errors import Invalid
 from app.models.responses import ResponseRead
 from app.services.answers import CompiledQuestionnaire
 from app.services.exports import archive, csvs, geojson, sources, xlsx
@@ -24,7 +25,7 @@ from app.services.exports.columns import (
     top_level,
 )
 from app.services.responses import body_of
-from app.services.responses.reads import instances
+from app.services.responses.reads import READ_COLUMNS, detached_pages, instances
 
 __all__ = [
     "BASE_COLUMNS", "FORMULA_STARTS", "MEDIA_TYPES", "check", "export", "header",
@@ -42,7 +43,18 @@ MEDIA_TYPES = {
 
 def check(questionnaire: CompiledQuestionnaire, fmt: str, geo: str | None) -> str | None:
     """Refuse what cannot be exported before anything is sent (Invalid): XLSX wider than
-    Excel, GeoJSON without a geopoint. Gives GeoJSON's geopoint key."""
+    Excel, GeoJSON without a geopoint, tables past what one statement reads. Gives GeoJSON's
+    geopoint key."""
+    if fmt != "ndjson" and detached_pages(questionnaire):
+        # The tabular writers read each response as one row of read_select; pages past
+        # READ_COLUMNS come by id (as NDJSON and the API read them), which they do not do yet.
+        message = (
+            f"this form has more than {READ_COLUMNS} answer columns outside repeats: "
+            "export it as format=ndjson"
+        )
+        raise Invalid(
+            message, errors=[{"loc": ["query", "format"], "msg": message, "type": "too_wide"}]
+        )
     if fmt == "xlsx":
         xlsx.check_width(questionnaire)
     return geojson.geopoint_key(questionnaire, geo) if fmt == "geojson" else None
@@ -84,7 +96,8 @@ async def _ndjson(
         assert isinstance(session, AsyncSession)  # noqa: S101
         result = await session.stream(ordered.execution_options(yield_per=sources.CHUNK_ROWS))
         async for chunk in result.partitions(sources.CHUNK_ROWS):
-            ids = [row.id for row in chunk] if questionnaire.repeats else []
+            wide = questionnaire.repeats or detached_pages(questionnaire)
+            ids = [row.id for row in chunk] if wide else []
             repeated = await instances(session, questionnaire, ids)
             bodies = (body_of(row, questionnaire, repeated) for row in chunk)
             lines = (ResponseRead.model_validate(b).model_dump_json() + "\n" for b in bodies)

@@ -83,14 +83,34 @@ def conditions(
     return where
 
 
+# A statement returns at most 1,664 columns on PostgreSQL and 2,000 on SQLite; a form at the
+# contract's 2,000 questions has more. Answer pages past this many columns are read by
+# response id in statements of their own (`instances`), and put back in place by body_of.
+READ_COLUMNS = 1500
+
+
+def detached_pages(questionnaire: CompiledQuestionnaire) -> frozenset[int]:
+    """The top-level answer pages that read_select leaves out (past READ_COLUMNS)."""
+    width, out = len(HEAD_COLUMNS), set()
+    for number, page in enumerate(questionnaire.pages):
+        if page.repeat is not None:
+            continue
+        width += len(page.columns)
+        if width > READ_COLUMNS:
+            out.add(number)
+    return frozenset(out)
+
+
 def read_select(questionnaire: CompiledQuestionnaire) -> Select[Any]:
-    """`response` rows with their answer columns (labelled p<page>_<column>)."""
+    """`response` rows with their answer columns (labelled p<page>_<column>), but for the
+    pages of repeats and the detached ones (read by `instances`)."""
     source: Any = response_table
     answer_columns: list[Any] = []
+    detached = detached_pages(questionnaire)
     for number, table in enumerate(answer_tables(questionnaire)):
         page = questionnaire.pages[number]
-        if page.repeat is not None:
-            continue  # instances: read by `instances`
+        if page.repeat is not None or number in detached:
+            continue  # instances and detached pages: read by `instances`
         if questionnaire.status == Status.draft:  # no answer tables yet, and no responses
             answer_columns += [null().label(f"p{number}_{name}") for name, _ in page.columns]
             continue
@@ -109,10 +129,14 @@ def body_of(
     values = tuple(row)
     width = len(HEAD_COLUMNS)
     found = (instances or {}).get(row.id, {})
+    detached = detached_pages(questionnaire)
     pages: list[Any] = []
     for number, page in enumerate(questionnaire.pages):
         if page.repeat is not None:
             pages.append(found.get(number, []))
+            continue
+        if number in detached:
+            pages.append(found.get(number) or [[None] * len(page.columns)])
             continue
         pages.append([values[width : width + len(page.columns)]])
         width += len(page.columns)
@@ -123,15 +147,19 @@ def body_of(
 async def instances(
     session: SAAsyncSession, questionnaire: CompiledQuestionnaire, ids: list[uuid.UUID]
 ) -> Instances:
-    """The repeat instances of these responses, as rows per answer page."""
+    """The repeat instances of these responses, and their detached pages (see READ_COLUMNS),
+    as rows per answer page."""
     found: Instances = {}
     if questionnaire.status == Status.draft or not ids:
         return found
+    detached = detached_pages(questionnaire)
     for number, table in enumerate(answer_tables(questionnaire)):
         page = questionnaire.pages[number]
-        if page.repeat is None:
+        if page.repeat is None and number not in detached:
             continue
-        columns = [table.c[name] for name in (*INSTANCE_COLUMNS, *(n for n, _ in page.columns))]
+        own = tuple(name for name, _ in page.columns)
+        names = (*INSTANCE_COLUMNS, *own) if page.repeat is not None else own
+        columns = [table.c[name] for name in names]
         statement = select(table.c.response_id, *columns).where(table.c.response_id.in_(ids))
         for line in await _run(session, statement):
             found.setdefault(line[0], {}).setdefault(number, []).append(list(line[1:]))
