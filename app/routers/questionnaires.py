@@ -140,6 +140,32 @@ async def get_xform(
     )
 
 
+@router.get(
+    "/{questionnaire_id}/xlsform",
+    response_class=Response,
+    responses={
+        200: {"content": {xlsform.MEDIA_TYPE: {}}, "description": "An XLSForm workbook (.xlsx)"},
+        **responses(401, 404, 422),
+    },
+)
+async def get_xlsform(
+    questionnaire_id: uuid.UUID, principal: OptionalPrincipal, session: SessionDep, request: Request
+) -> Response:
+    """The questionnaire as an XLSForm workbook (survey, choices, settings) that imports back
+    as the same definition; the same readers as the questionnaire itself."""
+    questionnaire = await service.get_readable(session, principal, questionnaire_id)
+    content = await xlsform.xlsform_of(questionnaire, request.app.state.upload_work)
+    return Response(
+        content,
+        media_type=xlsform.MEDIA_TYPE,
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="{questionnaire.slug}-v{questionnaire.version}.xlsx"'
+            ),
+        },
+    )
+
+
 @router.patch(
     "/{questionnaire_id}",
     response_model=QuestionnaireRead,

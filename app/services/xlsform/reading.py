@@ -17,6 +17,10 @@ media, time, select_one_from_file, rank, ...) and choice_filter are refused, eac
 Respondent groups come from the choice list `respondent_group` (its `category` column says
 citizen or expert); without one the form gets one group `respondent` (citizen). A form with a
 `public_key` (encrypted submissions) is refused.
+
+Kenes's own workbook (services/xlsform/export.py) adds `kenes_*` columns for what XLSForm cannot
+say (a boolean, bounds next to an author's constraint, a repeat's min/max count, the title in
+other languages, the description); read here, so that its import gives the definition back.
 """
 
 import io
@@ -109,7 +113,9 @@ COLUMNS = {
 }
 _CODE = re.compile(r"\(\s*([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\s*\)\s*$")
 _RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
-_BOUND = re.compile(r"^(count-selected\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$")
+_BOUND = re.compile(
+    r"^(count-selected\(\.\)|string-length\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$"
+)
 _PYXFORM_ROW = re.compile(r"\[row\s*:\s*(\d+)\]")
 
 Loc = list[str | int]
@@ -323,14 +329,23 @@ class _Mapping:
         questions = self.children(form.get("children") or [], ("questions",))
         title = form.get("title") or form.get("id_string") or "form"
         access = next((v for k, v in settings.items() if str(k).strip() == "access"), "token")
-        return {
+        # Titles in other languages, and the description: columns of Kenes's own workbook
+        # (services/xlsform/export.py); XLSForm's form_title has one language.
+        titles = self.text(title, None, "form_title") or {self.default: "form"}
+        more = self.text(form.get("kenes_title"), None, "kenes_title") or {}
+        titles |= {code: text for code, text in more.items() if code != self.default}
+        definition: dict[str, Any] = {
             "slug": _slug(str(form.get("id_string") or "")) or "form",
-            "title": self.text(title, None, "form_title") or {self.default: "form"},
+            "title": titles,
             "default_language": self.default,
             "access": access,
             "respondent_groups": groups,
             "questions": questions,
         }
+        description = self.text(form.get("kenes_description"), None, "kenes_description")
+        if description:
+            definition["description"] = description
+        return definition
 
     def groups(self, listed: Any) -> list[dict[str, Any]]:
         if not listed:
@@ -350,20 +365,33 @@ class _Mapping:
         self, elements: list[Mapping[str, Any]], path: tuple[str | int, ...]
     ) -> list[dict[str, Any]]:
         questions: list[dict[str, Any]] = []
+        # pyxform writes a repeat_count expression as a calculate `<repeat>_count` of its own
+        # (no sheet row) before the repeat: read back as the repeat's count.
+        made = {
+            str(element.get("name")): element
+            for element in elements
+            if element.get("type") == "calculate" and str(element.get("name")) not in self.rows
+        }
         for element in elements:
             kind = str(element.get("type") or "")
             name = element.get("name")
             if kind in META_TYPES or (kind == "group" and name == "meta"):
                 continue  # metadata, and pyxform's own meta/instanceID
+            if str(name) in made and str(name).removesuffix("_count") in self.rows:
+                continue
             place = (*path, len(questions))
-            question = self.question(element, kind, place)
+            question = self.question(element, kind, place, made)
             if question is not None:
                 self.places[place] = self.row_for(str(name))
                 questions.append(question)
         return questions
 
     def question(
-        self, element: Mapping[str, Any], kind: str, place: tuple[str | int, ...]
+        self,
+        element: Mapping[str, Any],
+        kind: str,
+        place: tuple[str | int, ...],
+        made: Mapping[str, Mapping[str, Any]],
     ) -> dict[str, Any] | None:
         name = element.get("name")
         bind = element.get("bind") or {}
@@ -375,7 +403,13 @@ class _Mapping:
         if kind in ("group", "repeat"):
             question["type"] = kind
             if kind == "repeat" and control.get("jr:count"):
-                question["count"] = self.expression(control["jr:count"])
+                count = str(control["jr:count"]).strip()
+                counter = made.get(count.removeprefix("${").removesuffix("}"))
+                if counter is not None and count == "${" + f"{name}_count" + "}":
+                    count = str((counter.get("bind") or {}).get("calculate") or count)
+                question["count"] = self.expression(count)
+            if kind == "repeat":
+                self.repeat_counts(question, element, name)
             if kind == "repeat" and "label" not in question:
                 question["label"] = {self.default: str(name)}
             self.binds(question, bind, name, kind)
@@ -396,14 +430,17 @@ class _Mapping:
                 self.problem(name, "type", "choices from a file are not supported yet")
                 return None
             question["type"] = "single_choice" if kind == "select one" else "multiple_choice"
-            question["options"] = [
-                {
-                    "value": choice.get("name"),
-                    "label": self.text(choice.get("label"), name, "label")
-                    or {self.default: str(choice.get("name"))},
-                }
-                for choice in element.get("choices") or []
-            ]
+            if self.boolean(element):
+                question["type"] = "boolean"
+            else:
+                question["options"] = [
+                    {
+                        "value": choice.get("name"),
+                        "label": self.text(choice.get("label"), name, "label")
+                        or {self.default: str(choice.get("name"))},
+                    }
+                    for choice in element.get("choices") or []
+                ]
         elif kind in SIMPLE_TYPES:
             question["type"] = SIMPLE_TYPES[kind]
         elif kind == "range":
@@ -428,10 +465,31 @@ class _Mapping:
             question["guidance_hint"] = guidance
         if element.get("default") not in (None, ""):
             question["default"] = str(element["default"])
+            if question["type"] == "boolean":
+                question["default"] = _yes_no(question["default"])
         if control.get("appearance"):
             question["appearance"] = str(control["appearance"])
-        self.bounds(question)
+        self.bounds(question, element)
         return question
+
+    def boolean(self, element: Mapping[str, Any]) -> bool:
+        """A yes/no select that Kenes's own workbook marks as a boolean (`kenes_type`)."""
+        values = [choice.get("name") for choice in element.get("choices") or []]
+        marked = str(element.get("kenes_type") or "").strip() == "boolean"
+        return marked and element.get("type") == "select one" and values == ["true", "false"]
+
+    def repeat_counts(
+        self, question: dict[str, Any], element: Mapping[str, Any], name: Any
+    ) -> None:
+        """`kenes_min_count` / `kenes_max_count` (XLSForm has no bounds on instances)."""
+        for bound in ("min_count", "max_count"):
+            value = element.get(f"kenes_{bound}")
+            if value in (None, ""):
+                continue
+            try:
+                question[bound] = int(str(value).strip())
+            except ValueError:
+                self.problem(name, f"kenes_{bound}", "a whole number")
 
     def scale(self, question: dict[str, Any], element: Mapping[str, Any], name: Any) -> bool:
         parameters = element.get("parameters") or {}
@@ -484,26 +542,48 @@ class _Mapping:
         """pyxform's own additions use relative paths (or_other: `../services`)."""
         return _RELATIVE.sub(r"${\1}", str(text)).strip()
 
-    def bounds(self, question: dict[str, Any]) -> None:
+    def bounds(self, question: dict[str, Any], element: Mapping[str, Any]) -> None:
         """Bounds written as a constraint without a message (`. >= 1 and . <= 10`) become
-        min/max (min_selected/max_selected): the same rule, read by every client."""
+        min/max (min_selected/max_selected, max_length): the same rule, read by every client.
+        Kenes's own workbook writes bounds and a constraint of the author's as
+        `(bounds) and (constraint)` with the latter alone in `kenes_constraint`: split again."""
         text, qtype = question.get("constraint"), question["type"]
-        if not text or "constraint_message" in question:
+        if not text:
             return
-        bounds: dict[str, Any] = {}
-        for part in re.split(r"\s+and\s+", text):
-            match = _BOUND.match(part.strip())
-            if not match:
-                return
-            subject, op, number = match.groups()
-            if subject == "." and qtype in ("integer", "decimal"):
-                value: Any = float(number) if qtype == "decimal" else int(float(number))
-                if qtype == "integer" and not float(number).is_integer():
-                    return
-                bounds["min" if op == ">=" else "max"] = value
-            elif subject != "." and qtype == "multiple_choice" and float(number) >= 1:
-                bounds["min_selected" if op == ">=" else "max_selected"] = int(float(number))
-            else:
-                return
-        question.pop("constraint")
-        question.update(bounds)
+        own = self.expression(element.get("kenes_constraint") or "")
+        suffix = f") and ({own})"
+        if own and text.startswith("(") and text.endswith(suffix):
+            found = _bounds_in(text[1 : -len(suffix)], qtype)
+            if found is not None:
+                question.update(found, constraint=own)
+            return
+        if "constraint_message" in question:
+            return
+        found = _bounds_in(text, qtype)
+        if found is not None:
+            question.pop("constraint")
+            question.update(found)
+
+
+def _bounds_in(text: str, qtype: str) -> dict[str, Any] | None:
+    """The bounds a constraint states (`. >= 1 and . <= 10`), or None if it says more."""
+    bounds: dict[str, Any] = {}
+    for part in re.split(r"\s+and\s+", text.strip()):
+        match = _BOUND.match(part.strip())
+        if not match:
+            return None
+        subject, op, number = match.groups()
+        whole = re.fullmatch(r"-?\d+", number) is not None
+        if subject == "." and qtype in ("integer", "decimal"):
+            if qtype == "integer" and not whole:
+                return None
+            bounds["min" if op == ">=" else "max"] = int(number) if whole else float(number)
+        elif subject == "count-selected(.)" and qtype == "multiple_choice" and whole:
+            if int(number) < 1:
+                return None
+            bounds["min_selected" if op == ">=" else "max_selected"] = int(number)
+        elif subject == "string-length(.)" and qtype == "text" and whole and op == "<=":
+            bounds["max_length"] = int(number)
+        else:
+            return None
+    return bounds
