@@ -9,6 +9,7 @@ one spelling the import reads back into the same fields, and what XLSForm cannot
 `kenes_*` columns, which pyxform and other tools leave alone).
 """
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +33,8 @@ class Sheets(Protocol):
     def word(self, name: str, **values: Any) -> dict[str, str]: ...
 
     def choice_list(self, key: str, options: Sequence[Mapping[str, Any]]) -> str: ...
+
+    def named_list(self, name: str) -> str: ...
 
     def boolean_list(self) -> None: ...
 
@@ -132,6 +135,29 @@ def _as_text(text: str) -> Any:
     return text
 
 
+def _as_geopoint(text: str) -> Any:
+    """ODK's "lat lon altitude accuracy" (the last two optional) as a geopoint answer."""
+    parts = text.split()
+    if not 2 <= len(parts) <= 4:
+        return text
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        return text
+    point = dict(zip(("lat", "lon", "altitude", "accuracy"), numbers, strict=False))
+    return point if all(math.isfinite(number) for number in numbers) else text
+
+
+def _as_points(text: str) -> Any:
+    """ODK's geotrace / geoshape: geopoints separated by ";"."""
+    points = [_as_geopoint(part.strip()) for part in text.split(";") if part.strip()]
+    return points if all(isinstance(point, dict) for point in points) else text
+
+
+def _as_acknowledge(text: str) -> Any:
+    return True if text == "OK" else text
+
+
 # --- columns ----------------------------------------------------------------------------------
 
 
@@ -156,8 +182,14 @@ def _rule(sheets: Sheets, constraint: str, message: dict[str, str]) -> Row:
 
 
 def _choice_columns(kind: str, question: Mapping[str, Any], sheets: Sheets) -> Row:
-    name = sheets.choice_list(question["key"], question["options"])
-    row = {"type": f"{kind} {name}"}
+    """A select of its own options (a list named by its key), or of one of the questionnaire's
+    choice lists, with its choice_filter (XLSForm's semantics, written as stored)."""
+    if question.get("choices"):
+        row = {"type": f"{kind} {sheets.named_list(question['choices'])}"}
+    else:
+        row = {"type": f"{kind} {sheets.choice_list(question['key'], question['options'])}"}
+    if question.get("choice_filter"):
+        row["choice_filter"] = question["choice_filter"]
     least, most = question.get("min_selected"), question.get("max_selected")
     if least is not None or most is not None:
         selected = sheets.word("selected", range=value_range(least, most))
@@ -193,6 +225,11 @@ def _boolean_columns(question: Mapping[str, Any], sheets: Sheets) -> Row:
     return row | {KENES_TYPE: "boolean"} if sheets.exact else row
 
 
+def _same_type(question: Mapping[str, Any], sheets: Sheets) -> Row:
+    """Types XLSForm spells as Kenes does (date, time, geopoint, image, ...)."""
+    return {"type": question["type"]}
+
+
 QUESTION_TYPES: dict[str, QuestionType] = {
     "single_choice": QuestionType(partial(_choice_columns, "select_one"), _as_text),
     "multiple_choice": QuestionType(partial(_choice_columns, "select_multiple"), _as_list),
@@ -201,7 +238,24 @@ QUESTION_TYPES: dict[str, QuestionType] = {
     "decimal": QuestionType(partial(_number_columns, "decimal"), _as_number),
     "scale": QuestionType(_scale_columns, _as_int),
     "boolean": QuestionType(_boolean_columns, _as_boolean),
-    "date": QuestionType(lambda question, sheets: {"type": "date"}, _as_text),
+    "date": QuestionType(_same_type, _as_text),
+    "time": QuestionType(_same_type, _as_text),
+    "datetime": QuestionType(lambda question, sheets: {"type": "dateTime"}, _as_text),
+    "geopoint": QuestionType(_same_type, _as_geopoint),
+    "geotrace": QuestionType(_same_type, _as_points),
+    "geoshape": QuestionType(_same_type, _as_points),
+    "barcode": QuestionType(_same_type, _as_text),
+    "acknowledge": QuestionType(_same_type, _as_acknowledge),
+    "rank": QuestionType(partial(_choice_columns, "rank"), _as_list),
+    # the answer is the name of a file attached to the submission
+    "image": QuestionType(_same_type, _as_text),
+    "audio": QuestionType(_same_type, _as_text),
+    "video": QuestionType(_same_type, _as_text),
+    "file": QuestionType(_same_type, _as_text),
+    # recorded by the device (start, end, deviceid, ...), stored as sent
+    "meta": QuestionType(
+        lambda question, sheets: {"type": question["meta"]}, _as_text, True, False
+    ),
     "note": QuestionType(lambda question, sheets: {"type": "note"}, _as_text, False, False),
     # ODK sends a calculation's value as text; the server recomputes deterministic ones.
     "calculate": QuestionType(

@@ -65,7 +65,11 @@ TEXT_FIELDS = (
     "required_message",
     "constraint_message",
     "guidance_hint",
+    "image",
+    "audio",
+    "video",
 )
+MEDIA_KINDS = ("image", "audio", "video")
 
 
 class Sheets:
@@ -80,6 +84,23 @@ class Sheets:
         self.lists: set[str] = set()
         self.types: dict[str, str] = {}
         self.names = own_names(definition["questions"])
+        for name, items in (definition.get("choice_lists") or {}).items():
+            self.lists.add(name)
+            for item in items:
+                extra = {
+                    column: str(value)
+                    for column, value in item.items()
+                    if column not in ("value", "label", "media") and value is not None
+                }
+                self.choices.append(
+                    {
+                        "list_name": name,
+                        "name": item["value"],
+                        **self.texts("label", item["label"]),
+                        **self.media(item.get("media")),
+                        **extra,
+                    }
+                )
 
     def texts(self, column: str, texts: Texts | None) -> Row:
         if not texts:
@@ -89,6 +110,17 @@ class Sheets:
             for code in self.languages
             if code in texts
         }
+
+    def media(self, media: Mapping[str, Texts] | None) -> Row:
+        """Media files per language as `image::<language>` (`audio::`, `video::`) columns."""
+        row: Row = {}
+        for kind in MEDIA_KINDS:
+            row |= self.texts(kind, (media or {}).get(kind))
+        return row
+
+    def named_list(self, name: str) -> str:
+        """One of the questionnaire's choice lists (written once, in __init__)."""
+        return name
 
     def word(self, name: str, **values: Any) -> dict[str, str]:
         return {
@@ -109,12 +141,16 @@ class Sheets:
 
     def choice_list(self, key: str, options: Sequence[Mapping[str, Any]]) -> str:
         """A list per question, named by its key (a second question of that key, in another
-        repeat, gets a numbered name)."""
+        repeat, or a choice list of that name, gets a numbered name)."""
         name, number = key, 1
         while name in self.lists or name == BOOLEAN_LIST:
             number += 1
             name = f"{key}_{number}"
-        self.add_list(name, [(option["value"], option["label"]) for option in options])
+        self.add_list(
+            name,
+            [(option["value"], option["label"]) for option in options],
+            [self.media(option.get("media")) for option in options],
+        )
         return name
 
     def boolean_list(self) -> None:
@@ -203,6 +239,7 @@ class Sheets:
                 **self.texts("label", question.get("label")),
                 **self.texts("hint", question.get("help")),
                 **self.texts("guidance_hint", question.get("guidance_hint")),
+                **self.media(question.get("media")),
             }
             if question.get("relevant") is not None:
                 common["relevant"] = self.condition(question["relevant"])
@@ -221,8 +258,11 @@ class Sheets:
                     row = self.with_rules(question, row)
                 if question.get("default") is not None:
                     row["default"] = _default(question["default"])
-                if question.get("read_only") is not None:
-                    row["read_only"] = "yes" if question["read_only"] else "no"
+                read_only = question.get("read_only")
+                if isinstance(read_only, bool):
+                    row["read_only"] = "yes" if read_only else "no"
+                elif read_only is not None:
+                    row["read_only"] = read_only  # an expression
                 self.survey.append({**common, **row})
                 self.types[question["key"]] = qtype
 
@@ -375,8 +415,15 @@ def xlsform_rows(
         "version": str(version),
         "form_title": definition["title"][default],
         "default_language": language_name(default),
+        **_settings(definition),
     }
     return {"survey": sheets.survey, "choices": sheets.choices, "settings": [settings]}
+
+
+def _settings(definition: Mapping[str, Any]) -> Row:
+    """instance_name (names each response) and public_key (encrypted submissions)."""
+    settings = definition.get("settings") or {}
+    return {name: settings[name] for name in ("instance_name", "public_key") if settings.get(name)}
 
 
 def author_rows(
@@ -392,6 +439,7 @@ def author_rows(
         "form_title": definition["title"][default],
         "default_language": language_name(default),
         "access": access,
+        **_settings(definition),
     }
     for field in ("title", "description"):
         texts = dict(definition.get(field) or {})
