@@ -159,11 +159,61 @@ Expression = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 ShortText = Annotated[str, StringConstraints(max_length=2000)]
 
 
+# A file of the form's media (uploaded with the form), by its name.
+MediaName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class Media(BaseModel):
+    """Image, audio or video shown with a question or option, per language (kept, given back)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: Annotated[dict[Language, MediaName], MinLen(1)] | None = None
+    audio: Annotated[dict[Language, MediaName], MinLen(1)] | None = None
+    video: Annotated[dict[Language, MediaName], MinLen(1)] | None = None
+
+
+OptionValue = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
 class Option(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    value: OptionValue
     label: I18nText
+    # left out when absent: options are many, and were given back without it before
+    media: Media | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+# An option's extra property (a column of XLSForm's choices sheet), for choice_filter.
+PropertyValue = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class ChoiceItem(BaseModel):
+    """An option of a questionnaire's choice list: value, label and any extra properties
+    (strings), which a question's `choice_filter` reads by their bare names."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: OptionValue
+    label: I18nText
+    # left out when absent: options are many, and were given back without it before
+    media: Media | None = Field(default=None, exclude_if=lambda value: value is None)
+    __pydantic_extra__: dict[str, PropertyValue] = Field(init=False)
+
+
+ListName = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+ChoiceList = Annotated[list[ChoiceItem], MinLen(1), MaxLen(MAX_OPTIONS)]
+ChoiceLists = Annotated[dict[ListName, ChoiceList], MaxLen(500)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # names each response (an expression over the answers), checked when saved
+    instance_name: Expression | None = None
+    # base64 RSA public key: encrypted submissions (refused for now, see services)
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] | None = None
 
 
 class QuestionBase(BaseModel):
@@ -182,20 +232,36 @@ class QuestionBase(BaseModel):
     # kept and given back (for clients that draw the form); the server does not apply them
     default: ShortText | FiniteNumber | StrictBool | None = None
     appearance: ShortText | None = None
-    read_only: StrictBool | None = None
+    read_only: StrictBool | Expression | None = None
     guidance_hint: I18nText | None = None
+    media: Media | None = None
 
 
-class SingleChoice(QuestionBase):
+class ChoiceBase(QuestionBase):
+    """Options inline (`options`) or from a choice list (`choices`: its name), exactly one;
+    `choice_filter` keeps the options it holds for (bare names: the option's properties)."""
+
+    choices: ListName | None = None
+    choice_filter: Expression | None = None
+
+
+class SingleChoice(ChoiceBase):
     type: Literal["single_choice"]
-    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_OPTIONS)]
+    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_OPTIONS)] | None = None
 
 
-class MultipleChoice(QuestionBase):
+class MultipleChoice(ChoiceBase):
     type: Literal["multiple_choice"]
-    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)]
+    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)] | None = None
     min_selected: Annotated[StrictInt, Field(ge=1)] | None = None
     max_selected: Annotated[StrictInt, Field(ge=1)] | None = None
+
+
+class Rank(ChoiceBase):
+    """An ordered list of option values, each at most once."""
+
+    type: Literal["rank"]
+    options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)] | None = None
 
 
 class Text(QuestionBase):
@@ -230,6 +296,92 @@ class Date(QuestionBase):
     type: Literal["date"]
 
 
+class Time(QuestionBase):
+    """ "HH:MM" or "HH:MM:SS[.fff]", optionally with a UTC offset; kept as sent."""
+
+    type: Literal["time"]
+
+
+class DateTime(QuestionBase):
+    """An ISO 8601 date-time with its UTC offset; kept as sent."""
+
+    type: Literal["datetime"]
+
+
+class Geopoint(QuestionBase):
+    """{"lat", "lon", "altitude"?, "accuracy"?}"""
+
+    type: Literal["geopoint"]
+
+
+class Geotrace(QuestionBase):
+    """A line: at least 2 points."""
+
+    type: Literal["geotrace"]
+
+
+class Geoshape(QuestionBase):
+    """A closed shape: at least 4 points, the last the same as the first."""
+
+    type: Literal["geoshape"]
+
+
+class Barcode(QuestionBase):
+    type: Literal["barcode"]
+
+
+class Acknowledge(QuestionBase):
+    """Answered only with true."""
+
+    type: Literal["acknowledge"]
+
+
+class Image(QuestionBase):
+    """The answer names a file attached to the response (so for audio, video, file)."""
+
+    type: Literal["image"]
+
+
+class Audio(QuestionBase):
+    type: Literal["audio"]
+
+
+class Video(QuestionBase):
+    type: Literal["video"]
+
+
+class File(QuestionBase):
+    type: Literal["file"]
+
+
+MetaKind = Literal[
+    "start",
+    "end",
+    "today",
+    "deviceid",
+    "phonenumber",
+    "username",
+    "email",
+    "simserial",
+    "subscriberid",
+    "audit",
+]
+
+
+class Meta(BaseModel):
+    """A value the device records (start, end, deviceid, ...), stored as sent (text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Key
+    type: Literal["meta"]
+    meta: MetaKind
+    label: I18nText | None = None
+    help: I18nText | None = None
+    relevant: Condition | Expression | None = None
+    appearance: ShortText | None = None
+
+
 class Note(QuestionBase):
     """Display text: never answered (no column)."""
 
@@ -250,7 +402,8 @@ class Calculate(BaseModel):
     relevant: Condition | Expression | None = None
     default: ShortText | FiniteNumber | StrictBool | None = None
     appearance: ShortText | None = None
-    read_only: StrictBool | None = None
+    read_only: StrictBool | Expression | None = None
+    media: Media | None = None
 
 
 MAX_REPEAT_INSTANCES = 1000
@@ -268,6 +421,7 @@ class Group(BaseModel):
     label: I18nText | None = None
     relevant: Condition | Expression | None = None
     appearance: ShortText | None = None
+    media: Media | None = None
     questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
 
 
@@ -283,6 +437,7 @@ class Repeat(BaseModel):
     help: I18nText | None = None
     relevant: Condition | Expression | None = None
     appearance: ShortText | None = None
+    media: Media | None = None
     questions: Annotated[list["Question"], MinLen(1), MaxLen(MAX_QUESTIONS)]
     min_count: Annotated[StrictInt, Field(ge=0, le=MAX_REPEAT_INSTANCES)] | None = None
     max_count: Annotated[StrictInt, Field(ge=1, le=MAX_REPEAT_INSTANCES)] | None = None
@@ -299,6 +454,19 @@ Question = Annotated[
     | Scale
     | Boolean
     | Date
+    | Time
+    | DateTime
+    | Geopoint
+    | Geotrace
+    | Geoshape
+    | Barcode
+    | Acknowledge
+    | Rank
+    | Image
+    | Audio
+    | Video
+    | File
+    | Meta
     | Note
     | Calculate
     | Group
@@ -331,6 +499,8 @@ class QuestionnaireCreate(BaseModel):
     access: Access = Access.token
     respondent_groups: Groups
     questions: Questions
+    choice_lists: ChoiceLists | None = None
+    settings: Settings | None = None
 
 
 class QuestionnaireUpdate(BaseModel):
@@ -344,6 +514,8 @@ class QuestionnaireUpdate(BaseModel):
     access: Access | None = None
     respondent_groups: Groups | None = None
     questions: Questions | None = None
+    choice_lists: ChoiceLists | None = None
+    settings: Settings | None = None
 
 
 class QuestionnaireRead(BaseModel):
@@ -357,6 +529,8 @@ class QuestionnaireRead(BaseModel):
     access: Access
     respondent_groups: list[RespondentGroup]
     questions: list[Question]
+    choice_lists: dict[str, list[ChoiceItem]] | None = None
+    settings: Settings | None = None
     created_at: datetime
     published_at: datetime | None
     closed_at: datetime | None

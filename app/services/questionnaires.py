@@ -1,5 +1,6 @@
 """Questionnaire definitions: the rules of a definition, versions, states and who may read them."""
 
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -14,7 +15,10 @@ from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import (
+    KEY_PATTERN,
+    MAX_MULTIPLE_OPTIONS,
     MAX_NESTING,
+    MAX_OPTIONS,
     MAX_QUESTIONS,
     Access,
     Questionnaire,
@@ -27,14 +31,33 @@ from app.models.responses import answer_table
 from app.pagination import paginate
 from app.services import audit, conditions
 from app.services.answers import CURRENT_LAYOUT, CompiledQuestionnaire, compile_questionnaire
-from app.services.expressions.forms import compile_definition
+from app.services.expressions.forms import (
+    compile_definition,
+    instance_name_problem,
+    option_properties,
+    options_of,
+)
 
-DEFINITION_FIELDS = ("title", "description", "respondent_groups", "questions")
+DEFINITION_FIELDS = (
+    "title",
+    "description",
+    "respondent_groups",
+    "questions",
+    "choice_lists",
+    "settings",
+)
+# Fields a PATCH may clear with null.
+CLEARABLE_FIELDS = ("description", "choice_lists", "settings")
 CONTAINER_TYPES = ("group", "repeat")
+CHOICE_TYPES = ("single_choice", "multiple_choice", "rank")
+# Options a question may have, by type (a choice list may hold more, for other questions).
+OPTION_LIMITS = {"single_choice": MAX_OPTIONS, "multiple_choice": MAX_MULTIPLE_OPTIONS}
+OPTION_LIMITS["rank"] = MAX_MULTIPLE_OPTIONS
 READ_ALL_ROLES = (Role.coordinator, Role.analyst)
 WRITE_ROLES = (Role.coordinator,)
 
 Loc = list[str | int]
+KEY = re.compile(KEY_PATTERN)
 
 
 # --- the rules of a definition ----------------------------------------------------------------
@@ -58,6 +81,17 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             yield place, f"must include the default language '{default}'"
 
     yield from _duplicates([g["key"] for g in data["respondent_groups"]], ["respondent_groups"])
+    choice_lists = data.get("choice_lists") or {}
+    for name, options in choice_lists.items():
+        yield from _duplicates([o["value"] for o in options], ["choice_lists", name], key="value")
+        for index, option in enumerate(options):
+            for prop in option_properties(option):
+                if not KEY.match(prop):
+                    yield (
+                        ["choice_lists", name, index, prop],
+                        "a property's name is like a question key (letters, digits, _ . -)",
+                    )
+    yield from settings_problems(data)
     entries = list(walk(data["questions"]))
     yield from _duplicates(
         [q["key"] for _, q, _ in entries], [], located=[loc for loc, _, _ in entries]
@@ -70,7 +104,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
     for loc, question, depth in entries:
         if depth > MAX_NESTING:
             yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
-        yield from _question_problems(question, loc)
+        yield from _question_problems(question, loc, choice_lists)
         if isinstance(question.get("relevant"), Mapping):
             condition_cost += conditions.cost(question["relevant"])
             if condition_cost > conditions.MAX_DEFINITION_COST:
@@ -83,7 +117,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
             earlier[question["key"]] = question
-    yield from compile_definition(data["questions"], default).problems
+    yield from compile_definition(data["questions"], default, choice_lists=choice_lists).problems
 
 
 def walk(
@@ -97,10 +131,16 @@ def walk(
             yield from walk(question["questions"], [*place, "questions"], depth + 1)
 
 
-def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
+def _question_problems(
+    question: Mapping[str, Any], loc: Loc, choice_lists: Mapping[str, Any]
+) -> Iterator[tuple[Loc, str]]:
     qtype = question["type"]
-    options = question.get("options") or []
-    yield from _duplicates([o["value"] for o in options], [*loc, "options"], key="value")
+    options = options_of(question, choice_lists)
+    yield from _duplicates(
+        [o["value"] for o in question.get("options") or []], [*loc, "options"], key="value"
+    )
+    if qtype in CHOICE_TYPES:
+        yield from _choice_problems(question, loc, choice_lists)
     low, high = question.get("min"), question.get("max")
     if qtype == "multiple_choice":
         least, most = question.get("min_selected"), question.get("max_selected")
@@ -120,6 +160,40 @@ def _question_problems(question: Mapping[str, Any], loc: Loc) -> Iterator[tuple[
         least, most = question.get("min_count"), question.get("max_count")
         if least is not None and most is not None and least > most:
             yield [*loc, "min_count"], "greater than max_count"
+
+
+def _choice_problems(
+    question: Mapping[str, Any], loc: Loc, choice_lists: Mapping[str, Any]
+) -> Iterator[tuple[Loc, str]]:
+    """Inline options or a known choice list, exactly one; at most the type's options."""
+    name, inline = question.get("choices"), question.get("options")
+    if name is not None and inline is not None:
+        yield [*loc, "choices"], "either inline options or a choice list, not both"
+    elif name is None and inline is None:
+        yield [*loc, "options"], "a choice question needs options or a choice list (choices)"
+    elif name is not None and name not in choice_lists:
+        yield [*loc, "choices"], f"no choice list '{name}' in the questionnaire's choice_lists"
+    elif name is not None:
+        limit = OPTION_LIMITS[question["type"]]
+        if len(choice_lists[name]) > limit:
+            yield (
+                [*loc, "choices"],
+                f"a {question['type']} question has at most {limit} options; "
+                f"'{name}' has {len(choice_lists[name])}",
+            )
+
+
+def settings_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
+    settings = data.get("settings") or {}
+    if settings.get("public_key") is not None:
+        yield (
+            ["settings", "public_key"],
+            "encrypted forms (public_key) are not supported yet: remove it to collect plaintext",
+        )
+    if settings.get("instance_name") is not None:
+        problem = instance_name_problem(settings["instance_name"], data["questions"])
+        if problem:
+            yield ["settings", "instance_name"], problem
 
 
 def _duplicates(
@@ -147,6 +221,9 @@ def _texts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Mapping[str, str]]]:
                 yield [*loc, name], question[name]
         for number, option in enumerate(question.get("options") or []):
             yield [*loc, "options", number, "label"], option["label"]
+    for name, options in (data.get("choice_lists") or {}).items():
+        for number, option in enumerate(options):
+            yield ["choice_lists", name, number, "label"], option["label"]
 
 
 # --- reading and access -----------------------------------------------------------------------
@@ -284,7 +361,7 @@ async def update(
         **questionnaire.definition,
         "default_language": questionnaire.default_language,
         "access": questionnaire.access,
-        **{k: v for k, v in changes.items() if v is not None or k == "description"},
+        **{k: v for k, v in changes.items() if v is not None or k in CLEARABLE_FIELDS},
     }
     check_definition(merged)
     questionnaire.definition = {k: merged.get(k) for k in DEFINITION_FIELDS}

@@ -57,6 +57,7 @@ class Env:
     position: int = 0
     steps: list[int] = field(default_factory=lambda: [0])
     now: datetime | None = None
+    option: Mapping[str, str] | None = None  # a choice_filter's option: its properties
 
     def charge(self, steps: int) -> None:
         self.steps[0] += steps
@@ -85,8 +86,18 @@ def string(value: Any) -> str:
     if isinstance(value, NodeSet):
         return string(value[0]) if value else ""
     if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return ";".join(_point_text(item) for item in value if isinstance(item, dict))
         return " ".join(item for item in value if isinstance(item, str))
+    if isinstance(value, dict):
+        return _point_text(value)
     return ""
+
+
+def _point_text(point: Mapping[str, Any]) -> str:
+    """A geopoint as ODK writes it: "lat lon altitude accuracy"."""
+    parts = (point.get(name) for name in ("lat", "lon", "altitude", "accuracy"))
+    return " ".join(string(part if isinstance(part, int | float) else 0) for part in parts)
 
 
 def _number_text(value: float) -> str:
@@ -328,6 +339,9 @@ def _compile(node: Node, resolved: Mapping[str, Resolved]) -> Evaluator:  # noqa
         return lambda env: env.lookup(key)
     if kind == "cur":
         return lambda env: env.current
+    if kind == "prop":
+        name = node[1]
+        return lambda env: env.option.get(name, "") if env.option is not None else ""
     if kind == "neg":
         inner = _compile(node[1], resolved)
         return lambda env: -number(inner(env))

@@ -1,7 +1,8 @@
 """The expression parser: text -> AST, bounded in length and depth.
 
 Nodes are tuples: ("num", float), ("str", str), ("ref", key), ("cur",) for `.`, ("parent",) for
-`..` (only as position()'s argument), ("neg", node), ("op", operator, left, right),
+`..` (only as position()'s argument), ("prop", name) for a bare name (only in a choice_filter:
+the option's property), ("neg", node), ("op", operator, left, right),
 ("and", nodes), ("or", nodes), ("call", name, arguments); from JSON conditions only,
 ("oneof", node, literals): node = one of the literals (an `in` of 10,000 values is one step).
 """
@@ -127,10 +128,11 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, names: bool = False) -> None:
         self.tokens = _tokens(text)
         self.at = 0
         self.level = 0
+        self.names = names
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -197,6 +199,8 @@ class _Parser:
             raise ExpressionError(f"unexpected {value!r}", position)
         # a name: only functions (XLSForm refers to questions as ${name})
         following = self.peek()
+        if (following is None or following[:2] != ("op", "(")) and self.names:
+            return ("prop", value)
         if following is None or following[:2] != ("op", "("):
             raise ExpressionError(
                 f"unexpected name '{value}' (refer to questions as ${{name}})", position
@@ -218,13 +222,14 @@ class _Parser:
         return ("call", value, tuple(arguments))
 
 
-def parse(text: str) -> Node:
-    """The AST of an expression, or ExpressionError naming the problem."""
+def parse(text: str, names: bool = False) -> Node:
+    """The AST of an expression, or ExpressionError naming the problem. With `names` (a
+    choice_filter), a bare name is the option's property of that name."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"at most {MAX_LENGTH} characters")
-    parser = _Parser(text)
+    parser = _Parser(text, names)
     node = parser.expression()
     if parser.at != len(parser.tokens):
         token = parser.tokens[parser.at]
@@ -290,6 +295,11 @@ def references(node: Node) -> set[str]:
         elif current[0] == "call" and current[1] == "jr:choice-name":
             keys.add(current[2][1][1].strip()[2:-1])
     return keys
+
+
+def properties(node: Node) -> set[str]:
+    """The bare names (option properties) a choice_filter reads."""
+    return {current[1] for current, _ in _walk(node) if current[0] == "prop"}
 
 
 def uses(node: Node, names: frozenset[str]) -> bool:

@@ -89,7 +89,8 @@ def content_hash(item: ResponseIn, pages: list[list[Any]]) -> str:
 
     Taken over the answers as stored (typed column values), so it compares values, not
     spelling: 1 and 1.0 are one integer, a multiple choice is a set (a bit mask), key order and
-    null answers do not count.
+    null answers do not count; answers stored as spelled (time, datetime) are given in one
+    spelling (CompiledQuestionnaire.canonical_pages).
     """
     respondent = item.respondent
     content = [
@@ -150,7 +151,7 @@ def build_row(
         "submitted_at": _utc(item.submitted_at) or received_at,
         "received_at": received_at,
         "record_key": record_keys(1)[0] if record_key is None else record_key,
-        "content_hash": content_hash(item, pages),
+        "content_hash": content_hash(item, questionnaire.canonical_pages(pages)),
         "started_at": _utc(item.started_at),
         "submitted_by_user": principal.id if principal and principal.kind == "user" else None,
         "submitted_by_collector": (

@@ -1,6 +1,4 @@
-"""Each question type's answer check (a value in, a problem or its column values out) and its
-decoding (column values in, the answer as the API shows it out): answers.py compiles them once
-per questionnaire version."""
+"""The first question types' codecs: choices, numbers, text, boolean, date, calculate."""
 
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -194,7 +192,7 @@ def checker(question: Mapping[str, Any]) -> Check:
         return iso_date
 
     if qtype == "calculate":
-        # Never called for a submission (services/answers.py computes calculations); kept so
+        # Never called for a submission (services/answers/ computes calculations); kept so
         # that every column type has its check.
         return lambda value: (None, (str(value),))
 
