@@ -33,6 +33,8 @@ DEFINITION_FIELDS = (
     "access",
     "respondent_groups",
     "questions",
+    "choice_lists",
+    "settings",
 )
 
 
@@ -187,6 +189,8 @@ def wash_workbook() -> bytes:
 
 # --- pyxform's reading of a workbook, with meaningless differences taken out -------------------
 
+# pyxform's own aliases of a type (the same XForm either way)
+ALIASES = {"gps": "geopoint", "trigger": "acknowledge", "dateTime": "datetime"}
 _CODE = re.compile(r"\(([a-z]{2,3})\)\s*$")
 _RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
 
@@ -208,6 +212,13 @@ def _normal(value: Any, default: str) -> Any:
                 if isinstance(inner, str):
                     inner = {default: inner}
                 out[key] = {_code(lang): text for lang, text in inner.items()}
+            elif key == "type" and isinstance(inner, str):
+                out[key] = ALIASES.get(inner, inner)
+            elif key == "media":
+                out[key] = {
+                    kind: {_code(lang): name for lang, name in files.items()}
+                    for kind, files in inner.items()
+                }
             elif key == "parameters" and isinstance(inner, dict) and inner.get("start"):
                 out[key] = {"step": "1", **inner}
             else:
@@ -264,7 +275,9 @@ def structure(xform: ET.Element, leave_out: set[str]) -> dict[str, Any]:
         return not any(part in leave_out or part == "meta" for part in parts)
 
     binds = {
-        bind.attrib["nodeset"]: {
+        # a bind without a type is a string (pyxform's `trigger` writes none, `acknowledge` one)
+        bind.attrib["nodeset"]: {"type": "string"}
+        | {
             key.rsplit("}", 1)[-1]: _expression(value)
             for key, value in bind.attrib.items()
             if key != "nodeset"

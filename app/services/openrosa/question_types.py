@@ -240,7 +240,7 @@ QUESTION_TYPES: dict[str, QuestionType] = {
     "boolean": QuestionType(_boolean_columns, _as_boolean),
     "date": QuestionType(_same_type, _as_text),
     "time": QuestionType(_same_type, _as_text),
-    "datetime": QuestionType(lambda question, sheets: {"type": "dateTime"}, _as_text),
+    "datetime": QuestionType(_same_type, _as_text),
     "geopoint": QuestionType(_same_type, _as_geopoint),
     "geotrace": QuestionType(_same_type, _as_points),
     "geoshape": QuestionType(_same_type, _as_points),
