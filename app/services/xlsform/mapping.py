@@ -14,6 +14,7 @@ from typing import Any
 from pyxform import aliases
 
 from app.models.questionnaires import LANGUAGES
+from app.services.xlsform.files import choices_from_csv
 
 Loc = list[str | int]
 GROUP_LIST = "respondent_group"
@@ -134,6 +135,8 @@ class FormMapping:
     places: dict[tuple[str | int, ...], int] = field(default_factory=dict)  # definition -> row
     lists: Mapping[str, Any] = field(default_factory=dict)  # the choices sheet, by list
     settings: dict[str, str] = field(default_factory=dict)  # instance_name, public_key
+    files: Mapping[str, bytes] = field(default_factory=dict)  # uploaded media, by name
+    file_lists: dict[str, str] = field(default_factory=dict)  # file name -> choice list
     choice_lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def row_of(self, name: Any) -> int | str:
@@ -375,7 +378,7 @@ class FormMapping:
         question["type"] = SELECTS[kind]
         listed = str(element.get("itemset") or element.get("list_name") or "")
         if "." in listed:
-            found = self.file_list(listed, name)
+            found = self.file_list(listed, name, element.get("parameters") or {})
             if found is None:
                 return False
             listed = found
@@ -415,10 +418,41 @@ class FormMapping:
             self.choice_lists[listed] = [self.option(c, name, extra=True) for c in choices]
         return listed
 
-    def file_list(self, file_name: str, name: Any) -> str | None:
-        """The choice list of a select_one_from_file (its CSV uploaded with the form)."""
-        self.problem(name, "type", f"choices from a file ({file_name}) are not supported yet")
-        return None
+    def file_list(self, file_name: str, name: Any, parameters: Mapping[str, Any]) -> str | None:
+        """The choice list of a select_one_from_file: its CSV, uploaded with the form as a
+        `media` part, read once (services/xlsform/files.py); named by the file's stem."""
+        if file_name in self.file_lists:
+            return self.file_lists[file_name]
+        if not file_name.lower().endswith(".csv"):
+            self.problem(name, "type", f"{file_name}: only CSV files make choice lists (yet)")
+            return None
+        content = self.files.get(file_name)
+        if content is None:
+            self.problem(name, "type", f"{file_name} was not uploaded (a `media` part)")
+            return None
+        choices, problems = choices_from_csv(
+            content,
+            file_name,
+            value_column=str(parameters.get("value") or "name"),
+            label_column=str(parameters.get("label") or "label"),
+            language_of=_language_code,
+        )
+        self.problems += problems
+        if problems:
+            return None
+        listed = slug(file_name.rsplit(".", 1)[0]).replace("-", "_") or "file"
+        if not listed[0].isalpha():
+            listed = f"file_{listed}"
+        while listed in self.lists or listed in self.choice_lists:
+            listed += "_file"
+        for choice in choices:
+            label = {
+                self.default if code == "" else code: text for code, text in choice["label"].items()
+            }
+            choice["label"] = label or {self.default: choice["value"]}
+        self.choice_lists[listed] = choices
+        self.file_lists[file_name] = listed
+        return listed
 
     def media(self, value: Any, name: Any) -> dict[str, dict[str, str]] | None:
         """`media::image::<language>` / `image::<language>` columns as {kind: I18nText}."""

@@ -26,6 +26,7 @@ other languages, the description); read here, so that its import gives the defin
 import io
 import re
 import zipfile
+from collections.abc import Mapping
 from functools import partial
 from pathlib import PurePath
 from typing import Any
@@ -50,16 +51,23 @@ _PYXFORM_ROW = re.compile(r"\[row\s*:\s*(\d+)\]")
 
 
 async def read_definition(
-    content: bytes, *, filename: str, limiter: CapacityLimiter
+    content: bytes,
+    *,
+    filename: str,
+    limiter: CapacityLimiter,
+    media: Mapping[str, bytes] | None = None,
 ) -> QuestionnaireCreate:
     """to_definition in a worker thread: reading a workbook is CPU-bound (a 2 MiB one held
     the event loop for 7.3 s), and at most `limiter` are read at once."""
-    work = partial(to_definition, content, filename=filename)
+    work = partial(to_definition, content, filename=filename, media=media)
     return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
-def to_definition(content: bytes, *, filename: str) -> QuestionnaireCreate:
-    """The draft definition in an XLSForm, or Invalid listing everything that cannot be mapped."""
+def to_definition(
+    content: bytes, *, filename: str, media: Mapping[str, bytes] | None = None
+) -> QuestionnaireCreate:
+    """The draft definition in an XLSForm, or Invalid listing everything that cannot be mapped.
+    `media`: the files uploaded with it, by name (the CSVs of select_one_from_file)."""
     suffix = PurePath(filename).suffix.lower()
     if suffix not in EXTENSIONS:
         _refuse(["file"], "expected an XLSForm workbook (.xlsx or .xls)")
@@ -74,7 +82,7 @@ def to_definition(content: bytes, *, filename: str) -> QuestionnaireCreate:
         _refuse(_pyxform_loc(str(error)), f"pyxform: {error}")
     except Exception as error:  # noqa: BLE001 - pyxform's own bugs on odd cells: 422, not 500
         _refuse(["file"], f"pyxform cannot read this workbook ({type(error).__name__}: {error})")
-    mapping = FormMapping(rows=_rows_by_name(book.survey or []))
+    mapping = FormMapping(rows=_rows_by_name(book.survey or []), files=media or {})
     data = mapping.form(form, (book.settings or [{}])[0] or {})
     errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
     definition = None
