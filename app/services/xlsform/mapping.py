@@ -295,6 +295,7 @@ class FormMapping:
         if kind in ("group", "repeat"):
             return self.container(question, element, kind, place, made)
         if kind in META_KINDS:
+            question.pop("media", None)  # shown to no one
             question.update(type="meta", meta=kind)
             self.binds(question, bind, name, "meta")
             if control.get("appearance"):

@@ -1,22 +1,17 @@
 """XLSForm workbooks to questionnaire definitions, read as pyxform reads them.
 
 pyxform does the reading and the normalising (`get_xlsform`, then `workbook_to_json`): header
-and type aliases (`list name`, `Label`, `select one x`, `select all that apply x`, `int`,
-`image`, ...), `label::English (en)`, `label::English`, `label:English`, `or_other`, comment
+and type aliases (`list name`, `Label`, `select one x`, `select all that apply x`, `int`, `gps`,
+`photo`, ...), `label::English (en)`, `label::English`, `label:English`, `or_other`, comment
 rows, `repeat_count`, names with capitals or dots, `.xls`, a missing `form_id` (taken from the
-file name). Its form JSON is then mapped to a definition; rows are found again by name in the
-sheet pyxform read, so that every problem is reported as `["file", "survey", row, column]`, all
-of them in one answer.
+file name). Its form JSON is then mapped to a definition (mapping.py: every question type,
+groups and repeats, choice lists and choice_filter, media, metadata, settings); the CSVs of
+select_one_from_file come as uploaded media (files.py). Rows are found again by name in the
+sheet pyxform read, so that every problem is reported as `["file", "survey", row, column]`
+(a file's as `["media", file, line, column]`), all of them in one answer.
 
-Mapped: text, integer, decimal, date, select_one / select_multiple (with their lists), range
-(-> scale, default 1..10 step 1), note, calculate, groups and repeats (with relevant and
-repeat_count), and per question relevant, required (yes/no or an expression), required_message,
-constraint, constraint_message, hint (-> help), guidance_hint, default, appearance, read_only.
-Metadata rows (start, end, today, deviceid, username, ...) are left out. Other types (geopoint,
-media, time, select_one_from_file, rank, ...) and choice_filter are refused, each row named.
 Respondent groups come from the choice list `respondent_group` (its `category` column says
-citizen or expert); without one the form gets one group `respondent` (citizen). A form with a
-`public_key` (encrypted submissions) is refused.
+citizen or expert); without one the form gets one group `respondent` (citizen).
 
 Kenes's own workbook (services/xlsform/export.py) adds `kenes_*` columns for what XLSForm cannot
 say (a boolean, bounds next to an author's constraint, a repeat's min/max count, the title in
