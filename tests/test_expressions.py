@@ -376,3 +376,30 @@ def test_answered_from_outside_a_repeat_means_some_instance_answered() -> None:
     assert conditions.evaluate(condition, {"age": NodeSet([None, None])}) is False
     assert conditions.evaluate(condition, {"age": NodeSet([None, 7])}) is True
     assert conditions.evaluate(condition, {"age": NodeSet([])}) is False
+
+
+def test_bare_names_are_option_properties_only_in_a_choice_filter() -> None:
+    node = parse("region = ${region} and name != 'x'", names=True)
+    assert node[0] == "and"
+    expression = compile_expression(node, None, lambda key: Resolved())
+    answers = {"region": "south"}
+    # the option's properties: its extra columns, and `name` (its value)
+    south = Env(lookup=answers.get, option={"region": "south", "name": "a"})
+    north = Env(lookup=answers.get, option={"region": "north", "name": "b"})
+    named_x = Env(lookup=answers.get, option={"region": "south", "name": "x"})
+    assert expression.holds(south) is True
+    assert expression.holds(north) is False
+    assert expression.holds(named_x) is False
+    with pytest.raises(ExpressionError, match="unexpected name 'region'"):
+        parse("region = ${region}")  # elsewhere, questions are ${name}
+
+
+def test_geodata_reads_as_odk_writes_it() -> None:
+    point = {"lat": 43.25, "lon": 76.9, "accuracy": 4.5}
+    # "lat lon altitude accuracy", a missing altitude as 0
+    assert value_of("string(${p})", {"p": point}) == "43.25 76.9 0 4.5"
+    assert value_of("selected-at(${p}, 3)", {"p": point}) == "4.5"
+    trace = [{"lat": 1, "lon": 2}, {"lat": 3.5, "lon": 4, "altitude": 10}]
+    assert value_of("string(${t})", {"t": trace}) == "1 2 0 0;3.5 4 10 0"
+    # a rank reads like a multiple choice: values separated by spaces
+    assert value_of("selected-at(${r}, 1)", {"r": ["b", "a", "c"]}) == "a"

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen, MinLen
 from pydantic import BaseModel, ConfigDict, StringConstraints
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, String, UniqueConstraint
 from sqlmodel import Field as TableField
 from sqlmodel import SQLModel
 
@@ -18,6 +18,7 @@ from app.models.examples import examples
 from app.models.questions import (
     KEY_PATTERN,
     LANGUAGES,
+    MAX_LANGUAGE_TAG,
     MAX_MULTIPLE_OPTIONS,
     MAX_NESTING,
     MAX_OPTIONS,
@@ -41,6 +42,7 @@ from app.models.questions import (
 __all__ = [
     "KEY_PATTERN",
     "LANGUAGES",
+    "MAX_LANGUAGE_TAG",
     "MAX_MULTIPLE_OPTIONS",
     "MAX_NESTING",
     "MAX_OPTIONS",
@@ -96,7 +98,12 @@ class Questionnaire(SQLModel, table=True):
     version: int
     status: str = TableField(default=Status.draft, max_length=16)
     access: str = TableField(default=Access.token, max_length=16)
-    default_language: str = TableField(max_length=2)
+    # A BCP 47 tag. SQLite never enforces a VARCHAR's length, and widening its column would
+    # mean rebuilding the table under every response's foreign key: there it stays VARCHAR(2)
+    # (as first made) and holds longer tags all the same.
+    default_language: str = TableField(
+        sa_type=String(MAX_LANGUAGE_TAG).with_variant(String(2), "sqlite"), nullable=False
+    )
     # title, description, respondent_groups, questions: frozen once published (a trigger
     # in the migration enforces it).
     definition: dict[str, Any] = TableField(sa_column=Column(JSONType, nullable=False))

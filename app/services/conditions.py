@@ -17,6 +17,8 @@ Condition = Mapping[str, Any]
 
 MAX_DEPTH = 10
 ORDERED_TYPES = {"integer", "decimal", "scale", "date"}
+# Answered with a string that a condition may compare with another string.
+TEXT_TYPES = {"text", "time", "datetime", "barcode", "meta", "image", "audio", "video", "file"}
 
 
 def evaluate(condition: Condition, answers: Mapping[str, Any]) -> bool:
@@ -136,6 +138,8 @@ def _value_problem(question: Mapping[str, Any], value: Any) -> str | None:
         return None if ok else "expected a number"
     if qtype == "date":
         return None if is_iso_date(value) else "expected a date as YYYY-MM-DD"
-    if qtype == "text":
+    if qtype in TEXT_TYPES:
         return None if isinstance(value, str) else "expected a string"
+    if qtype == "acknowledge":
+        return None if value is True else "an acknowledgement is only ever true"
     return f"cannot compare with a {qtype} question"

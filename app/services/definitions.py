@@ -84,6 +84,8 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                 break
             yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
+            if question.get("choices"):  # conditions compare with its list's options
+                question = {**question, "options": options_of(question, choice_lists)}
             earlier[question["key"]] = question
     yield from compile_definition(data["questions"], default, choice_lists=choice_lists).problems
 

@@ -24,7 +24,7 @@ from app.models.responses import DIMENSIONS, INSTANCE_COLUMNS
 from app.security import TokenService
 from app.services import auth as auth_service
 from app.services import questionnaires as questionnaire_service
-from app.services.answers import AnswerPage, CompiledQuestionnaire
+from app.services.answers import AnswerPage, CompiledQuestionnaire, PageRows
 from app.services.responses.stores import Accept, Inserted, Row
 
 # (column, PostgreSQL type) of the `response` row.
@@ -277,6 +277,21 @@ class PgResponseStore:
                 "SELECT * FROM response WHERE id = ANY($1::uuid[])", list(ids)
             )
         return {record["id"]: dict(record) for record in records}
+
+    async def answer_pages(
+        self, questionnaire: CompiledQuestionnaire, response_id: uuid.UUID
+    ) -> PageRows:
+        pages: PageRows = []
+        async with raw_connection(self.pool) as connection:
+            for page in questionnaire.pages:
+                names = [name for name, _ in page.columns]
+                if page.repeat is not None:
+                    names = [*INSTANCE_COLUMNS, *names]
+                # our own table and column names (answers_<hex>_p<n>, a<n>), never input
+                query = f'SELECT {", ".join(names)} FROM "{page.table}" WHERE response_id = $1'  # noqa: S608
+                records = await connection.fetch(query, response_id)
+                pages.append([list(record) for record in records])
+        return pages
 
     async def unknown_territories(self, codes: set[str]) -> set[str]:
         async with raw_connection(self.pool) as connection:

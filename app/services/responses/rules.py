@@ -273,6 +273,10 @@ async def store(
     existing = (await responses.heads([row.id])).get(row.id)
     if _same(existing, row):
         assert existing is not None  # noqa: S101 - _same checked it
+        if questionnaire.canonical_columns:  # the same values, maybe spelled otherwise
+            answers = questionnaire.answers_from(
+                await responses.answer_pages(questionnaire, row.id)
+            )
         return Stored(to_body(existing, answers, questionnaire), created=False)
     if existing is not None:
         raise Conflict("A different response was already stored under this id")

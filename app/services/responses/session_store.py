@@ -26,7 +26,7 @@ from app.models.territories import Territory
 from app.security import TokenService
 from app.services import auth as auth_service
 from app.services import questionnaires as questionnaire_service
-from app.services.answers import CompiledQuestionnaire
+from app.services.answers import CompiledQuestionnaire, PageRows
 from app.services.responses.stores import Accept, Inserted, Row
 
 t = response_table.c
@@ -152,6 +152,23 @@ class SessionResponseStore:
             connection = await session.connection()
             result = await connection.execute(select(response_table).where(t.id.in_(ids)))
             return {row.id: dict(row._mapping) for row in result}
+
+    async def answer_pages(
+        self, questionnaire: CompiledQuestionnaire, response_id: uuid.UUID
+    ) -> PageRows:
+        pages: PageRows = []
+        async with self.sessionmaker() as session:
+            connection = await session.connection()
+            for page in questionnaire.pages:
+                table = answer_table(page.table, page.columns, page.repeat is not None)
+                names = [name for name, _ in page.columns]
+                if page.repeat is not None:
+                    names = [*INSTANCE_COLUMNS, *names]
+                statement = select(*(table.c[name] for name in names)).where(
+                    table.c.response_id == response_id
+                )
+                pages.append([list(row) for row in await connection.execute(statement)])
+        return pages
 
     async def unknown_territories(self, codes: set[str]) -> set[str]:
         async with self.sessionmaker() as session:

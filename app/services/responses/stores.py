@@ -73,6 +73,13 @@ class ResponseStore(Protocol):
         """Stored `response` rows by id (for replays: questionnaire, fingerprint, times)."""
         ...
 
+    async def answer_pages(
+        self, questionnaire: CompiledQuestionnaire, response_id: uuid.UUID
+    ) -> PageRows:
+        """A stored response's rows per answer page, as check_answers gives them (for a
+        replay's answers as first stored, where a type keeps its spelling)."""
+        ...
+
     async def unknown_territories(self, codes: set[str]) -> set[str]: ...
 
     async def still_allowed(self, principal: Principal | None) -> bool:
