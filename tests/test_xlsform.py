@@ -191,7 +191,7 @@ def wash_workbook() -> bytes:
 
 # pyxform's own aliases of a type (the same XForm either way)
 ALIASES = {"gps": "geopoint", "trigger": "acknowledge", "dateTime": "datetime"}
-_CODE = re.compile(r"\(([a-z]{2,3})\)\s*$")
+_CODE = re.compile(r"\(([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)*)\)\s*$")
 _RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
 
 
@@ -451,3 +451,52 @@ async def test_who_may_download_the_xlsform(
     assert (await client.get(target, headers=analyst)).status_code == 200
     unknown = f"/api/v1/questionnaires/{uuid.uuid4()}/xlsform"
     assert (await client.get(unknown, headers=coordinator)).status_code == 404
+
+
+async def test_any_language_with_a_code_round_trips(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    """Languages beyond kk, ru, en (BCP 47 tags): named with their code, or a bare tag."""
+    survey = [
+        ["type", "name", "label::Français (fr)", "label::العربية (ar)", "label::zh-Hans",
+         "hint::Français (fr)"],
+        ["select_one oui_non", "eau", "Avez-vous l'eau courante ?", "هل لديك ماء جار؟",
+         "你家有自来水吗？", "Au robinet"],
+        ["integer", "foyer", "Personnes au foyer", "عدد أفراد الأسرة", "家庭人数"],
+    ]  # fmt: skip
+    choices = [
+        ["list_name", "name", "label::Français (fr)", "label::العربية (ar)", "label::zh-Hans"],
+        ["oui_non", "oui", "Oui", "نعم", "是"],
+        ["oui_non", "non", "Non", "لا", "否"],
+    ]
+    settings = [["form_id", "form_title", "default_language"],
+                ["eau_2026", "Eau potable", "Français (fr)"]]  # fmt: skip
+    original = workbook(survey, choices, settings)
+    imported = await upload(client, coordinator, original)
+    assert imported.status_code == 201, imported.text
+    form = imported.json()
+    assert form["default_language"] == "fr"
+    assert form["questions"][0]["label"] == {
+        "fr": "Avez-vous l'eau courante ?", "ar": "هل لديك ماء جار؟", "zh-Hans": "你家有自来水吗？"
+    }  # fmt: skip
+    exported = await export(client, coordinator, form["id"])
+    header = [cell.value for cell in load_workbook(io.BytesIO(exported))["survey"][1]]
+    assert header[:5] == [
+        "type", "name", "label::Français (fr)", "label::العربية (ar)", "label::简体中文 (zh-Hans)"
+    ]  # fmt: skip
+    assert pyxform_json(exported) == pyxform_json(original)
+    published = await client.post(
+        f"/api/v1/questionnaires/{form['id']}/publish", headers=coordinator
+    )
+    assert published.status_code == 200, published.text
+    again = await upload(client, coordinator, exported)
+    assert again.status_code == 201, again.text
+    assert definition_of(again.json()) == definition_of(form)
+    # the XForm offers the form's languages (the service's own words in English there)
+    xform = await client.get(f"/api/v1/questionnaires/{form['id']}/xform", headers=coordinator)
+    assert xform.status_code == 200, xform.text
+    languages = [
+        node.attrib["lang"]
+        for node in parse_xml(xform.content).iter("{http://www.w3.org/2002/xforms}translation")
+    ]
+    assert languages == ["Français (fr)"]  # the title's language only

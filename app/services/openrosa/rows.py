@@ -122,12 +122,13 @@ class Sheets:
         """One of the questionnaire's choice lists (written once, in __init__)."""
         return name
 
+    def ours(self, words: Texts) -> dict[str, str]:
+        """The service's own words (kk, ru, en) in every language of the form: English where
+        the service has none (a form may be in any language)."""
+        return {code: words.get(code, words["en"]) for code in self.languages}
+
     def word(self, name: str, **values: Any) -> dict[str, str]:
-        return {
-            code: WORDS[name][code].format(**values)
-            for code in self.languages
-            if code in WORDS[name]
-        }
+        return {code: text.format(**values) for code, text in self.ours(WORDS[name]).items()}
 
     def add_list(
         self, name: str, options: Sequence[tuple[str, Texts]], extra: Sequence[Row] = ()
@@ -155,7 +156,10 @@ class Sheets:
 
     def boolean_list(self) -> None:
         if BOOLEAN_LIST not in self.lists:
-            self.add_list(BOOLEAN_LIST, [("true", WORDS["true"]), ("false", WORDS["false"])])
+            self.add_list(
+                BOOLEAN_LIST,
+                [("true", self.ours(WORDS["true"])), ("false", self.ours(WORDS["false"]))],
+            )
 
     def respondent_groups(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """The author's workbook: the groups as the list the import reads them from."""
@@ -170,7 +174,7 @@ class Sheets:
             {
                 "type": "begin_group",
                 "name": self.names[RESPONDENT],
-                **self.texts("label", WORDS["respondent"]),
+                **self.texts("label", self.ours(WORDS["respondent"])),
             }
         )
         if len(groups) == 1:
@@ -185,15 +189,18 @@ class Sheets:
                     "type": "select_one _group",
                     "name": "group",
                     "required": "yes",
-                    **self.texts("label", WORDS["group"]),
+                    **self.texts("label", self.ours(WORDS["group"])),
                 }
             )
-        self.add_list("_gender", [(value, GENDER_WORDS[value]) for value in GENDERS])
+        self.add_list("_gender", [(value, self.ours(GENDER_WORDS[value])) for value in GENDERS])
         self.add_list(
-            "_age_band", [(value, AGE_WORDS.get(value, same(value))) for value in AGE_BANDS]
+            "_age_band",
+            [(value, self.ours(AGE_WORDS.get(value, same(value)))) for value in AGE_BANDS],
         )
         for name, kind in (("gender", "select_one _gender"), ("age_band", "select_one _age_band")):
-            self.survey.append({"type": kind, "name": name, **self.texts("label", WORDS[name])})
+            self.survey.append(
+                {"type": kind, "name": name, **self.texts("label", self.ours(WORDS[name]))}
+            )
         if territories:
             self.territory_cascade()
         else:
@@ -201,7 +208,7 @@ class Sheets:
                 {
                     "type": "text",
                     "name": "territory_code",
-                    **self.texts("label", WORDS["territory_code"]),
+                    **self.texts("label", self.ours(WORDS["territory_code"])),
                 }
             )
         self.survey.append({"type": "end_group"})
@@ -216,7 +223,7 @@ class Sheets:
             }
             if depth == 1:
                 row["choice_filter"] = "parent=''"
-                row |= self.texts("label", WORDS["territory_root"])
+                row |= self.texts("label", self.ours(WORDS["territory_root"]))
             else:
                 before = "${" + f"{TERRITORY_STEP}{depth - 1}" + "}"
                 row["choice_filter"] = f"parent={before}"
@@ -224,7 +231,7 @@ class Sheets:
                     f"{before} != '' and "
                     f"count(instance('{TERRITORY_LIST}')/root/item[parent={before}]) > 0"
                 )
-                row |= self.texts("label", WORDS["territory_next"])
+                row |= self.texts("label", self.ours(WORDS["territory_next"]))
             self.survey.append(row)
 
     def condition(self, relevant: Mapping[str, Any] | str) -> str:

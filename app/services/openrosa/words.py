@@ -3,11 +3,27 @@
 from collections.abc import Mapping
 
 LANGUAGE_NAMES = {"kk": "Қазақша (kk)", "ru": "Русский (ru)", "en": "English (en)"}
+# Other languages' names in XLSForm column suffixes (any other tag: "<tag> (<tag>)").
+OTHER_NAMES = {
+    "fr": "Français",
+    "de": "Deutsch",
+    "es": "Español",
+    "pt": "Português",
+    "ar": "العربية",
+    "zh": "中文",
+    "zh-Hans": "简体中文",
+    "zh-Hant": "繁體中文",
+    "tr": "Türkçe",
+    "uz": "Oʻzbekcha",
+    "ky": "Кыргызча",
+    "tg": "Тоҷикӣ",
+    "uk": "Українська",
+}
 
 
 def language_name(code: str) -> str:
     """The XLSForm column suffix of a language: `Name (code)`, as pyxform reads it."""
-    return LANGUAGE_NAMES.get(code, f"{code} ({code})")
+    return LANGUAGE_NAMES.get(code) or f"{OTHER_NAMES.get(code, code)} ({code})"
 
 
 WORDS: dict[str, dict[str, str]] = {
@@ -69,5 +85,5 @@ def same(value: str) -> dict[str, str]:
 def how_many(label: Mapping[str, str]) -> dict[str, str]:
     template = WORDS["how_many"]
     return {
-        code: template.get(code, "{label}: #").format(label=text) for code, text in label.items()
+        code: template.get(code, template["en"]).format(label=text) for code, text in label.items()
     }

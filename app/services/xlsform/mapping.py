@@ -13,7 +13,7 @@ from typing import Any
 
 from pyxform import aliases
 
-from app.models.questionnaires import LANGUAGES
+from app.models.questionnaires import MAX_LANGUAGE_TAG
 from app.services.xlsform.files import choices_from_csv
 
 Loc = list[str | int]
@@ -80,6 +80,23 @@ LANGUAGE_NAMES = {
     "қазақша": "kk",
     "қазақ тілі": "kk",
     "казахский": "kk",
+    "french": "fr",
+    "français": "fr",
+    "german": "de",
+    "deutsch": "de",
+    "spanish": "es",
+    "español": "es",
+    "portuguese": "pt",
+    "arabic": "ar",
+    "العربية": "ar",
+    "chinese": "zh",
+    "turkish": "tr",
+    "uzbek": "uz",
+    "kyrgyz": "ky",
+    "tajik": "tg",
+    "ukrainian": "uk",
+    "swahili": "sw",
+    "hindi": "hi",
 }
 # Where a definition field came from on the survey sheet.
 COLUMNS = {
@@ -103,6 +120,8 @@ COLUMNS = {
     "guidance_hint": "guidance_hint",
 }
 _CODE = re.compile(r"\(\s*([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\s*\)\s*$")
+# a column suffix that is a language tag itself (`label::fr`, `label::zh-Hans`)
+_TAG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 _RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
 _BOUND = re.compile(
     r"^(count-selected\(\.\)|string-length\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$"
@@ -115,10 +134,12 @@ def slug(text: str) -> str:
 
 def _language_code(name: str) -> str | None:
     match = _CODE.search(name)
-    if match:
-        return match.group(1).lower()
-    plain = name.strip().lower()
-    return LANGUAGE_NAMES.get(plain) or (plain if plain in LANGUAGES else None)
+    if match and len(match.group(1)) <= MAX_LANGUAGE_TAG:
+        return match.group(1)
+    plain = name.strip()
+    if plain.lower() in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[plain.lower()]
+    return plain if _TAG.fullmatch(plain) and len(plain) <= MAX_LANGUAGE_TAG else None
 
 
 def _yes_no(value: Any) -> bool | None:
@@ -179,9 +200,6 @@ class FormMapping:
             if code is None:
                 self.problem(name, f"{column}::{language}", f"no language code in '{language}'")
                 continue
-            if code not in LANGUAGES:
-                self.problem(name, f"{column}::{language}", "languages are kk, ru and en (yet)")
-                continue
             if text:
                 texts.setdefault(code, str(text))
         return texts or None
@@ -192,9 +210,12 @@ class FormMapping:
         language = form.get("default_language") or "default"
         if language != "default":
             code = _language_code(language)
-            if code not in LANGUAGES:
+            if code is None:
                 self.problems.append(
-                    (["file", "settings", 2, "default_language"], "must be kk, ru or en")
+                    (
+                        ["file", "settings", 2, "default_language"],
+                        f"no language code in '{language}' (write it as 'Français (fr)')",
+                    )
                 )
             else:
                 self.default = code
