@@ -5,7 +5,10 @@ columns, instance_name), imported, answered through the API and through OpenRosa
 writes them), and exported back: the same definition, and the same form for pyxform.
 (Written for these tests.)"""
 
+import json
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +18,8 @@ from fastapi import FastAPI
 
 from app.models.auth import Role
 from tests.factories import headers_for
-from tests.test_openrosa import _collector, _post, instance_xml
+from tests.servers import running_server
+from tests.test_openrosa import CLIENTS, _collector, _node_with_engine, _post, instance_xml
 from tests.test_xlsform import (
     definition_of,
     export,
@@ -287,3 +291,65 @@ async def test_every_type_round_trips_through_the_exported_workbook(
     assert definition_of(again.json()) == definition_of(form)
     assert again.json()["choice_lists"] == form["choice_lists"]
     assert again.json()["settings"] == form["settings"]
+
+
+async def test_odks_engine_fills_the_visit_form_as_kenes_serves_it(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    coordinator: dict[str, str],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """ODK's engine loads the XForm of every type, fills the cascade, time, geodata, barcode
+    and the acknowledgement, and what it submits is read back into the contract's answers."""
+    node = _node_with_engine()
+    imported = await upload(client, coordinator, visit_workbook())
+    assert imported.status_code == 201, imported.text
+    form_id = imported.json()["id"]
+    published = await client.post(f"/api/v1/questionnaires/{form_id}/publish", headers=coordinator)
+    assert published.status_code == 200, published.text
+    admin = await headers_for(app, Role.admin)
+    token = await _collector(client, admin, uuid.UUID(form_id))
+    filling = {
+        "region": "almaty_reg", "district": "talgar", "settlement": "panfilovo",
+        "visit_time": "10:15:00.000+06:00", "well": "43.3051 77.2402 912.5 4",
+        "pipe": "43.3051 77.2402 0 0;43.3062 77.2421 0 0", "meter": "4870012345678",
+        "consent": True,
+    }  # fmt: skip
+    with running_server(database_url, tmp_path / "server.log") as server:
+        ran = subprocess.run(  # noqa: S603 - our own command
+            [
+                node,
+                "openrosa/engine.mjs",
+                f"{server.base}/openrosa/key/{token}",
+                "settlement-visit",
+                json.dumps(filling),
+            ],  # fmt: skip
+            cwd=CLIENTS,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert result["payload_status"] == "ready", result
+    assert [s["status"] for s in result["submissions"]] == [201, 202], result["submissions"]
+    instance_id = parse_xml(result["instance"]).findtext("meta/instanceID")
+    response = await client.get(
+        f"/api/v1/responses/{instance_id.removeprefix('uuid:')}", headers=admin
+    )
+    assert response.status_code == 200, response.text
+    answers = response.json()["answers"]
+    assert {k: answers[k] for k in ("region", "district", "settlement", "meter")} == {
+        "region": "almaty_reg", "district": "talgar", "settlement": "panfilovo",
+        "meter": "4870012345678"}  # fmt: skip
+    assert answers["consent"] is True
+    assert answers["well"] == {"lat": 43.3051, "lon": 77.2402, "altitude": 912.5, "accuracy": 4.0}
+    assert [(p["lat"], p["lon"]) for p in answers["pipe"]] == [
+        (43.3051, 77.2402),
+        (43.3062, 77.2421),
+    ]
+    assert answers["visit_time"].startswith("10:15")
+    # the device's own values: start and end times, the instance's name from instance_name
+    assert answers["start"] and answers["end"]

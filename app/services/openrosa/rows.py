@@ -26,7 +26,6 @@ by `xpath`.
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from app.models.responses import AGE_BANDS, GENDERS
 from app.services.openrosa.question_types import (
     BOOLEAN_LIST,
     QUESTION_TYPES,
@@ -36,25 +35,19 @@ from app.services.openrosa.question_types import (
     value_range,
     xpath,
 )
+from app.services.openrosa.respondent import (
+    RESPONDENT,
+    respondent,
+)
 from app.services.openrosa.words import (
-    AGE_WORDS,
-    GENDER_WORDS,
     WORDS,
     how_many,
     language_name,
-    same,
 )
 
 ROOT = "data"
-RESPONDENT = "_respondent"
 START, END = "_start", "_end"
 COUNT_PREFIX = "_count_"
-# The territory cascade (when the server has territories): one optional select per depth of
-# the tree (a root, then its child, ... at most a settlement: five levels), each listing the
-# children of the one chosen before; the deepest answered is the respondent's territory.
-TERRITORY_STEP = "territory_"
-TERRITORY_DEPTH = 5
-TERRITORY_LIST = "territories"  # instance('territories'), from territories.csv
 GROUP_LIST = "respondent_group"  # the respondent groups, in the author's workbook
 # Fields of a definition that hold I18nText.
 TEXT_FIELDS = (
@@ -168,71 +161,6 @@ class Sheets:
             [(group["key"], group["label"]) for group in groups],
             [{"category": group["category"]} for group in groups],
         )
-
-    def respondent(self, groups: Sequence[Mapping[str, Any]], territories: bool) -> None:
-        self.survey.append(
-            {
-                "type": "begin_group",
-                "name": self.names[RESPONDENT],
-                **self.texts("label", self.ours(WORDS["respondent"])),
-            }
-        )
-        if len(groups) == 1:
-            # One group: nothing to ask.
-            self.survey.append(
-                {"type": "calculate", "name": "group", "calculation": f"'{groups[0]['key']}'"}
-            )
-        else:
-            self.add_list("_group", [(group["key"], group["label"]) for group in groups])
-            self.survey.append(
-                {
-                    "type": "select_one _group",
-                    "name": "group",
-                    "required": "yes",
-                    **self.texts("label", self.ours(WORDS["group"])),
-                }
-            )
-        self.add_list("_gender", [(value, self.ours(GENDER_WORDS[value])) for value in GENDERS])
-        self.add_list(
-            "_age_band",
-            [(value, self.ours(AGE_WORDS.get(value, same(value)))) for value in AGE_BANDS],
-        )
-        for name, kind in (("gender", "select_one _gender"), ("age_band", "select_one _age_band")):
-            self.survey.append(
-                {"type": kind, "name": name, **self.texts("label", self.ours(WORDS[name]))}
-            )
-        if territories:
-            self.territory_cascade()
-        else:
-            self.survey.append(
-                {
-                    "type": "text",
-                    "name": "territory_code",
-                    **self.texts("label", self.ours(WORDS["territory_code"])),
-                }
-            )
-        self.survey.append({"type": "end_group"})
-
-    def territory_cascade(self) -> None:
-        """`territory_1` lists the roots (`parent` empty); each next one the children of the
-        one before, asked only when it was answered and has children."""
-        for depth in range(1, TERRITORY_DEPTH + 1):
-            row: Row = {
-                "type": f"select_one_from_file {TERRITORY_LIST}.csv",
-                "name": f"{TERRITORY_STEP}{depth}",
-            }
-            if depth == 1:
-                row["choice_filter"] = "parent=''"
-                row |= self.texts("label", self.ours(WORDS["territory_root"]))
-            else:
-                before = "${" + f"{TERRITORY_STEP}{depth - 1}" + "}"
-                row["choice_filter"] = f"parent={before}"
-                row["relevant"] = (
-                    f"{before} != '' and "
-                    f"count(instance('{TERRITORY_LIST}')/root/item[parent={before}]) > 0"
-                )
-                row |= self.texts("label", self.ours(WORDS["territory_next"]))
-            self.survey.append(row)
 
     def condition(self, relevant: Mapping[str, Any] | str) -> str:
         """A `relevant`: an expression string as written, a JSON condition as XPath."""
@@ -411,7 +339,7 @@ def xlsform_rows(
     `territories`, the territory is asked as a cascade over territories.csv, else its code is
     typed in."""
     sheets = Sheets(definition, default, exact=False)
-    sheets.respondent(definition["respondent_groups"], territories)
+    respondent(sheets, definition["respondent_groups"], territories)
     sheets.questions(definition["questions"])
     sheets.survey += [
         {"type": "start", "name": sheets.names[START]},

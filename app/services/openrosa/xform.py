@@ -19,18 +19,13 @@ from pyxform.xls2xform import convert
 from app.errors import Invalid
 from app.models.questionnaires import Questionnaire, Status
 from app.services.openrosa.question_types import QUESTION_TYPES, QuestionType, xpath
-from app.services.openrosa.rows import (
-    COUNT_PREFIX,
-    END,
+from app.services.openrosa.respondent import (
     RESPONDENT,
-    ROOT,
-    START,
     TERRITORY_DEPTH,
     TERRITORY_LIST,
     TERRITORY_STEP,
-    own_names,
-    xlsform_rows,
 )
+from app.services.openrosa.rows import COUNT_PREFIX, END, ROOT, START, own_names, xlsform_rows
 
 __all__ = [
     "COUNT_PREFIX",
