@@ -121,7 +121,8 @@ async def test_a_broken_definition_is_422_naming_the_place(
         (lambda d: d["questions"][1]["relevant"].update(op="like"), ["body", "questions", 1]),
         (lambda d: d["questions"][1].update(relevant={"either": []}), ["body", "questions", 1]),
         (lambda d: d.update(respondent_groups=[]), ["body", "respondent_groups"]),
-        (lambda d: d["title"].update(de="Umfrage"), ["body", "title"]),
+        # any BCP 47 tag labels a text ("de" too), but not a language's name
+        (lambda d: d["title"].update({"Deutsch (de)": "Umfrage"}), ["body", "title"]),
         (lambda d: d.update(slug="Not a slug"), ["body", "slug"]),
     ],
 )
