@@ -6,146 +6,26 @@ problem of the definition names its sheet row and column). What cannot be mapped
 of its row; all of them are reported together.
 """
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyxform import aliases
-
-from app.models.questionnaires import MAX_LANGUAGE_TAG
 from app.services.xlsform.files import choices_from_csv
-
-Loc = list[str | int]
-GROUP_LIST = "respondent_group"
-# pyxform's type (after its aliases: `int`, `gps`, `image`, `trigger`, ...) -> Kenes's.
-TYPES = {
-    "text": "text",
-    "string": "text",
-    "int": "integer",
-    "integer": "integer",
-    "decimal": "decimal",
-    "date": "date",
-    "note": "note",
-    "calculate": "calculate",
-    "time": "time",
-    "datetime": "datetime",
-    "dateTime": "datetime",
-    "geopoint": "geopoint",
-    "gps": "geopoint",
-    "geotrace": "geotrace",
-    "geoshape": "geoshape",
-    "barcode": "barcode",
-    "acknowledge": "acknowledge",
-    "trigger": "acknowledge",
-    "photo": "image",
-    "image": "image",
-    "q picture": "image",
-    "audio": "audio",
-    "video": "video",
-    "file": "file",
-}
-# Answered by the device: {"type": "meta", "meta": <kind>} (pyxform reads `imei` as deviceid).
-META_KINDS = {
-    "start",
-    "end",
-    "today",
-    "deviceid",
-    "phonenumber",
-    "username",
-    "email",
-    "simserial",
-    "subscriberid",
-    "audit",
-}
-SELECTS = {
-    "select one": "single_choice",
-    "select all that apply": "multiple_choice",
-    "rank": "rank",
-}
-# Types without `required` and `constraint` (never answered, or answered by the device/server).
-UNCHECKED = {"calculate", "note", "meta"}
-
-LANGUAGE_NAMES = {
-    "english": "en",
-    "английский": "en",
-    "ағылшын": "en",
-    "ағылшынша": "en",
-    "russian": "ru",
-    "русский": "ru",
-    "орыс": "ru",
-    "орысша": "ru",
-    "kazakh": "kk",
-    "қазақ": "kk",
-    "қазақша": "kk",
-    "қазақ тілі": "kk",
-    "казахский": "kk",
-    "french": "fr",
-    "français": "fr",
-    "german": "de",
-    "deutsch": "de",
-    "spanish": "es",
-    "español": "es",
-    "portuguese": "pt",
-    "arabic": "ar",
-    "العربية": "ar",
-    "chinese": "zh",
-    "turkish": "tr",
-    "uzbek": "uz",
-    "kyrgyz": "ky",
-    "tajik": "tg",
-    "ukrainian": "uk",
-    "swahili": "sw",
-    "hindi": "hi",
-}
-# Where a definition field came from on the survey sheet.
-COLUMNS = {
-    "key": "name",
-    "label": "label",
-    "help": "hint",
-    "options": "type",
-    "relevant": "relevant",
-    "required": "required",
-    "required_message": "required_message",
-    "constraint": "constraint",
-    "constraint_message": "constraint_message",
-    "calculation": "calculation",
-    "min": "parameters",
-    "max": "parameters",
-    "step": "parameters",
-    "count": "repeat_count",
-    "default": "default",
-    "appearance": "appearance",
-    "read_only": "read_only",
-    "guidance_hint": "guidance_hint",
-}
-_CODE = re.compile(r"\(\s*([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\s*\)\s*$")
-# a column suffix that is a language tag itself (`label::fr`, `label::zh-Hans`)
-_TAG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
-_RELATIVE = re.compile(r"\.\./([A-Za-z_][A-Za-z0-9_.\-]*)")
-_BOUND = re.compile(
-    r"^(count-selected\(\.\)|string-length\(\.\)|\.)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$"
+from app.services.xlsform.vocabulary import (
+    COLUMNS,
+    GROUP_LIST,
+    META_KINDS,
+    RELATIVE,
+    SELECTS,
+    TYPES,
+    UNCHECKED,
+    bounds_in,
+    language_code,
+    slug,
+    yes_no,
 )
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
-
-
-def _language_code(name: str) -> str | None:
-    match = _CODE.search(name)
-    if match and len(match.group(1)) <= MAX_LANGUAGE_TAG:
-        return match.group(1)
-    plain = name.strip()
-    if plain.lower() in LANGUAGE_NAMES:
-        return LANGUAGE_NAMES[plain.lower()]
-    return plain if _TAG.fullmatch(plain) and len(plain) <= MAX_LANGUAGE_TAG else None
-
-
-def _yes_no(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    return aliases.yes_no.get(str(value).strip()) if value is not None else None
+Loc = list[str | int]
 
 
 @dataclass
@@ -196,7 +76,7 @@ class FormMapping:
             return {self.default: str(value)}
         texts: dict[str, str] = {}
         for language, text in value.items():
-            code = self.default if language == "default" else _language_code(language)
+            code = self.default if language == "default" else language_code(language)
             if code is None:
                 self.problem(name, f"{column}::{language}", f"no language code in '{language}'")
                 continue
@@ -209,7 +89,7 @@ class FormMapping:
     def form(self, form: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
         language = form.get("default_language") or "default"
         if language != "default":
-            code = _language_code(language)
+            code = language_code(language)
             if code is None:
                 self.problems.append(
                     (
@@ -352,7 +232,7 @@ class FormMapping:
         if element.get("default") not in (None, ""):
             question["default"] = str(element["default"])
             if question["type"] == "boolean":
-                question["default"] = _yes_no(question["default"])
+                question["default"] = yes_no(question["default"])
         if control.get("appearance"):
             question["appearance"] = str(control["appearance"])
         self.bounds(question, element)
@@ -457,7 +337,7 @@ class FormMapping:
             file_name,
             value_column=str(parameters.get("value") or "name"),
             label_column=str(parameters.get("label") or "label"),
-            language_of=_language_code,
+            language_of=language_code,
         )
         self.problems += problems
         if problems:
@@ -536,9 +416,9 @@ class FormMapping:
             return
         required = bind.get("required")
         if required not in (None, "") and kind not in UNCHECKED:
-            flag = _yes_no(required)
+            flag = yes_no(required)
             question["required"] = flag if flag is not None else self.expression(required)
-        elif required not in (None, "") and _yes_no(required) is not False:
+        elif required not in (None, "") and yes_no(required) is not False:
             self.problem(name, "required", f"a {kind} is never answered")
         message = self.text(bind.get("jr:requiredMsg"), name, "required_message")
         if message:
@@ -550,13 +430,13 @@ class FormMapping:
             question["constraint_message"] = message
         read_only = bind.get("readonly")
         if read_only not in (None, ""):
-            flag = _yes_no(read_only)
+            flag = yes_no(read_only)
             if kind != "calculate":
                 question["read_only"] = flag if flag is not None else self.expression(read_only)
 
     def expression(self, text: Any) -> str:
         """pyxform's own additions use relative paths (or_other: `../services`)."""
-        return _RELATIVE.sub(r"${\1}", str(text)).strip()
+        return RELATIVE.sub(r"${\1}", str(text)).strip()
 
     def bounds(self, question: dict[str, Any], element: Mapping[str, Any]) -> None:
         """Bounds written as a constraint without a message (`. >= 1 and . <= 10`) become
@@ -569,37 +449,13 @@ class FormMapping:
         own = self.expression(element.get("kenes_constraint") or "")
         suffix = f") and ({own})"
         if own and text.startswith("(") and text.endswith(suffix):
-            found = _bounds_in(text[1 : -len(suffix)], qtype)
+            found = bounds_in(text[1 : -len(suffix)], qtype)
             if found is not None:
                 question.update(found, constraint=own)
             return
         if "constraint_message" in question:
             return
-        found = _bounds_in(text, qtype)
+        found = bounds_in(text, qtype)
         if found is not None:
             question.pop("constraint")
             question.update(found)
-
-
-def _bounds_in(text: str, qtype: str) -> dict[str, Any] | None:
-    """The bounds a constraint states (`. >= 1 and . <= 10`), or None if it says more."""
-    bounds: dict[str, Any] = {}
-    for part in re.split(r"\s+and\s+", text.strip()):
-        match = _BOUND.match(part.strip())
-        if not match:
-            return None
-        subject, op, number = match.groups()
-        whole = re.fullmatch(r"-?\d+", number) is not None
-        if subject == "." and qtype in ("integer", "decimal"):
-            if qtype == "integer" and not whole:
-                return None
-            bounds["min" if op == ">=" else "max"] = int(number) if whole else float(number)
-        elif subject == "count-selected(.)" and qtype == "multiple_choice" and whole:
-            if int(number) < 1:
-                return None
-            bounds["min_selected" if op == ">=" else "max_selected"] = int(number)
-        elif subject == "string-length(.)" and qtype == "text" and whole and op == "<=":
-            bounds["max_length"] = int(number)
-        else:
-            return None
-    return bounds

@@ -37,7 +37,8 @@ from pyxform.xls2json_backends import DefinitionData, get_xlsform
 from app.errors import Invalid
 from app.models.questionnaires import QuestionnaireCreate
 from app.services.questionnaires import check_definition
-from app.services.xlsform.mapping import FormMapping, Loc, slug
+from app.services.xlsform.mapping import FormMapping, Loc
+from app.services.xlsform.vocabulary import slug
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 MAX_ZIP_ENTRIES = 200
