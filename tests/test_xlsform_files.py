@@ -220,3 +220,34 @@ async def test_odks_engine_loads_the_served_form_and_fills_the_cascade(
         "water_point": {"lat": 43.3051, "lon": 77.2402, "altitude": 912.5, "accuracy": 4.0},
     }  # fmt: skip
     assert stored[1]["settlements"] == ["195220100"]
+
+
+async def test_rules_broken_by_a_choice_name_its_sheet_row_or_file_line(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    """A label missing in the default language: the choices sheet's row, or the file's line."""
+    districts = (
+        "name,label::English (en),label::Russian (ru),region\n"
+        "talgar,Talgar,Талгарский,almaty_reg\n"
+        "karasay,,Карасайский,almaty_reg\n"  # line 3: no English label
+    )
+    survey = [*SURVEY[:3], ["select_one town", "town", "Town", "Город", "region = ${region}"]]
+    choices = [
+        [*CHOICES[0], "region"],
+        *CHOICES[1:],
+        ["town", "talgar_town", "Talgar", "Талгар", "almaty_reg"],
+        ["town", "kaskelen", None, "Каскелен", "almaty_reg"],  # row 5: no English label
+    ]
+    refused = await client.post(
+        "/api/v1/questionnaires/import",
+        files=[
+            ("file", ("water.xlsx", workbook(survey, choices, SETTINGS), XLSX_TYPE)),
+            ("media", ("districts.csv", districts.encode(), "text/csv")),
+        ],
+        headers=coordinator,
+    )
+    assert refused.status_code == 422, refused.text
+    assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
+        ("file", "choices", 5, "label"),
+        ("media", "districts.csv", 3, "label"),
+    ]

@@ -27,9 +27,10 @@ def choices_from_csv(
     value_column: str,
     label_column: str,
     language_of: Callable[[str], str | None],
-) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """The choices of a CSV file, and its problems (all of them; no choices when any).
-    `language_of` gives the language code of a label column's suffix (None: unknown)."""
+) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+    """The choices of a CSV file with their line numbers, and its problems (all of them; no
+    choices when any). `language_of` gives the language code of a label column's suffix (None:
+    unknown)."""
     place: Loc = ["media", file_name]
     if content.count(b"\n") > MAX_OPTIONS + 1:
         return [], [(place, f"at most {MAX_OPTIONS} choices in a list")]
@@ -61,7 +62,7 @@ def choices_from_csv(
         problems.append(([*place, 1], "every column needs a name, each once"))
     if problems:
         return [], problems
-    choices: list[dict[str, Any]] = []
+    choices: list[tuple[int, dict[str, Any]]] = []
     seen: set[str] = set()
     value_index = header.index(value_column)
     for number, record in enumerate(lines[1:], start=2):
@@ -89,5 +90,5 @@ def choices_from_csv(
                     choice["label"][labels[index]] = cell.strip()
             elif index != value_index:
                 choice[header[index]] = cell.strip()
-        choices.append(choice)
+        choices.append((number, choice))
     return ([] if problems else choices), problems

@@ -38,6 +38,9 @@ class FormMapping:
     settings: dict[str, str] = field(default_factory=dict)  # instance_name, public_key
     files: Mapping[str, bytes] = field(default_factory=dict)  # uploaded media, by name
     file_lists: dict[str, str] = field(default_factory=dict)  # file name -> choice list
+    choice_rows: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (list, name)
+    # (list, index) -> where the choice came from: ["file", "choices", row] or a file's line
+    item_places: dict[tuple[str, int], Loc] = field(default_factory=dict)
     choice_lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def row_of(self, name: Any) -> int | str:
@@ -56,6 +59,12 @@ class FormMapping:
 
     def row_loc(self, loc: Loc) -> Loc:
         """A definition location (questions, 3, questions, 0, relevant) as its sheet row."""
+        if len(loc) > 2 and loc[0] == "choice_lists" and isinstance(loc[2], int):
+            found = self.item_places.get((str(loc[1]), loc[2]))
+            if found is not None:
+                if len(loc) == 3:
+                    return list(found)
+                return [*found, {"value": "name"}.get(str(loc[3]), str(loc[3]))]
         if loc and loc[0] == "settings":
             # settings are on the settings sheet's one row; the whole of them: the first
             column = loc[1] if len(loc) > 1 else next(iter(self.settings), "settings")
@@ -318,6 +327,10 @@ class FormMapping:
         """The questionnaire's choice list `listed` (made once, from the choices sheet)."""
         if listed not in self.choice_lists:
             self.choice_lists[listed] = [self.option(c, name, extra=True) for c in choices]
+            for index, choice in enumerate(choices):
+                row = self.choice_rows.get((listed, str(choice.get("name"))))
+                if row is not None:
+                    self.item_places[(listed, index)] = ["file", "choices", row]
         return listed
 
     def file_list(self, file_name: str, name: Any, parameters: Mapping[str, Any]) -> str | None:
@@ -347,12 +360,13 @@ class FormMapping:
             listed = f"file_{listed}"
         while listed in self.lists or listed in self.choice_lists:
             listed += "_file"
-        for choice in choices:
+        for index, (line, choice) in enumerate(choices):
+            self.item_places[(listed, index)] = ["media", file_name, line]
             label = {
                 self.default if code == "" else code: text for code, text in choice["label"].items()
             }
             choice["label"] = label or {self.default: choice["value"]}
-        self.choice_lists[listed] = choices
+        self.choice_lists[listed] = [choice for _, choice in choices]
         self.file_lists[file_name] = listed
         return listed
 

@@ -78,7 +78,11 @@ def to_definition(
         _refuse(_pyxform_loc(str(error)), f"pyxform: {error}")
     except Exception as error:  # noqa: BLE001 - pyxform's own bugs on odd cells: 422, not 500
         _refuse(["file"], f"pyxform cannot read this workbook ({type(error).__name__}: {error})")
-    mapping = FormMapping(rows=_rows_by_name(book.survey or []), files=media or {})
+    mapping = FormMapping(
+        rows=_rows_by_name(book.survey or []),
+        files=media or {},
+        choice_rows=_choice_rows(book.choices or []),
+    )
     data = mapping.form(form, (book.settings or [{}])[0] or {})
     errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
     definition = None
@@ -167,4 +171,19 @@ def _rows_by_name(survey: Any) -> dict[str, int]:
             if isinstance(header, str) and header.strip().lower() in ("name", "value", "tag"):
                 if isinstance(value, str) and value.strip():
                     rows.setdefault(value.strip(), number)
+    return rows
+
+
+def _choice_rows(choices: Any) -> dict[tuple[str, str], int]:
+    """Choices sheet rows by (list name, name), as the author spelled the headers."""
+    rows: dict[tuple[str, str], int] = {}
+    for number, row in enumerate(choices, start=2):
+        cells = {
+            "_".join(str(header).split()).lower(): value
+            for header, value in (row or {}).items()
+            if isinstance(header, str)
+        }
+        listed, name = cells.get("list_name"), cells.get("name", cells.get("value"))
+        if listed is not None and name is not None:
+            rows.setdefault((str(listed).strip(), str(name).strip()), number)
     return rows
