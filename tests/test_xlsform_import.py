@@ -422,3 +422,26 @@ async def test_definition_rules_broken_by_an_xlsform_name_the_row_and_column(
         ("file", "survey", 2, "parameters"),
         ("file", "survey", 3, "label"),
     ]
+
+
+async def test_a_choice_breaking_a_rule_names_its_row_of_the_choices_sheet(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    survey = [
+        ["type", "name", "label::English (en)", "label::Russian (ru)"],
+        ["select_one yes_no", "agree", "Agree?", "Согласны?"],
+        ["select_multiple services", "services", "Services", "Услуги"],
+    ]
+    choices = [
+        ["list_name", "name", "label::English (en)", "label::Russian (ru)"],
+        ["yes_no", "yes", "Yes", "Да"],
+        ["yes_no", "no", None, "Нет"],  # row 3: no English label
+        ["services", "water", "Water", "Вода"],
+        ["services", "x" * 101, "Too long a value", "Слишком длинное"],  # row 5
+    ]
+    settings = [["form_id", "default_language"], ["choices", "English (en)"]]
+    refused = await upload(client, coordinator, xlsform(survey, choices, settings))
+    # (a value the schema refuses is found first: the rules are checked on a valid schema)
+    assert error_locations(refused) == [["file", "choices", 5, "name"]]
+    refused = await upload(client, coordinator, xlsform(survey, choices[:-1], settings))
+    assert error_locations(refused) == [["file", "choices", 3, "label"]]

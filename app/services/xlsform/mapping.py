@@ -41,6 +41,8 @@ class FormMapping:
     choice_rows: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (list, name)
     # (list, index) -> where the choice came from: ["file", "choices", row] or a file's line
     item_places: dict[tuple[str, int], Loc] = field(default_factory=dict)
+    # (definition place of an inline option) -> its row of the choices sheet
+    option_places: dict[tuple[str | int, ...], Loc] = field(default_factory=dict)
     choice_lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def row_of(self, name: Any) -> int | str:
@@ -57,14 +59,27 @@ class FormMapping:
     def problem(self, name: Any, column: str, message: str) -> None:
         self.problems.append((["file", "survey", self.row_of(name), column], message))
 
+    def choice_loc(self, loc: Loc) -> Loc | None:
+        """A choice's problem where the choice was written: its row of the choices sheet or its
+        line of a CSV file (None when not known)."""
+        source: Loc | None = None
+        rest: Loc = []
+        if len(loc) > 2 and loc[0] == "choice_lists" and isinstance(loc[2], int):
+            source, rest = self.item_places.get((str(loc[1]), loc[2])), loc[3:]
+        else:  # an inline option: [..., "options", <index>, <field>?]
+            for end in range(len(loc), 0, -1):
+                if tuple(loc[:end]) in self.option_places:
+                    source, rest = self.option_places[tuple(loc[:end])], loc[end:]
+                    break
+        if source is None:
+            return None
+        return [*source, *({"value": "name"}.get(str(part), str(part)) for part in rest[:1])]
+
     def row_loc(self, loc: Loc) -> Loc:
         """A definition location (questions, 3, questions, 0, relevant) as its sheet row."""
-        if len(loc) > 2 and loc[0] == "choice_lists" and isinstance(loc[2], int):
-            found = self.item_places.get((str(loc[1]), loc[2]))
-            if found is not None:
-                if len(loc) == 3:
-                    return list(found)
-                return [*found, {"value": "name"}.get(str(loc[3]), str(loc[3]))]
+        found = self.choice_loc(loc)
+        if found is not None:
+            return found
         if loc and loc[0] == "settings":
             # settings are on the settings sheet's one row; the whole of them: the first
             column = loc[1] if len(loc) > 1 else next(iter(self.settings), "settings")
@@ -214,6 +229,11 @@ class FormMapping:
         if kind in SELECTS:
             if not self.select(question, element, kind):
                 return None
+            listed = str(element.get("list_name") or "")
+            for index, option in enumerate(question.get("options") or ()):
+                row = self.choice_rows.get((listed, option["value"]))
+                if row is not None:  # (or_other's "other" has none)
+                    self.option_places[(*place, "options", index)] = ["file", "choices", row]
         elif kind in TYPES:
             question["type"] = TYPES[kind]
         elif kind == "range":

@@ -21,7 +21,7 @@ other languages, the description); read here, so that its import gives the defin
 import io
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import PurePath
 from typing import Any
@@ -36,12 +36,14 @@ from pyxform.xls2json_backends import DefinitionData, get_xlsform
 
 from app.errors import Invalid
 from app.models.questionnaires import QuestionnaireCreate
+from app.services.openrosa.question_types import QUESTION_TYPES
 from app.services.questionnaires import check_definition
 from app.services.xlsform.mapping import FormMapping, Loc
 from app.services.xlsform.vocabulary import slug
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 MAX_ZIP_ENTRIES = 200
+QUESTION_KINDS = {*QUESTION_TYPES, "group", "repeat"}
 EXTENSIONS = {".xlsx": ".xlsx", ".xlsm": ".xlsx", ".xls": ".xls"}
 _PYXFORM_ROW = re.compile(r"\[row\s*:\s*(\d+)\]")
 
@@ -90,7 +92,7 @@ def to_definition(
         definition = QuestionnaireCreate.model_validate(data)
     except ValidationError as error:
         errors += [
-            {"loc": mapping.row_loc(list(e["loc"])), "msg": e["msg"], "type": e["type"]}
+            {"loc": mapping.row_loc(_without_tags(e["loc"])), "msg": e["msg"], "type": e["type"]}
             for e in error.errors()
         ]
     if definition is not None:
@@ -187,3 +189,13 @@ def _choice_rows(choices: Any) -> dict[tuple[str, str], int]:
         if listed is not None and name is not None:
             rows.setdefault((str(listed).strip(), str(name).strip()), number)
     return rows
+
+
+def _without_tags(loc: Sequence[str | int]) -> Loc:
+    """A pydantic location without the question type it adds after a question's index
+    (`questions, 1, multiple_choice, options, 0`: the union's tag, not a field)."""
+    return [
+        part
+        for index, part in enumerate(loc)
+        if not (index and isinstance(loc[index - 1], int) and part in QUESTION_KINDS)
+    ]
