@@ -155,7 +155,10 @@ class Sheets:
             )
 
     def respondent_groups(self, groups: Sequence[Mapping[str, Any]]) -> None:
-        """The author's workbook: the groups as the list the import reads them from."""
+        """The author's workbook: the groups as the list the import reads them from (unless a
+        choice list of that name is there already: an imported form's own, the same rows)."""
+        if GROUP_LIST in self.lists:
+            return
         self.add_list(
             GROUP_LIST,
             [(group["key"], group["label"]) for group in groups],
