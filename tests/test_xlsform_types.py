@@ -6,6 +6,7 @@ writes them), and exported back: the same definition, and the same form for pyxf
 (Written for these tests.)"""
 
 import json
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
+from pyxform.validators.odk_validate import check_xform
 
 from app.models.auth import Role
 from tests.factories import headers_for
@@ -353,3 +355,21 @@ async def test_odks_engine_fills_the_visit_form_as_kenes_serves_it(
     assert answers["visit_time"].startswith("10:15")
     # the device's own values: start and end times, the instance's name from instance_name
     assert answers["start"] and answers["end"]
+
+
+async def test_odk_validate_accepts_the_xform_of_every_type(
+    client: httpx.AsyncClient, coordinator: dict[str, str], tmp_path: Path
+) -> None:
+    """ODK Validate (JavaRosa, the engine of ODK Collect; shipped with pyxform) accepts the
+    XForm Kenes serves for the every-type form."""
+    if shutil.which("java") is None:
+        pytest.skip("needs java for ODK Validate")
+    imported = await upload(client, coordinator, visit_workbook())
+    assert imported.status_code == 201, imported.text
+    xform = await client.get(
+        f"/api/v1/questionnaires/{imported.json()['id']}/xform", headers=coordinator
+    )
+    assert xform.status_code == 200, xform.text
+    path = tmp_path / "visit.xml"
+    path.write_bytes(xform.content)
+    assert check_xform(str(path)) == []  # raises ODKValidateError when invalid
