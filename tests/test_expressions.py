@@ -403,3 +403,23 @@ def test_geodata_reads_as_odk_writes_it() -> None:
     assert value_of("string(${t})", {"t": trace}) == "1 2 0 0;3.5 4 10 0"
     # a rank reads like a multiple choice: values separated by spaces
     assert value_of("selected-at(${r}, 1)", {"r": ["b", "a", "c"]}) == "a"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="${}().,'\"<>=!+-*/ abcdegimnorstvxyz0123456789:", max_size=300))
+def test_any_choice_filter_parses_or_is_refused_quickly(text: str) -> None:
+    """With bare names allowed (a choice_filter), any text still parses within the bounds or
+    is refused with a reason, and evaluates within the step budget for any option."""
+    started = time.perf_counter()
+    try:
+        node = parse(text, names=True)
+    except ExpressionError:
+        node = None
+    if node is not None:
+        try:
+            expression = compile_expression(node, text, lambda key: Resolved())
+            option = {"region": "south", "name": "a1"}
+            expression.evaluate(Env(lookup={"a": "1"}.get, option=option))
+        except (ExpressionError, EvaluationError):
+            pass
+    assert time.perf_counter() - started < 0.5

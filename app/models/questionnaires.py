@@ -112,7 +112,7 @@ class Questionnaire(SQLModel, table=True):
     updated_at: datetime = TableField(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     published_at: datetime | None = TableField(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = TableField(default=None, sa_type=UTCDateTime)
-    # The rules its answer tables were laid out by (services/answers.py: LAYOUTS), fixed at
+    # The rules its answer tables were laid out by (services/answers/parts.py: LAYOUTS), fixed at
     # publish time: a later change of the rules never moves a published version's columns.
     answer_layout: int | None = TableField(default=None)
 

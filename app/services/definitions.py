@@ -22,6 +22,9 @@ from app.services.expressions.forms import (
 )
 
 CONTAINER_TYPES = ("group", "repeat")
+# Options in all of a questionnaire's choice lists together (one list holds up to MAX_OPTIONS):
+# every version keeps its lists, and every submission's compiled form holds them.
+MAX_LISTED_OPTIONS = 50_000
 CHOICE_TYPES = ("single_choice", "multiple_choice", "rank")
 # Options a question may have, by type (a choice list may hold more, for other questions).
 OPTION_LIMITS = {"single_choice": MAX_OPTIONS, "multiple_choice": MAX_MULTIPLE_OPTIONS}
@@ -50,6 +53,9 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
 
     yield from _duplicates([g["key"] for g in data["respondent_groups"]], ["respondent_groups"])
     choice_lists = data.get("choice_lists") or {}
+    total = sum(len(options) for options in choice_lists.values())
+    if total > MAX_LISTED_OPTIONS:
+        yield ["choice_lists"], f"at most {MAX_LISTED_OPTIONS} options in all the lists together"
     for name, options in choice_lists.items():
         yield from _duplicates([o["value"] for o in options], ["choice_lists", name], key="value")
         for index, option in enumerate(options):

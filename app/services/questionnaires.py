@@ -238,7 +238,7 @@ async def change_status(
 
 
 async def create_answer_tables(session: AsyncSession, questionnaire: CompiledQuestionnaire) -> None:
-    """Make a version's answer tables (services/answers.py: the layout), in the transaction
+    """Make a version's answer tables (services/answers/: the layout), in the transaction
     that publishes it: both databases run DDL transactionally, so a failed publish leaves none."""
     tables = [
         answer_table(page.table, page.columns, page.repeat is not None)

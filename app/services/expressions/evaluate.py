@@ -107,7 +107,10 @@ def _number_text(value: float) -> str:
         return "Infinity" if value > 0 else "-Infinity"
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return repr(value)
+    # XPath 1.0 writes numbers without an exponent (-0.00005055..., not -5.055...e-05), as
+    # ODK's web engine and Enketo do (tests/test_expression_oracle.py); repr gives the
+    # shortest digits that read back as the same number.
+    return format(Decimal(repr(value)), "f")
 
 
 def number(value: Any) -> float:
@@ -574,7 +577,12 @@ def _count(env: Env, value: Any) -> int:
 
 
 def _extreme(env: Env, args: list[Evaluator], pick: Callable[..., float]) -> float:
-    values = [number(v) for a in args for v in _visit(env, a(env))]
+    values: list[float] = []
+    for argument in args:
+        value = argument(env)
+        # An unanswered question is an empty node, NaN as a number (JavaRosa, ODK's web engine):
+        # min(${a}, ${b}) is NaN while ${a} is unanswered, as the clients compute it.
+        values.extend(number(v) for v in _visit(env, value) or (None,))
     if not values or any(math.isnan(v) for v in values):
         return math.nan
     return float(pick(values))

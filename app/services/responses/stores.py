@@ -20,7 +20,7 @@ class Row:
     """A checked response ready to store: its `response` row and its answer pages' values."""
 
     head: dict[str, Any]
-    pages: PageRows  # per answer page, its rows (see services/answers.py)
+    pages: PageRows  # per answer page, its rows (see services/answers/)
 
     @property
     def id(self) -> uuid.UUID:
