@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     # instance XML alone.
     openrosa_max_submission_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     openrosa_max_xml_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Attachments of responses (app/services/attachments.py): each file at most this many bytes
+    # (PUT, multipart and OpenRosa alike). A multipart submission by a caller with a token may
+    # carry the response and up to max_submission_files of them.
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_submission_files: int = Field(default=10, ge=1, le=100)
+    # A multipart submission without a token (public questionnaires), files included: they
+    # may not PUT files later, and the per-address rate limit bounds how often they send.
+    max_public_submission_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     public_submit_limit: int = Field(default=60, ge=1)
     public_submit_window_seconds: int = Field(default=60, ge=1)
     # Published aggregates (GET /public/aggregates/{id}) per client address (IPv6: per /64).

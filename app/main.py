@@ -24,7 +24,9 @@ from app.protocol import install_protocol
 from app.routers import (
     aggregate_views,
     aggregates,
+    attachments,
     auth,
+    bodies,
     calendar_feeds,
     consultations,
     elections,
@@ -149,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_docs(app)
     # Routes are matched in order: the submission routes, the busiest, come first.
     app.include_router(responses.router)
+    app.include_router(attachments.router)
     app.include_router(health.router)
     if settings.expose_metrics:
         app.include_router(health.metrics_router)
@@ -170,12 +173,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_batch_bytes=settings.max_batch_bytes,
         multipart_limits=((openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),),
+        multipart_also=((bodies.SUBMIT_PATH, bodies.multipart_limit(settings)),),
+        raw_limits=((attachments.PUT_PATH, settings.max_attachment_bytes),),
     )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
             # What a web app must read: an export's file name, ETags, created resources,
             # back-off times, why a token was refused, the id to quote.

@@ -20,6 +20,7 @@ error_logger = logging.getLogger("kenes.errors")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _WRITE_METHODS = {"POST", "PUT", "PATCH"}
+ANY_MEDIA_TYPE = "*/*"  # a raw body (a file): whatever its Content-Type says, or none
 
 
 _DOCS_PATHS = ("/docs", "/redoc")
@@ -191,6 +192,8 @@ class BodyGuardMiddleware:
         batch_suffixes: tuple[str, ...] = ("/responses/batch",),
         form_paths: tuple[str, ...] = ("/api/v1/auth/token",),
         multipart_limits: tuple[tuple[str, int], ...] = (),
+        multipart_also: tuple[tuple[str, int], ...] = (),
+        raw_limits: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -201,11 +204,26 @@ class BodyGuardMiddleware:
         self.form_paths = form_paths
         # (path pattern, limit): multipart bodies with a limit of their own (OpenRosa).
         self.multipart_limits = [(re.compile(path), limit) for path, limit in multipart_limits]
+        # (path pattern, limit): JSON routes that also take multipart/form-data (a response
+        # with its files), with the limit for multipart bodies; the route may refuse sooner.
+        self.multipart_also = [(re.compile(path), limit) for path, limit in multipart_also]
+        # (path pattern, limit): raw bodies of any media type, streamed to the route (files).
+        self.raw_limits = [(re.compile(path), limit) for path, limit in raw_limits]
 
-    def _expected(self, path: str) -> tuple[int, tuple[str, ...]]:
+    def _expected(self, path: str, content_type: str | None) -> tuple[int, tuple[str, ...]]:
         for pattern, limit in self.multipart_limits:
             if pattern.match(path):
                 return limit, ("multipart/form-data",)
+        for pattern, limit in self.raw_limits:
+            if pattern.match(path):
+                return limit, (ANY_MEDIA_TYPE,)
+        if (
+            _media_type_ok(content_type, ("multipart/form-data",))
+            and "boundary=" in (content_type or "").lower()
+        ):
+            for pattern, limit in self.multipart_also:
+                if pattern.match(path):
+                    return limit, ("multipart/form-data",)
         if path.endswith(self.upload_suffixes):
             return self.max_upload_bytes, ("multipart/form-data",)
         if path.endswith(self.batch_suffixes):
@@ -230,13 +248,17 @@ class BodyGuardMiddleware:
             return
         wanted = _raw_headers(scope, (b"content-length", b"transfer-encoding", b"content-type"))
         length_header, transfer_encoding, content_type = wanted
-        limit, media_types = self._expected(scope["path"])
+        limit, media_types = self._expected(scope["path"], content_type)
         has_body = transfer_encoding is not None or length_header not in (None, "0")
 
         if length_header is not None and length_header.isdigit() and int(length_header) > limit:
             await _send_problem(scope, receive, send, 413, f"Request body exceeds {limit} bytes")
             return
-        if has_body and not _media_type_ok(content_type, media_types):
+        if (
+            has_body
+            and ANY_MEDIA_TYPE not in media_types
+            and not _media_type_ok(content_type, media_types)
+        ):
             await _send_problem(
                 scope,
                 receive,
@@ -248,6 +270,7 @@ class BodyGuardMiddleware:
         if (
             has_body
             and (scope["path"] in self.form_paths or "multipart/form-data" not in media_types)
+            and ANY_MEDIA_TYPE not in media_types
             and not scope["path"].endswith(self.batch_suffixes)
         ):
             # JSON and login bodies are small and read whole anyway: read them here, so text

@@ -13,10 +13,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.models.examples import PROBLEM
-from app.models.responses import BatchIn
+from app.models.responses import BatchIn, ResponseIn
 
-# Bodies that a route reads itself (off the event loop) and documents with a reference.
-SELF_READ_BODIES: tuple[type[BaseModel], ...] = (BatchIn,)
+# Bodies that a route reads itself (off the event loop, or as JSON or multipart) and documents
+# with a reference.
+SELF_READ_BODIES: tuple[type[BaseModel], ...] = (BatchIn, ResponseIn)
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
@@ -81,9 +82,10 @@ def install_openapi(app: FastAPI) -> None:
                 _complete_operation(operation)
         schemas = schema["components"]["schemas"]
         for model in SELF_READ_BODIES:
-            schemas[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in body.pop("$defs", {}).items():
+                schemas.setdefault(name, nested)
+            schemas[model.__name__] = body
         _optional_problem_errors(schemas)
         app.openapi_schema = schema
         return schema

@@ -51,6 +51,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/responses/export"): READERS,
     ("GET", "/api/v1/responses/{response_id}"): READERS,
     ("DELETE", "/api/v1/responses/{response_id}"): ADMIN,
+    # attachments: readers read; a response's own submitter (user or collector) and readers
+    # may send its files (anyone else is told 404, as for an unknown response)
+    ("PUT", "/api/v1/responses/{response_id}/attachments/{name}"): SUBMITTERS | READERS,
+    ("GET", "/api/v1/responses/{response_id}/attachments"): READERS,
+    ("GET", "/api/v1/responses/{response_id}/attachments/{name}"): READERS,
     # aggregates
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/aggregates"): READERS,
     ("GET", "/api/v1/aggregates/consultations"): READERS,

@@ -18,6 +18,7 @@ from tests.conftest import ROOT, TEST_SECRET, free_port
 class Server:
     base: str
     log: Path
+    pid: int = 0  # the server's process (one worker: uvicorn serves in it)
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -57,7 +58,7 @@ def running_server(
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield Server(base, log)
+        yield Server(base, log, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from app.config import Settings
 from app.main import create_app
+from app.models.aggregates import SurveyAggregates
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
 from tests.factories import almaty_definition, create_questionnaire, headers_for
@@ -338,6 +339,11 @@ async def test_small_cells_are_suppressed_and_min_cell_only_rises(
         reply = await aggregates(client, survey, analyst, **params)
         assert reply.status_code == 200
         assert_matches(reply.json(), items, by, min_cell=applied)
+        # The answer is exactly the documented schema: every field of every cell, suppressed
+        # ones included (the figures are built as plain data, not as these models).
+        documented = SurveyAggregates.model_validate_json(reply.content)
+        assert documented.model_dump(mode="json") == reply.json()
+        assert any(c["suppressed"] for q in reply.json()["questions"] for c in q["cells"])
 
 
 async def test_exactly_one_small_cell_pulls_the_next_smallest_down_with_it(

@@ -194,6 +194,7 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
             "user_id": [str(users[Role.analyst].id)],
             "collector_id": [collector["id"]],
             "response_id": [stored.json()["id"]],
+            "name": ["photo.jpg"],  # an attachment name (the world's response names none)
             "code": ["112010001", "11"],
             "election_id": [election["id"]],
             "candidate_id": [candidate["id"]],

@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.errors import Invalid
 from app.models.auth import Role
+from app.services.answer_codecs import checker, decoder
 from app.services.answers import compile_questionnaire, media_names
 from app.services.definitions import check_definition
 from tests.factories import headers_for
@@ -723,3 +726,33 @@ async def test_labels_and_the_default_language_take_any_bcp47_tag(
     reply = await client.post("/api/v1/questionnaires", json=bad, headers=coordinator)
     assert reply.status_code == 422
     assert "must include the default language 'fr'" in reply.json()["errors"][0]["msg"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=6)
+        | st.dictionaries(
+            st.sampled_from(["lat", "lon", "altitude", "accuracy", "x"]) | st.text(max_size=3),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
+NEW_TYPES = ["time", "datetime", "geopoint", "geotrace", "geoshape", "barcode", "acknowledge"]
+NEW_TYPES += ["image", "audio", "video", "file", "meta", "rank"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_any_json_value_is_refused_with_a_reason_or_round_trips(value: Any) -> None:
+    """No value makes a check raise; what a check accepts decodes to an answer it accepts."""
+    for qtype in NEW_TYPES:
+        question = {"type": qtype, "options": [{"value": "a"}, {"value": "b"}]}
+        check, decode = checker(question), decoder(question)
+        problem, encoded = check(value)
+        if problem is None:
+            assert check(decode(encoded))[0] is None, (qtype, value)
+        else:
+            assert isinstance(problem, str) and problem

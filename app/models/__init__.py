@@ -1,6 +1,7 @@
 """Every table module is imported here so SQLModel.metadata (and Alembic) sees all tables."""
 
 from app.models.aggregate_views import AggregateView
+from app.models.attachments import attachment_chunk_table, attachment_table
 from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
 from app.models.calendar_feeds import CalendarFeed
 from app.models.consultations import Consultation, Observation
@@ -22,5 +23,7 @@ __all__ = [
     "RateLimitBucket",
     "Territory",
     "User",
+    "attachment_chunk_table",
+    "attachment_table",
     "response_table",
 ]

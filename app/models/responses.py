@@ -213,4 +213,5 @@ class ResponseFilters(BaseModel):
     submitted_to: UtcDatetime | None = None
 
 
-ExportFormat = Literal["csv", "ndjson", "xlsx"]
+ExportFormat = Literal["csv", "ndjson", "xlsx", "zip", "geojson"]
+MAX_KEY_LENGTH = 64  # of a question key named in a query (`geo`): keys are shorter

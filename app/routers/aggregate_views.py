@@ -154,4 +154,4 @@ async def public_aggregates(
     )
     if format == "csv":
         return Response(aggregates_service.to_csv(result), media_type="text/csv; charset=utf-8")
-    return Response(result.model_dump_json(), media_type="application/json")
+    return Response(result.to_json(), media_type="application/json")

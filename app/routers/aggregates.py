@@ -72,6 +72,6 @@ async def survey_aggregates(
         )
     if format == "csv":
         return Response(service.to_csv(result), media_type="text/csv; charset=utf-8")
-    # Serialised once here: returned as a model, FastAPI would validate every cell again (a
-    # 300-question breakdown is tens of thousands of cells).
-    return Response(result.model_dump_json(), media_type="application/json")
+    # Plain data, serialised once (the schema above documents it): as a model, FastAPI would
+    # validate every cell again (a 300-question breakdown is tens of thousands of cells).
+    return Response(result.to_json(), media_type="application/json")

@@ -7,18 +7,23 @@ language. Every answer carries `X-OpenRosa-Version` and `Date` (app/middleware.p
 """
 
 import uuid
-from typing import Annotated
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.db import session_scope
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
-from app.errors import AppError, BadRequest, Invalid, NotFound, TooLarge
+from app.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.log import note_caller
 from app.models.auth import Principal
 from app.models.questionnaires import Questionnaire
+from app.models.responses import ResponseIn
+from app.services import attachments
+from app.services.answers import CompiledQuestionnaire
 from app.services.openrosa import forms as service
 from app.services.openrosa import media, messages
 from app.services.openrosa.xform import XForm, xform_of
@@ -218,9 +223,10 @@ async def submission_probe(
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_accept_length(request))
 
 
-async def _instance_xml(request: Request) -> bytes:
-    """The `xml_submission_file` part. Other parts (attachments) are read and set aside: no
-    question type takes a file yet, so no instance names one (see README)."""
+async def _read_submission(request: Request) -> tuple[bytes, FormData, list[tuple[str, Any]]]:
+    """The `xml_submission_file` part and the attachment parts (files, named as the instance
+    names them; spooled to disk past 1 MiB). Plain fields (Collect's `*isIncomplete*`) are
+    left aside. The form is the caller's to close."""
     settings = request.app.state.settings
     try:
         form = await request.form(
@@ -236,12 +242,20 @@ async def _instance_xml(request: Request) -> bytes:
         part = form.get(SUBMISSION_FILE)
         if part is None:
             raise BadRequest(f"The submission has no '{SUBMISSION_FILE}' part")
+        if isinstance(part, UploadFile) and (part.size or 0) > settings.openrosa_max_xml_bytes:
+            raise TooLarge(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
         xml = await part.read() if isinstance(part, UploadFile) else part.encode()
-    finally:
+        if len(xml) > settings.openrosa_max_xml_bytes:
+            raise TooLarge(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
+        files = [
+            (name, value)
+            for name, value in form.multi_items()
+            if name != SUBMISSION_FILE and isinstance(value, UploadFile)
+        ]
+    except BaseException:
         await form.close()
-    if len(xml) > settings.openrosa_max_xml_bytes:
-        raise TooLarge(f"The instance is larger than {settings.openrosa_max_xml_bytes} bytes")
-    return xml
+        raise
+    return xml, form, files
 
 
 @router.post("/submission")
@@ -249,11 +263,26 @@ async def submit(
     token: str, request: Request, tokens: TokensDep, sessions: ReadUnitsDep
 ) -> Response:
     """OpenRosa Form Submission API: 201 stored, 202 stored before (the same instanceID and
-    content: also each further part of a split submission), 409 other content."""
+    content: also each further part of a split submission, whose files are added), 409 other
+    content. The files of each POST are checked against what the instance names (name, size,
+    type by their bytes) before anything is stored."""
     state = request.app.state
     headers = _accept_length(request)
+    checked: list[attachments.Checked] = []
+
+    async def check_files(
+        questionnaire: CompiledQuestionnaire, principal: Principal | None, item: ResponseIn
+    ) -> None:
+        answers = attachments.answers_of(questionnaire, principal, item)
+        checked.extend(
+            await attachments.check_files(
+                questionnaire, answers, uploads, state.settings.max_attachment_bytes, strict=False
+            )
+        )
+
+    form: FormData | None = None
     try:
-        xml = await _instance_xml(request)
+        xml, form, uploads = await _read_submission(request)
         submitted = await service.submit(
             store=state.response_store,
             tokens=tokens,
@@ -262,11 +291,22 @@ async def submit(
             token=token,
             xml=xml,
             limiter=state.upload_work,
+            check=check_files if uploads else None,
         )
+        if checked:
+            # The response is stored: should this fail, Collect sends it all again, and the
+            # response is then a replay while the files are stored.
+            async with asynccontextmanager(session_scope)(state.sessionmaker) as session:
+                await attachments.store_checked(session, submitted.stored.body["id"], checked)
     except (BadRequest, TooLarge) as error:
         return _submission_refusal(service.Refused(error, None), headers)
+    except Conflict as error:  # other bytes under a file name received before
+        return _xml(messages.response_xml(error.detail, "submit_error"), error.status, headers)
     except service.Refused as refused:
         return _submission_refusal(refused, headers)
+    finally:
+        if form is not None:
+            await form.close()
     shape = submitted.shape
     if submitted.principal is not None:
         note_caller(request.scope.get("state"), submitted.principal.kind, submitted.principal.id)

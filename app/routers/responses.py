@@ -1,6 +1,7 @@
 """Submitting responses (single and batch), listing, reading, deleting and exporting them."""
 
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from app.db import session_scope
 from app.deps import (
     BEARER_SECURITY,
     AdminUser,
@@ -31,16 +33,19 @@ from app.models.auth import Principal
 from app.models.common import UtcDatetime
 from app.models.responses import (
     MAX_BATCH,
+    MAX_KEY_LENGTH,
     BatchIn,
     BatchOut,
     ExportFormat,
     Gender,
     ResponseFilters,
-    ResponseIn,
     ResponseRead,
 )
 from app.pagination import Page
+from app.routers import bodies
+from app.routers.bodies import decode, is_multipart, read_multipart, response_in
 from app.routers.problems import responses
+from app.services import attachments as attachment_service
 from app.services import exports, ratelimit
 from app.services import responses as service
 from app.services.answers import CompiledQuestionnaire
@@ -117,23 +122,7 @@ async def _filters(
 Filters = Annotated[ResponseFilters, Depends(_filters)]
 
 
-@router.post(
-    "/questionnaires/{questionnaire_id}/responses",
-    response_model=ResponseRead,
-    status_code=status.HTTP_201_CREATED,
-    openapi_extra=BEARER_SECURITY,
-    responses={
-        200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
-        **responses(401, 403, 404, 409, 413, 415, 422, 429),
-    },
-)
-async def submit_response(item: ResponseIn, submission: Submitter, request: Request) -> Response:
-    """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409."""
-    if submission.principal is None:
-        await _limit_anonymous(request, responses=1)
-    stored = await service.store(
-        request.app.state.response_store, submission.principal, submission.questionnaire, item
-    )
+def _stored_answer(stored: service.Stored) -> Response:
     body = ResponseRead.model_validate(stored.body).model_dump_json()
     if not stored.created:
         return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
@@ -143,6 +132,62 @@ async def submit_response(item: ResponseIn, submission: Submitter, request: Requ
         media_type="application/json",
         headers={"Location": f"/api/v1/responses/{stored.body['id']}"},
     )
+
+
+@router.post(
+    "/questionnaires/{questionnaire_id}/responses",
+    response_model=ResponseRead,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={**BEARER_SECURITY, "requestBody": bodies.SUBMIT_BODY},
+    responses={
+        200: {"model": ResponseRead, "description": "A replay: the response stored earlier"},
+        **responses(400, 401, 403, 404, 409, 413, 415, 422, 429),
+    },
+)
+async def submit_response(submission: Submitter, request: Request) -> Response:
+    """Exactly once by `id`: a replay answers 200 with what was stored, changed content 409.
+
+    As `multipart/form-data`, part `response` holds the JSON and each further part a file the
+    answers name (by that name): every file is checked (name, size, type by its bytes) before
+    anything is stored; a retry of the same request is a replay (200) for all of it.
+    """
+    if submission.principal is None:
+        await _limit_anonymous(request, responses=1)
+    if is_multipart(request):
+        return await _submit_multipart(submission, request)
+    # The body is read here (FastAPI would read it the same way for a body parameter), so
+    # that the same route can also take multipart bodies without reading them whole.
+    item = response_in(decode(await request.body()))
+    stored = await service.store(
+        request.app.state.response_store, submission.principal, submission.questionnaire, item
+    )
+    return _stored_answer(stored)
+
+
+async def _submit_multipart(submission: Submitter, request: Request) -> Response:
+    state = request.app.state
+    principal, questionnaire = submission.principal, submission.questionnaire
+    item, form, uploads = await read_multipart(request, anonymous=principal is None)
+    try:
+        try:
+            answers = attachment_service.answers_of(questionnaire, principal, item)
+        except Invalid:
+            # Refused as the JSON path refuses it (a revoked caller 401 before 422); nothing
+            # is stored, as the same check fails there.
+            await service.store(state.response_store, principal, questionnaire, item)
+            raise
+        files = await attachment_service.check_files(
+            questionnaire, answers, uploads, state.settings.max_attachment_bytes
+        )
+        stored = await service.store(state.response_store, principal, questionnaire, item)
+        if files:
+            # The response is stored; should this fail, the error is the answer, and the same
+            # request again stores the files (the response a replay).
+            async with asynccontextmanager(session_scope)(state.sessionmaker) as session:
+                await attachment_service.store_checked(session, stored.body["id"], files)
+    finally:
+        await form.close()
+    return _stored_answer(stored)
 
 
 def _decode_batch(body: bytes) -> BatchIn:
@@ -250,19 +295,22 @@ async def export_responses(
     session: SessionDep,
     filters: Filters,
     format: Annotated[ExportFormat, Query()] = "csv",
+    geo: Annotated[str | None, Query(max_length=MAX_KEY_LENGTH)] = None,
 ) -> StreamingResponse:
     """All matching responses, streamed; memory does not grow with their number.
 
     Exports read through a pool of their own (KENES_EXPORT_CONCURRENCY connections), so they
     never take the connections other requests need; one more is 429. A client that stops
     reading for KENES_EXPORT_IDLE_SECONDS has its export ended and its connection freed.
+    `format=geojson` places the responses by the geopoint question `geo` (default: the first).
     """
     statement, questionnaire = await service.filtered(session, questionnaire_id, filters)
+    geo = exports.check(questionnaire, format, geo)
     state = request.app.state
     if not state.export_slots.try_take():
         raise TooManyRequests("Too many exports are running; retry shortly", retry_after=10)
     return IdleLimitedStreamingResponse(
-        exports.export(state.export_sessionmaker, statement, questionnaire, format),
+        exports.export(state.export_sessionmaker, statement, questionnaire, format, geo),
         idle_seconds=state.settings.export_idle_seconds,
         on_close=state.export_slots.give_back,
         media_type=exports.MEDIA_TYPES[format],

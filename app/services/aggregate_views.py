@@ -18,7 +18,6 @@ from app.models.aggregate_views import (
     AggregateView,
     AggregateViewCreate,
 )
-from app.models.aggregates import SurveyAggregates
 from app.models.auth import Principal
 from app.models.questionnaires import Status
 from app.models.responses import ResponseFilters
@@ -243,7 +242,7 @@ async def published_aggregates(
     *,
     by: list[str],
     keys: list[str] | None,
-) -> SurveyAggregates:
+) -> aggregates.Figures:
     """What the view publishes for this query: checked against its rules, then protected."""
     keys = await check_query(session, rules, filters, by, keys)
     return await aggregates.survey_aggregates(

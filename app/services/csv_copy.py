@@ -15,7 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
 from app.services.answers import MASK_BITS, CompiledQuestion, CompiledQuestionnaire
 
-QUEUED_PIECES = 32  # COPY waits for a slow reader once this many pieces (~8 KiB) are unread
+# COPY waits for a slow reader once this many pieces are unread. asyncpg hands on what it has
+# received, up to ~256 KiB at once when the reader lags (a ZIP export's compressor, a slow
+# client): such pieces are queued in parts of at most PIECE_BYTES, so at most ~2 MiB wait.
+QUEUED_PIECES = 32
+PIECE_BYTES = 64 * 1024
 SEND_BYTES = 64 * 1024
 FORMULA = "ARRAY['=', '+', '-', '@', E'\\t', E'\\r']"
 
@@ -112,7 +116,9 @@ async def stream(
     pieces: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_PIECES)
 
     async def put(piece: bytes) -> None:
-        await pieces.put(bytes(piece))
+        view = memoryview(piece)
+        for start in range(0, len(view), PIECE_BYTES):
+            await pieces.put(bytes(view[start : start + PIECE_BYTES]))
 
     async def copy() -> None:
         # The end mark goes in the queue unless the reader cancelled us: then nobody reads, and

@@ -12,17 +12,32 @@ from app.models.aggregates import (
     ANSWER_DIMENSION_TYPES,
     MAX_DIMENSIONS,
     PLAIN_DIMENSIONS,
-    QuestionFigures,
-    SurveyAggregates,
 )
 from app.models.questionnaires import Status
 from app.models.responses import ResponseFilters
 from app.services.aggregates import perturbation, queries
-from app.services.aggregates.figures import Tally, cell, order, protect, to_csv, wilson
+from app.services.aggregates.figures import (
+    Figures,
+    QuestionCells,
+    Tally,
+    cell,
+    order,
+    protect,
+    to_csv,
+    wilson,
+)
 from app.services.answers import CompiledQuestion, CompiledQuestionnaire
 from app.services.responses import answer_tables, conditions
 
-__all__ = ["parse_by", "parse_questions", "protect", "survey_aggregates", "to_csv", "wilson"]
+__all__ = [
+    "Figures",
+    "parse_by",
+    "parse_questions",
+    "protect",
+    "survey_aggregates",
+    "to_csv",
+    "wilson",
+]
 
 Tallies = dict[str, dict[tuple[Any, ...], Tally]]
 
@@ -191,7 +206,7 @@ async def survey_aggregates(
     min_cell: int,
     keys: list[str] | None = None,
     protected: bool = False,
-) -> SurveyAggregates:
+) -> Figures:
     """The figures of the chosen questions per cell. `protected` (published aggregates): every
     count perturbed by its cell key, the query-set size checked, numeric statistics only for
     cells of at least 2 * min_cell and with noise, no min or max; suppression as for staff,
@@ -235,11 +250,11 @@ async def survey_aggregates(
             decoded = [decode(v) for decode, v in zip(decoders, group_values, strict=True)]
             group = dict(zip(by, decoded, strict=True))
             cells.append(cell(group, tally, question))
-        cells.sort(key=lambda c: order(c.group))
+        cells.sort(key=order)
         figures.append(
-            QuestionFigures(key=question.key, type=question.type, cells=protect(cells, min_cell))
+            QuestionCells(key=question.key, type=question.type, cells=protect(cells, min_cell))
         )
-    return SurveyAggregates(
+    return Figures(
         questionnaire_id=questionnaire.id,
         n_responses=n_responses,
         by=by,

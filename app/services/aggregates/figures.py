@@ -4,11 +4,14 @@ statistics, small-cell protection, and the CSV form."""
 import csv
 import io
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.models.aggregates import Z95, Cell, QuestionFigures, SurveyAggregates
+import orjson
+
+from app.models.aggregates import Z95
 from app.services.answers import CompiledQuestion
 
 CHOICE_TYPES = ("single_choice", "boolean", "multiple_choice")
@@ -61,38 +64,93 @@ def statistics(values: dict[float, int], n: int) -> dict[str, float | None]:
     }
 
 
-def cell(group: dict[str, str | None], tally: Tally, question: CompiledQuestion) -> Cell:
-    figures: dict[str, Any] = {}
+# A cell as app.models.aggregates.Cell gives it, every field present. Cells are plain dicts: a
+# breakdown by group, gender and region is thousands of them, and building and dumping them as
+# models took a third of such a request (bench/aggregates.py, py-spy).
+CELL_FIELDS = (
+    "group", "n", "suppressed", "counts", "shares", "ci95", "mean", "median", "stddev", "min",
+    "max",
+)  # fmt: skip
+_EMPTY_CELL: dict[str, Any] = dict.fromkeys(CELL_FIELDS)
+CellData = dict[str, Any]
+
+
+@dataclass(slots=True)
+class QuestionCells:
+    key: str
+    type: str
+    cells: list[CellData]
+
+
+@dataclass(slots=True)
+class Figures:
+    """The answer of a survey aggregates query, shaped as app.models.aggregates.SurveyAggregates
+    (the schema the API documents)."""
+
+    questionnaire_id: uuid.UUID
+    n_responses: int
+    by: list[str]
+    min_cell: int
+    questions: list[QuestionCells]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "questionnaire_id": str(self.questionnaire_id),
+                "n_responses": self.n_responses,
+                "by": self.by,
+                "min_cell": self.min_cell,
+                "questions": [
+                    {"key": q.key, "type": q.type, "cells": q.cells} for q in self.questions
+                ],
+            }
+        )
+
+
+def _intervals(counts: dict[str, int], n: int) -> dict[str, list[float]]:
+    """wilson() for every option of a cell, its terms in n computed once."""
+    z2 = Z95 * Z95
+    denominator = 1 + z2 / n
+    shift, spread = z2 / (2 * n), z2 / (4 * n * n)
+    out = {}
+    for option, count in counts.items():
+        p = count / n
+        centre = (p + shift) / denominator
+        half = Z95 * math.sqrt(p * (1 - p) / n + spread) / denominator
+        out[option] = [max(0.0, centre - half), min(1.0, centre + half)]
+    return out
+
+
+def cell(group: dict[str, str | None], tally: Tally, question: CompiledQuestion) -> CellData:
+    out = dict(_EMPTY_CELL)
+    out["group"], out["n"], out["suppressed"] = group, tally.n, False
     if question.type in CHOICE_TYPES:
-        options = list(question.option_values) if question.type != "boolean" else ["true", "false"]
-        counts = {option: tally.counts.get(option, 0) for option in options}
-        figures = {
-            "counts": counts,
-            "shares": {option: count / tally.n for option, count in counts.items()},
-            "ci95": {option: wilson(count, tally.n) for option, count in counts.items()},
-        }
+        options = question.option_values if question.type != "boolean" else ("true", "false")
+        n, tallied = tally.n, tally.counts
+        counts = {option: tallied.get(option, 0) for option in options}
+        out["counts"] = counts
+        out["shares"] = {option: count / n for option, count in counts.items()}
+        out["ci95"] = _intervals(counts, n)
     elif question.type in NUMBER_TYPES:
-        figures = tally.numbers if tally.numbers is not None else statistics(tally.values, tally.n)
-    # Built from figures computed here, so not validated again: a breakdown by group, gender
-    # and region is thousands of cells, and validating them took most of such a request.
-    return Cell.model_construct(group=group, n=tally.n, suppressed=False, **figures)
+        numbers = tally.numbers
+        out.update(numbers if numbers is not None else statistics(tally.values, tally.n))
+    return out
 
 
-def protect(cells: list[Cell], min_cell: int) -> list[Cell]:
+def protect(cells: list[CellData], min_cell: int) -> list[CellData]:
     """Primary suppression below min_cell, and secondary when exactly one cell is hidden."""
-    hidden = {index for index, cell in enumerate(cells) if (cell.n or 0) < min_cell}
+    hidden = {index for index, cell in enumerate(cells) if (cell["n"] or 0) < min_cell}
     if len(hidden) == 1:
         shown = [index for index in range(len(cells)) if index not in hidden]
         if shown:
-            hidden.add(min(shown, key=lambda index: cells[index].n or 0))
-    return [
-        Cell.model_construct(group=cell.group, n=None, suppressed=True) if index in hidden else cell
-        for index, cell in enumerate(cells)
-    ]
+            hidden.add(min(shown, key=lambda index: cells[index]["n"] or 0))
+    for index in hidden:
+        cells[index] = {**_EMPTY_CELL, "group": cells[index]["group"], "suppressed": True}
+    return cells
 
 
-def order(group: dict[str, str | None]) -> tuple[tuple[bool, str], ...]:
-    return tuple((value is None, value or "") for value in group.values())
+def order(cell: CellData) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is None, value or "") for value in cell["group"].values())
 
 
 # --- CSV --------------------------------------------------------------------------------------
@@ -103,7 +161,7 @@ FIGURE_COLUMNS = (
 )  # fmt: skip
 
 
-def to_csv(result: SurveyAggregates) -> bytes:
+def to_csv(result: Figures) -> bytes:
     """One row per cell and option (one per cell for other types), with a byte-order mark."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -114,18 +172,18 @@ def to_csv(result: SurveyAggregates) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode()
 
 
-def _csv_lines(question: QuestionFigures, cell: Cell, by: list[str]) -> Iterable[list[Any]]:
-    start = [question.key, question.type, *(cell.group.get(name) or "" for name in by)]
-    blank = "" if cell.n is None else cell.n
-    if cell.suppressed:
+def _csv_lines(question: QuestionCells, cell: CellData, by: list[str]) -> Iterable[list[Any]]:
+    start = [question.key, question.type, *(cell["group"].get(name) or "" for name in by)]
+    blank = "" if cell["n"] is None else cell["n"]
+    if cell["suppressed"]:
         yield [*start, "", "true", *[""] * (len(FIGURE_COLUMNS) - 2)]
-    elif cell.counts is not None:
-        for option, count in cell.counts.items():
-            share = (cell.shares or {})[option]
-            low, high = (cell.ci95 or {})[option]
+    elif cell["counts"] is not None:
+        for option, count in cell["counts"].items():
+            share = cell["shares"][option]
+            low, high = cell["ci95"][option]
             yield [*start, blank, "false", option, count, share, low, high, "", "", "", "", ""]
     else:
-        numbers = [cell.mean, cell.median, cell.stddev, cell.min, cell.max]
+        numbers = [cell[name] for name in ("mean", "median", "stddev", "min", "max")]
         yield [
             *start,
             blank,

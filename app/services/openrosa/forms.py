@@ -6,7 +6,7 @@ the collector re-checked by the storing statement itself (a revoked one is refus
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -18,8 +18,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal
 from app.models.questionnaires import Access, Questionnaire, Status
+from app.models.responses import ResponseIn
 from app.security import TokenService, is_collector_token
 from app.services import responses as response_service
+from app.services.answers import CompiledQuestionnaire
 from app.services.auth import resolve_token
 from app.services.openrosa import submission
 from app.services.openrosa.submission import FormShape, ShapeCache
@@ -30,6 +32,8 @@ from app.services.responses import ResponseStore, Stored
 INLINE_PARSE_BYTES = 32 * 1024
 
 Sessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# Checks what came with an instance (its files) before the response is stored.
+Check = Callable[[CompiledQuestionnaire, Principal | None, ResponseIn], Awaitable[None]]
 
 
 def _no_such_key() -> NotFound:
@@ -144,9 +148,10 @@ async def submit(
     token: str,
     xml: bytes,
     limiter: CapacityLimiter,
+    check: Check | None = None,
 ) -> Submitted:
     """Store the instance as a response, exactly once; Refused otherwise (the router words it
-    for OpenRosa clients)."""
+    for OpenRosa clients). `check` (the files sent with it) runs before anything is stored."""
     shape: FormShape | None = None
     try:
         if not is_collector_token(token):
@@ -165,6 +170,8 @@ async def submit(
             # Bound no more (or to a staff-only questionnaire): its existence is not revealed.
             raise NotFound(f"No form {slug} version {version} at this URL") from None
         item = submission.to_response(root, shape)
+        if check is not None:
+            await check(questionnaire, principal, item)
         stored = await response_service.store(store, principal, questionnaire, item)
     except AppError as error:
         raise Refused(error, shape) from None

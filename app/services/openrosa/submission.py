@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from app.errors import BadRequest, Invalid
 from app.models.questionnaires import Questionnaire
 from app.models.responses import ResponseIn
+from app.services.answers import MEDIA_TYPES
 from app.services.openrosa.xform import (
     COUNT_PREFIX,
     END,
@@ -93,8 +94,18 @@ def _scope(
             repeats[key] = _scope(question["questions"], labels, default, names)
             counts.add(names[COUNT_PREFIX + key])
         else:
-            plain[key] = QUESTION_TYPES[qtype]
+            plain[key] = QUESTION_TYPES.get(qtype) or _media_or_fail(qtype)
     return Scope(plain, groups, repeats, frozenset(counts))
+
+
+# A media question's element holds the file's name (its bytes come as a part of the POST).
+MEDIA_ANSWER = QuestionType(lambda question, form: {"type": question["type"]}, str.strip)
+
+
+def _media_or_fail(qtype: str) -> QuestionType:
+    if qtype in MEDIA_TYPES:
+        return MEDIA_ANSWER
+    return QUESTION_TYPES[qtype]
 
 
 def shape_of(questionnaire: Questionnaire) -> FormShape:
