@@ -3,6 +3,7 @@
 import hashlib
 import json
 import uuid
+from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile, status
@@ -64,15 +65,20 @@ async def create_questionnaire(
     responses=responses(401, 403, 409, 413, 415, 422),
 )
 async def import_xlsform(
-    file: Annotated[UploadFile, File(description="An XLSForm workbook (.xlsx)")],
+    file: Annotated[UploadFile, File(description="An XLSForm workbook (.xlsx or .xls)")],
     actor: CoordinatorUser,
     session: SessionDep,
     response: Response,
     uploads: UploadWork,
+    media: Annotated[
+        list[UploadFile] | None,
+        File(description="Files of the form: the CSVs of select_one_from_file lists"),
+    ] = None,
 ) -> QuestionnaireRead:
     """An XLSForm becomes a draft; what cannot be mapped is refused with 422 naming the row."""
+    files = {PurePosixPath(part.filename or "").name: await part.read() for part in media or ()}
     data = await xlsform.read_definition(
-        await file.read(), filename=file.filename or "form.xlsx", limiter=uploads
+        await file.read(), filename=file.filename or "form.xlsx", limiter=uploads, media=files
     )
     return _created(service.to_read(await service.create(session, actor, data)), response)
 
@@ -135,6 +141,32 @@ async def get_xform(
             "ETag": f'"{xform.md5}"',
             "Content-Disposition": (
                 f'attachment; filename="{questionnaire.slug}-v{questionnaire.version}.xml"'
+            ),
+        },
+    )
+
+
+@router.get(
+    "/{questionnaire_id}/xlsform",
+    response_class=Response,
+    responses={
+        200: {"content": {xlsform.MEDIA_TYPE: {}}, "description": "An XLSForm workbook (.xlsx)"},
+        **responses(401, 404, 422),
+    },
+)
+async def get_xlsform(
+    questionnaire_id: uuid.UUID, principal: OptionalPrincipal, session: SessionDep, request: Request
+) -> Response:
+    """The questionnaire as an XLSForm workbook (survey, choices, settings) that imports back
+    as the same definition; the same readers as the questionnaire itself."""
+    questionnaire = await service.get_readable(session, principal, questionnaire_id)
+    content = await xlsform.xlsform_of(questionnaire, request.app.state.upload_work)
+    return Response(
+        content,
+        media_type=xlsform.MEDIA_TYPE,
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="{questionnaire.slug}-v{questionnaire.version}.xlsx"'
             ),
         },
     )
