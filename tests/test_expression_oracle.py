@@ -25,10 +25,11 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from app.services.expressions import Env, compile_expression, evaluate, parse
-from app.services.expressions.evaluate import Resolved, string
+from app.services.expressions import Env, compile_expression, parse, values
+from app.services.expressions.evaluate import Resolved
+from app.services.expressions.values import string
 
-number_text = evaluate._number_text
+number_text = values._number_text
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 
@@ -218,7 +219,7 @@ def test_generated_expressions_agree_with_odks_engine(monkeypatch: pytest.Monkey
     def engine_number_text(value: float) -> str:
         return "" if math.isnan(value) else number_text(value)
 
-    monkeypatch.setattr(evaluate, "_number_text", engine_number_text)
+    monkeypatch.setattr(values, "_number_text", engine_number_text)
     rng = random.Random(20261207)
     generator = Generator(rng)
     expressions = [generator.expression() for _ in range(500)]

@@ -25,7 +25,8 @@ from app.services.expressions import (
     compile_expression,
     parse,
 )
-from app.services.expressions.evaluate import MAX_STEPS, Resolved
+from app.services.expressions.evaluate import Resolved
+from app.services.expressions.values import MAX_STEPS
 
 
 def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = None) -> Any:

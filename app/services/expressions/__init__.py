@@ -14,17 +14,7 @@ choice answer is its values separated by spaces (for `selected()`, `count-select
 count as days since 1970-01-01 in number context, as in JavaRosa. Nothing is run with `eval`.
 """
 
-from app.services.expressions.evaluate import (
-    MAX_STEPS,
-    Env,
-    EvaluationError,
-    Expression,
-    NodeSet,
-    boolean,
-    compile_expression,
-    number,
-    string,
-)
+from app.services.expressions.evaluate import Expression, compile_expression
 from app.services.expressions.parse import (
     MAX_DEPTH,
     MAX_LENGTH,
@@ -35,6 +25,15 @@ from app.services.expressions.parse import (
     node_count,
     parse,
     references,
+)
+from app.services.expressions.values import (
+    MAX_STEPS,
+    Env,
+    EvaluationError,
+    NodeSet,
+    boolean,
+    number,
+    string,
 )
 
 __all__ = [

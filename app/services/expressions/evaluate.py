@@ -10,9 +10,8 @@ import random
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from app.services.expressions.parse import (
@@ -25,258 +24,26 @@ from app.services.expressions.parse import (
     uses,
     uses_current,
 )
+from app.services.expressions.values import (
+    Env,
+    NodeSet,
+    arithmetic,
+    boolean,
+    bounded,
+    compare,
+    equal,
+    format_date,
+    members,
+    number,
+    round_half_away,
+    selected_values,
+    string,
+    to_date,
+)
 
-MAX_STEPS = 200_000  # per response: expression nodes evaluated plus node-set items visited
-MAX_STRING = 65_536  # characters in any value an expression builds
-EPOCH = date(1970, 1, 1)
-_NUMBER = re.compile(r"^\s*-?(\d+(\.\d*)?|\.\d+)\s*$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 # A quantified group that itself holds a quantifier ("(a+)+") can take exponential time in
 # Python's backtracking engine: such patterns are refused at definition time.
 _NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+?}][^()]*\)\s*[*+?{]")
-
-
-class EvaluationError(Exception):
-    """A response makes an expression exceed its bounds."""
-
-
-class NodeSet(tuple[Any, ...]):
-    """Several values (a question inside a repeat, seen from outside it; a repeat's instances)."""
-
-    __slots__ = ()
-
-
-@dataclass
-class Env:
-    """What an expression sees: `lookup(key)` gives an answer (None when unanswered), `current`
-    is `.`, `position` the repeat instance's number (1-based), `steps` the budget spent."""
-
-    lookup: Callable[[str], Any]
-    current: Any = None
-    position: int = 0
-    steps: list[int] = field(default_factory=lambda: [0])
-    now: datetime | None = None
-    option: Mapping[str, str] | None = None  # a choice_filter's option: its properties
-
-    def charge(self, steps: int) -> None:
-        self.steps[0] += steps
-        if self.steps[0] > MAX_STEPS:
-            raise EvaluationError(
-                f"the form's rules take more than {MAX_STEPS} steps to check for this response"
-            )
-
-
-# --- conversions (XPath 1.0; dates as days since 1970 like JavaRosa) --------------------------
-
-
-def string(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _number_text(float(value))
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, NodeSet):
-        return string(value[0]) if value else ""
-    if isinstance(value, list):
-        if value and isinstance(value[0], dict):
-            return ";".join(_point_text(item) for item in value if isinstance(item, dict))
-        return " ".join(item for item in value if isinstance(item, str))
-    if isinstance(value, dict):
-        return _point_text(value)
-    return ""
-
-
-def _point_text(point: Mapping[str, Any]) -> str:
-    """A geopoint as ODK writes it: "lat lon altitude accuracy"."""
-    parts = (point.get(name) for name in ("lat", "lon", "altitude", "accuracy"))
-    return " ".join(string(part if isinstance(part, int | float) else 0) for part in parts)
-
-
-def _number_text(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    # XPath 1.0 writes numbers without an exponent (-0.00005055..., not -5.055...e-05), as
-    # ODK's web engine and Enketo do (tests/test_expression_oracle.py); repr gives the
-    # shortest digits that read back as the same number.
-    return format(Decimal(repr(value)), "f")
-
-
-def number(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        if _NUMBER.match(value):
-            return float(value)
-        as_date = _date_of(value)
-        return number(as_date) if as_date is not None else math.nan
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return (moment - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() / 86400
-    if isinstance(value, date):
-        return float((value - EPOCH).days)
-    if isinstance(value, NodeSet):
-        return number(value[0]) if value else math.nan
-    if isinstance(value, list):
-        return number(string(value))
-    return math.nan
-
-
-def boolean(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return not (value == 0 or math.isnan(value))
-    if isinstance(value, str):
-        return value != ""
-    if isinstance(value, NodeSet | list):
-        return len(value) > 0
-    return True
-
-
-def _date_of(value: Any) -> date | datetime | None:
-    """A date or date-time from an ISO string (None if it is not one)."""
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    try:
-        if _ISO_DATE.match(text):
-            return date.fromisoformat(text)
-        if _ISO_DATETIME.match(text):
-            return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return None
-
-
-def _items(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if isinstance(value, NodeSet) else (value,)
-
-
-def _equal(operator: str, left: Any, right: Any) -> bool:
-    if isinstance(left, NodeSet) or isinstance(right, NodeSet):
-        return any(_equal(operator, a, b) for a in _items(left) for b in _items(right))
-    if isinstance(left, bool) or isinstance(right, bool):
-        same = boolean(left) == boolean(right)
-    elif isinstance(left, int | float | date) or isinstance(right, int | float | date):
-        same = number(left) == number(right)
-    else:
-        same = string(left) == string(right)
-    return same if operator == "=" else not same
-
-
-def _compare(operator: str, left: Any, right: Any) -> bool:
-    if isinstance(left, NodeSet) or isinstance(right, NodeSet):
-        return any(_compare(operator, a, b) for a in _items(left) for b in _items(right))
-    a, b = number(left), number(right)
-    if operator == "<":
-        return a < b
-    if operator == "<=":
-        return a <= b
-    if operator == ">":
-        return a > b
-    return a >= b
-
-
-def _arithmetic(operator: str, left: Any, right: Any) -> float:
-    a, b = number(left), number(right)
-    if operator == "+":
-        return a + b
-    if operator == "-":
-        return a - b
-    if operator == "*":
-        return a * b
-    if operator == "div":
-        if b == 0:
-            return (
-                math.nan
-                if a == 0 or math.isnan(a)
-                else math.copysign(math.inf, a) * (math.copysign(1, b))
-            )
-        return a / b
-    if b == 0 or math.isnan(a) or math.isnan(b) or math.isinf(a):
-        return math.nan
-    return math.fmod(a, b)  # XPath's mod keeps the dividend's sign
-
-
-def _bounded(text: str) -> str:
-    if len(text) > MAX_STRING:
-        raise EvaluationError(f"an expression built a text longer than {MAX_STRING} characters")
-    return text
-
-
-def _round(value: float, digits: float = 0) -> float:
-    # Half away from zero on the double's exact value, as JavaRosa's BigDecimal does.
-    if math.isnan(value) or math.isinf(value) or math.isnan(digits):
-        return value
-    try:
-        places = Decimal(1).scaleb(-int(digits))
-        return float(Decimal(value).quantize(places, rounding=ROUND_HALF_UP))
-    except InvalidOperation:
-        return value
-
-
-_FORMATS: dict[str, Callable[[Any], str]] = {
-    "%Y": lambda d: f"{d.year:04d}",
-    "%y": lambda d: f"{d.year % 100:02d}",
-    "%m": lambda d: f"{d.month:02d}",
-    "%n": lambda d: str(d.month),
-    "%b": lambda d: d.strftime("%b"),
-    "%d": lambda d: f"{d.day:02d}",
-    "%e": lambda d: str(d.day),
-    "%a": lambda d: d.strftime("%a"),
-    "%H": lambda d: f"{getattr(d, 'hour', 0):02d}",
-    "%h": lambda d: str(getattr(d, "hour", 0)),
-    "%M": lambda d: f"{getattr(d, 'minute', 0):02d}",
-    "%S": lambda d: f"{getattr(d, 'second', 0):02d}",
-}
-
-
-def _format_date(value: Any, pattern: str) -> str:
-    moment = _to_date(value)
-    if moment is None:
-        return ""
-
-    def field(match: re.Match[str]) -> str:
-        part = _FORMATS.get(match.group(0))
-        return part(moment) if part is not None else ""
-
-    return re.sub(r"%[A-Za-z]", field, pattern)
-
-
-def _to_date(value: Any) -> date | datetime | None:
-    if isinstance(value, NodeSet):
-        value = value[0] if value else None
-    if isinstance(value, date):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if math.isnan(value) or abs(value) > 3_000_000:
-            return None
-        return EPOCH + timedelta(days=math.floor(value))
-    return _date_of(value)
-
-
-def _selected_values(value: Any) -> list[str]:
-    return string(value).split()
 
 
 # --- compiling ---------------------------------------------------------------------------------
@@ -358,10 +125,10 @@ def _compile(node: Node, resolved: Mapping[str, Resolved]) -> Evaluator:  # noqa
         operator = node[1]
         left, right = _compile(node[2], resolved), _compile(node[3], resolved)
         if operator in ("=", "!="):
-            return lambda env: _equal(operator, left(env), right(env))
+            return lambda env: equal(operator, left(env), right(env))
         if operator in ("<", "<=", ">", ">="):
-            return lambda env: _compare(operator, left(env), right(env))
-        return lambda env: _arithmetic(operator, left(env), right(env))
+            return lambda env: compare(operator, left(env), right(env))
+        return lambda env: arithmetic(operator, left(env), right(env))
     if kind == "call":
         return _function(node[1], node[2], resolved)
     if kind == "oneof":
@@ -370,7 +137,7 @@ def _compile(node: Node, resolved: Mapping[str, Resolved]) -> Evaluator:  # noqa
 
 
 def _one_of(subject: Evaluator, literals: tuple[Node, ...]) -> Evaluator:
-    """`subject = literal` for any of the literals, as _equal decides it, with sets."""
+    """`subject = literal` for any of the literals, as equal decides it, with sets."""
     values = [
         True if n == ("call", "true", ()) else False if n[0] == "call" else n[1] for n in literals
     ]
@@ -383,7 +150,7 @@ def _one_of(subject: Evaluator, literals: tuple[Node, ...]) -> Evaluator:
     def evaluate(env: Env) -> bool:
         value = subject(env)
         if isinstance(value, NodeSet):
-            return any(_equal("=", item, literal) for item in value for literal in values)
+            return any(equal("=", item, literal) for item in value for literal in values)
         if isinstance(value, bool):
             return value in truths or value in other_truths
         if truths and boolean(value) in truths:
@@ -425,8 +192,8 @@ def _function(  # noqa: C901 - one branch per function, kept together
         return lambda env: _int(number(one(env)))
     if name == "round":
         if len(args) == 2:
-            return lambda env: _round(number(one(env)), number(args[1](env)))
-        return lambda env: _round(number(one(env)))
+            return lambda env: round_half_away(number(one(env)), number(args[1](env)))
+        return lambda env: round_half_away(number(one(env)))
     if name == "abs":
         return lambda env: abs(number(one(env)))
     if name == "floor":
@@ -446,10 +213,10 @@ def _function(  # noqa: C901 - one branch per function, kept together
     if name == "substr":
         return lambda env: _substr(env, args)
     if name == "concat":
-        return lambda env: _bounded("".join(string(v) for a in args for v in _items(a(env))))
+        return lambda env: bounded("".join(string(v) for a in args for v in members(a(env))))
     if name == "join":
-        return lambda env: _bounded(
-            string(args[0](env)).join(string(v) for a in args[1:] for v in _items(a(env)))
+        return lambda env: bounded(
+            string(args[0](env)).join(string(v) for a in args[1:] for v in members(a(env)))
         )
     if name == "contains":
         return lambda env: string(args[1](env)) in string(one(env))
@@ -473,11 +240,11 @@ def _function(  # noqa: C901 - one branch per function, kept together
     if name == "coalesce":
         return lambda env: _coalesce(env, args)
     if name == "selected":
-        return lambda env: string(args[1](env)).strip() in _selected_values(one(env))
+        return lambda env: string(args[1](env)).strip() in selected_values(one(env))
     if name == "count-selected":
-        return lambda env: float(len(_selected_values(one(env))))
+        return lambda env: float(len(selected_values(one(env))))
     if name == "selected-at":
-        return lambda env: _selected_at(_selected_values(one(env)), number(args[1](env)))
+        return lambda env: _selected_at(selected_values(one(env)), number(args[1](env)))
     if name == "jr:choice-name":
         key = arguments[1][1].strip()[2:-1]
         labels = resolved[key].choice_labels or {}
@@ -487,11 +254,11 @@ def _function(  # noqa: C901 - one branch per function, kept together
     if name == "now":
         return lambda env: _now(env)
     if name == "date":
-        return lambda env: _to_date(one(env)) or ""
+        return lambda env: to_date(one(env)) or ""
     if name == "decimal-date-time":
-        return lambda env: number(_to_date(one(env)))
+        return lambda env: number(to_date(one(env)))
     if name == "format-date":
-        return lambda env: _format_date(one(env), string(args[1](env)))
+        return lambda env: format_date(one(env), string(args[1](env)))
     if name == "position":
         return lambda env: float(env.position)
     if name == "count":
@@ -564,9 +331,9 @@ def _now(env: Env) -> datetime:
 
 
 def _visit(env: Env, value: Any) -> tuple[Any, ...]:
-    items = _items(value) if value is not None else ()
-    env.charge(len(items))
-    return items
+    found = members(value) if value is not None else ()
+    env.charge(len(found))
+    return found
 
 
 def _count(env: Env, value: Any) -> int:
