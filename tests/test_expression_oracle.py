@@ -14,12 +14,9 @@ case, with our side's value worked out by hand.
 
 import json
 import math
-import os
 import random
-import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -28,27 +25,16 @@ import pytest
 from app.services.expressions import Env, compile_expression, parse, values
 from app.services.expressions.evaluate import Resolved
 from app.services.expressions.values import string
+from tests.clients import CLIENTS, node_with_engine
 
 number_text = values._number_text
 
-CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 
 # The input questions: name -> XForm type. `m` is a multiple choice's value (space-separated).
 INPUTS = {"a": "int", "b": "decimal", "t": "string", "m": "string", "d": "date"}
 TEXTS = ["", "hello", "Алматы", "a b", "KZ-75", "10", "2.50", " x ", "true", "қала"]
 CHOICES = ["", "x", "x y", "y z w", "z"]
 DATES = ["", "2024-03-01", "1999-12-31", "2024-02-29", "1970-01-01"]
-
-
-def _node_with_engine() -> str:
-    """Node, with the engine installed: skipped without them, a failure when CI is set."""
-    node = shutil.which("node")
-    if node is None or not (CLIENTS / "node_modules" / "@getodk" / "xforms-engine").is_dir():
-        missing = "node and clients/node_modules (cd clients && npm ci)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs {missing}")
-        pytest.skip(f"needs {missing}")
-    return node
 
 
 class Generator:
@@ -165,7 +151,7 @@ def xform(expressions: list[str]) -> str:
 
 
 def engine_values(expressions: list[str], cases: list[dict[str, str]]) -> list[dict[str, str]]:
-    node = _node_with_engine()
+    node = node_with_engine()
     reply = subprocess.run(  # noqa: S603 - our own script, arguments we built
         [node, "openrosa/xpath-oracle.mjs"],
         input=json.dumps({"form": xform(expressions), "cases": cases}),

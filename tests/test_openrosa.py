@@ -13,9 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import shutil
-import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,7 +27,7 @@ from openpyxl import Workbook
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
 from app.services.openrosa import media
-from tests.conftest import ROOT
+from tests.clients import odk_engine_fills
 from tests.factories import (
     almaty_answers,
     almaty_definition,
@@ -44,7 +41,6 @@ XFORMS = "http://www.w3.org/2002/xforms"
 JR = "http://openrosa.org/javarosa"
 FORM_LIST = "http://openrosa.org/xforms/xformsList"
 RESPONSE_NS = "http://openrosa.org/http/response"
-CLIENTS = ROOT / "clients"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -619,23 +615,11 @@ async def test_groups_and_repeats_map_to_the_responses_shape(
 # --- a real client ----------------------------------------------------------------------------
 
 
-def _node_with_engine() -> str:
-    """Node, with the engine installed: skipped without them, a failure when CI is set."""
-    node = shutil.which("node")
-    if node is None or not (CLIENTS / "node_modules" / "@getodk" / "xforms-engine").is_dir():
-        missing = "node and clients/node_modules (cd clients && npm ci)"
-        if os.environ.get("CI"):
-            pytest.fail(f"needs {missing}")
-        pytest.skip(f"needs {missing}")
-    return node
-
-
 async def test_odk_xforms_engine_fills_and_submits_a_form(
     app: FastAPI, client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
     """ODK's XForms engine (the engine of ODK Web Forms) under Node reads the form list, loads
     the form from its download URL, is filled, and POSTs the payload it makes, twice."""
-    node = _node_with_engine()
     admin = await headers_for(app, Role.admin)
     questionnaire = await create_questionnaire(app, publish=True)
     token = await _collector(client, admin, questionnaire.id)
@@ -655,28 +639,14 @@ async def test_odk_xforms_engine_fills_and_submits_a_form(
         "suggestions": "Публиковать протоколы",
     }
     with running_server(database_url, tmp_path / "server.log", log_level="INFO") as server:
-        ran = subprocess.run(  # noqa: S603 - our own command
-            [
-                node,
-                "openrosa/engine.mjs",
-                f"{server.base}/openrosa/key/{token}",
-                questionnaire.slug,
-                json.dumps(filled),
-                "ru",
-            ],
-            cwd=CLIENTS,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+        seen = odk_engine_fills(
+            f"{server.base}/openrosa/key/{token}", questionnaire.slug, filled, "ru"
         )
         # Under uvicorn too, one Date header: the app sends it, `kenes serve` turns uvicorn's off.
         listed = httpx.get(f"{server.base}/openrosa/key/{token}/formList")
         log = server.log.read_text(encoding="utf-8")
     assert len(listed.headers.get_list("date")) == 1
     assert listed.headers["x-openrosa-version"] == "1.0"
-    assert ran.returncode == 0, ran.stderr
-    seen = json.loads(ran.stdout.strip().splitlines()[-1])
     print("xforms engine:", json.dumps({k: seen[k] for k in ("payload_status", "submissions")}))  # noqa: T201
     assert seen["payload_status"] == "ready" and seen["violations"] == []
     assert [s["status"] for s in seen["submissions"]] == [201, 202]
@@ -767,7 +737,6 @@ async def test_the_engine_and_kenes_agree_on_every_kind_of_condition(
     others; Kenes stores the response only if it finds the same (a question answered that it
     finds not relevant, or one missing that it requires, is 422). Two sets of answers flip every
     condition."""
-    node = _node_with_engine()
     admin = await headers_for(app, Role.admin)
     questionnaire = await create_questionnaire(app, definition=CONDITIONS, publish=True)
     token = await _collector(client, admin, questionnaire.id)
@@ -779,22 +748,7 @@ async def test_the_engine_and_kenes_agree_on_every_kind_of_condition(
     relevant_seen = []
     with running_server(database_url, tmp_path / "server.log") as server:
         for answers in answer_sets:
-            ran = subprocess.run(  # noqa: S603 - our own command
-                [
-                    node,
-                    "openrosa/engine.mjs",
-                    f"{server.base}/openrosa/key/{token}",
-                    "conditions",
-                    json.dumps(answers),
-                ],  # fmt: skip
-                cwd=CLIENTS,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
-            )
-            assert ran.returncode == 0, ran.stderr
-            seen = json.loads(ran.stdout.strip().splitlines()[-1])
+            seen = odk_engine_fills(f"{server.base}/openrosa/key/{token}", "conditions", answers)
             assert [s["status"] for s in seen["submissions"]] == [201, 202], seen["submissions"]
             instance = parse_xml(seen["instance"])
             relevant_seen.append(sorted(k for k in DEPENDENT if instance.find(k) is not None))
@@ -1075,7 +1029,6 @@ async def test_an_imported_xlsform_round_trips_through_odks_engine(
     )
     assert published.status_code == 200, published.text
     token = await _collector(client, admin, uuid.UUID(questionnaire_id))
-    node = _node_with_engine()
     kids = [{"kid.age": "3"}, {"kid.age": "7"}]
     fillings = [
         {"Age": "16", "kids": "0", "why": "none"},  # breaks Age's constraint
@@ -1085,22 +1038,9 @@ async def test_an_imported_xlsform_round_trips_through_odks_engine(
     seen = []
     with running_server(database_url, tmp_path / "server.log") as server:
         for filling in fillings:
-            ran = subprocess.run(  # noqa: S603 - our own command
-                [
-                    node,
-                    "openrosa/engine.mjs",
-                    f"{server.base}/openrosa/key/{token}",
-                    "household-rules",
-                    json.dumps(filling),
-                ],  # fmt: skip
-                cwd=CLIENTS,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
+            seen.append(
+                odk_engine_fills(f"{server.base}/openrosa/key/{token}", "household-rules", filling)
             )
-            assert ran.returncode == 0, ran.stderr
-            seen.append(json.loads(ran.stdout.strip().splitlines()[-1]))
     print("xforms engine:", json.dumps([(s["payload_status"], s["violations"]) for s in seen]))  # noqa: T201
     young, old_kid, good = seen
     # The engine itself finds the broken constraints...
@@ -1408,7 +1348,6 @@ async def test_odk_xforms_engine_answers_the_territory_cascade(
 ) -> None:
     """The engine reads the manifest, loads territories.csv through fetchFormAttachment, picks
     region -> district -> rural district -> settlement, and the settlement is stored."""
-    node = _node_with_engine()
     admin = await headers_for(app, Role.admin)
     await import_tree(client, await headers_for(app, Role.coordinator))
     questionnaire = await create_questionnaire(app, publish=True)
@@ -1428,23 +1367,9 @@ async def test_odk_xforms_engine_answers_the_territory_cascade(
         "information_access": "easy",
     }
     with running_server(database_url, tmp_path / "server.log") as server:
-        ran = subprocess.run(  # noqa: S603 - our own command
-            [
-                node,
-                "openrosa/engine.mjs",
-                f"{server.base}/openrosa/key/{token}",
-                questionnaire.slug,
-                json.dumps(filled),
-                "ru",
-            ],
-            cwd=CLIENTS,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+        seen = odk_engine_fills(
+            f"{server.base}/openrosa/key/{token}", questionnaire.slug, filled, "ru"
         )
-    assert ran.returncode == 0, ran.stderr
-    seen = json.loads(ran.stdout.strip().splitlines()[-1])
     assert seen["attachments"] == [{"name": "territories.csv", "status": 200}]
     assert seen["payload_status"] == "ready" and seen["violations"] == []
     assert [s["status"] for s in seen["submissions"]] == [201, 202]

@@ -3,8 +3,6 @@
 engine, which loads the form as Kenes serves it. Every problem of a file is named by file, line
 and column. (Forms and lists written for these tests.)"""
 
-import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,10 @@ from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
 
 from app.models.auth import Role
+from tests.clients import odk_engine_fills
 from tests.factories import headers_for
 from tests.servers import running_server
-from tests.test_openrosa import CLIENTS, _collector, _node_with_engine
+from tests.test_openrosa import _collector
 from tests.test_xlsform import XLSX_TYPE, definition_of, export, upload, workbook
 
 SURVEY = [
@@ -170,7 +169,6 @@ async def test_odks_engine_loads_the_served_form_and_fills_the_cascade(
 ) -> None:
     """The lists come back inline in the XForm: ODK's engine loads the form Kenes serves,
     applies the choice filters, and what it submits is stored with the geopoint read back."""
-    node = _node_with_engine()
     imported = await import_with(client, coordinator, FILES)
     assert imported.status_code == 201, imported.text
     form_id = imported.json()["id"]
@@ -188,22 +186,9 @@ async def test_odks_engine_loads_the_served_form_and_fills_the_cascade(
     seen = []
     with running_server(database_url, tmp_path / "server.log") as server:
         for filling in fillings:
-            ran = subprocess.run(  # noqa: S603 - our own command
-                [
-                    node,
-                    "openrosa/engine.mjs",
-                    f"{server.base}/openrosa/key/{token}",
-                    "water-points",
-                    json.dumps(filling),
-                ],  # fmt: skip
-                cwd=CLIENTS,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
+            seen.append(
+                odk_engine_fills(f"{server.base}/openrosa/key/{token}", "water-points", filling)
             )
-            assert ran.returncode == 0, ran.stderr
-            seen.append(json.loads(ran.stdout.strip().splitlines()[-1]))
     for result in seen:
         assert result["payload_status"] == "ready", result
         assert [s["status"] for s in result["submissions"]] == [201, 202]

@@ -5,9 +5,7 @@ columns, instance_name), imported, answered through the API and through OpenRosa
 writes them), and exported back: the same definition, and the same form for pyxform.
 (Written for these tests.)"""
 
-import json
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,10 @@ from fastapi import FastAPI
 from pyxform.validators.odk_validate import check_xform
 
 from app.models.auth import Role
+from tests.clients import odk_engine_fills
 from tests.factories import headers_for
 from tests.servers import running_server
-from tests.test_openrosa import CLIENTS, _collector, _node_with_engine, _post, instance_xml
+from tests.test_openrosa import _collector, _post, instance_xml
 from tests.test_xlsform import (
     definition_of,
     export,
@@ -304,7 +303,6 @@ async def test_odks_engine_fills_the_visit_form_as_kenes_serves_it(
 ) -> None:
     """ODK's engine loads the XForm of every type, fills the cascade, time, geodata, barcode
     and the acknowledgement, and what it submits is read back into the contract's answers."""
-    node = _node_with_engine()
     imported = await upload(client, coordinator, visit_workbook())
     assert imported.status_code == 201, imported.text
     form_id = imported.json()["id"]
@@ -319,22 +317,9 @@ async def test_odks_engine_fills_the_visit_form_as_kenes_serves_it(
         "consent": True,
     }  # fmt: skip
     with running_server(database_url, tmp_path / "server.log") as server:
-        ran = subprocess.run(  # noqa: S603 - our own command
-            [
-                node,
-                "openrosa/engine.mjs",
-                f"{server.base}/openrosa/key/{token}",
-                "settlement-visit",
-                json.dumps(filling),
-            ],  # fmt: skip
-            cwd=CLIENTS,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+        result = odk_engine_fills(
+            f"{server.base}/openrosa/key/{token}", "settlement-visit", filling
         )
-    assert ran.returncode == 0, ran.stderr
-    result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert result["payload_status"] == "ready", result
     assert [s["status"] for s in result["submissions"]] == [201, 202], result["submissions"]
     instance_id = parse_xml(result["instance"]).findtext("meta/instanceID")
