@@ -17,6 +17,7 @@ from openpyxl import Workbook, load_workbook
 from app.models.auth import Role
 from tests.conftest import ROOT
 from tests.factories import almaty_definition, headers_for
+from tests.test_xlsform import workbook
 
 XLSFORM = ROOT / "examples" / "almaty_participation.xlsx"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -143,28 +144,6 @@ async def test_an_upload_over_the_limit_is_413(
 # --- XLSForms as authors write them -----------------------------------------------------------
 
 
-def xlsform(
-    survey: list[list[Any]],
-    choices: list[list[Any]] | None = None,
-    settings: list[list[Any]] | None = None,
-) -> bytes:
-    """A workbook built cell by cell, the way a form author types it in a spreadsheet."""
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "survey"
-    for row in survey:
-        sheet.append(row)
-    for title, rows in (("choices", choices), ("settings", settings)):
-        if rows is not None:
-            extra = book.create_sheet(title)
-            for row in rows:
-                extra.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
-
-
 HOUSEHOLD_SURVEY = [
     # upper-case headers, pyxform's `label::Language (code)` spelling, a bare `hint`
     ["Type", "Name", "Label::English (en)", "Label::Russian (ru)", "hint", "Required",
@@ -215,7 +194,7 @@ HOUSEHOLD_SETTINGS = [["form_title", "default_language", "version"],
 async def test_a_real_xlsform_imports_whole_and_its_rules_are_enforced(
     app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:
-    content = xlsform(HOUSEHOLD_SURVEY, HOUSEHOLD_CHOICES, HOUSEHOLD_SETTINGS)
+    content = workbook(HOUSEHOLD_SURVEY, HOUSEHOLD_CHOICES, HOUSEHOLD_SETTINGS)
     imported = await upload(client, coordinator, content, "Household_Survey 2026.xlsx")
     assert imported.status_code == 201, imported.text
     form = imported.json()
@@ -344,7 +323,7 @@ async def test_pyxform_spellings_of_labels_and_languages(
     settings = [["form_id", "default_language"], ["farm_2026", language_setting]]
     if language_setting is None:
         settings = [["form_id"], ["farm_2026"]]
-    imported = await upload(client, coordinator, xlsform(survey, choices, settings))
+    imported = await upload(client, coordinator, workbook(survey, choices, settings))
     assert imported.status_code == 201, imported.text
     form = imported.json()
     assert (form["slug"], form["default_language"]) == ("farm-2026", "en")
@@ -372,7 +351,7 @@ async def test_every_problem_of_a_bad_xlsform_is_listed_by_row(
         ["select_one_from_file towns.csv", "town", "Town"],  # row 7
         ["text", "d", "D", "${a} = 'x' and (" * 70 + "1" + ")" * 70],  # row 8
     ]
-    refused = await upload(client, coordinator, xlsform(survey))
+    refused = await upload(client, coordinator, workbook(survey))
     assert sorted(map(tuple, error_locations(refused))) == [
         ("file", "survey", 3, "type"),
         ("file", "survey", 4, "relevant"),
@@ -397,7 +376,7 @@ async def test_odd_header_cells_and_file_types_are_422_not_500(
     refused = await upload(client, coordinator, buffer.getvalue())
     assert error_locations(refused) == [["file", "survey", 1, "D"]]
     # a form meant for encrypted submissions is refused, not collected in plaintext
-    encrypted = xlsform([["type", "name", "label"], ["text", "a", "A"]],
+    encrypted = workbook([["type", "name", "label"], ["text", "a", "A"]],
                         settings=[["form_id", "public_key"], ["secret", "MIIBIjANBgkq"]])  # fmt: skip
     assert error_locations(await upload(client, coordinator, encrypted)) == [
         ["file", "settings", 2, "public_key"]
@@ -417,7 +396,7 @@ async def test_definition_rules_broken_by_an_xlsform_name_the_row_and_column(
         ["text", "comment", None, "Комментарий"],  # row 3: no label in the default language
     ]
     settings = [["form_id", "default_language"], ["rules", "English (en)"]]
-    refused = await upload(client, coordinator, xlsform(survey, settings=settings))
+    refused = await upload(client, coordinator, workbook(survey, settings=settings))
     assert sorted(map(tuple, error_locations(refused))) == [
         ("file", "survey", 2, "parameters"),
         ("file", "survey", 3, "label"),
@@ -440,8 +419,8 @@ async def test_a_choice_breaking_a_rule_names_its_row_of_the_choices_sheet(
         ["services", "x" * 101, "Too long a value", "Слишком длинное"],  # row 5
     ]
     settings = [["form_id", "default_language"], ["choices", "English (en)"]]
-    refused = await upload(client, coordinator, xlsform(survey, choices, settings))
+    refused = await upload(client, coordinator, workbook(survey, choices, settings))
     # (a value the schema refuses is found first: the rules are checked on a valid schema)
     assert error_locations(refused) == [["file", "choices", 5, "name"]]
-    refused = await upload(client, coordinator, xlsform(survey, choices[:-1], settings))
+    refused = await upload(client, coordinator, workbook(survey, choices[:-1], settings))
     assert error_locations(refused) == [["file", "choices", 3, "label"]]
