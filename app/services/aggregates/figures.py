@@ -41,9 +41,9 @@ def wilson(count: int, n: int, z: float = Z95) -> list[float]:
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def statistics(values: dict[float, int], n: int) -> dict[str, float | None]:
-    ordered = sorted(values.items())
-    mean = sum(value * count for value, count in ordered) / n
+def median(ordered: list[tuple[float, int]], n: int) -> float:
+    """The median of `n` answers given as (value, count) in ascending order of value, as
+    percentile_cont(0.5) gives it (the mean of the two middle answers when n is even)."""
 
     def nth(position: int) -> float:  # 0-based position in the sorted answers
         seen = 0
@@ -53,11 +53,16 @@ def statistics(values: dict[float, int], n: int) -> dict[str, float | None]:
                 return value
         raise IndexError(position)
 
-    median = nth(n // 2) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
+    return nth(n // 2) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
+
+
+def statistics(values: dict[float, int], n: int) -> dict[str, float | None]:
+    ordered = sorted(values.items())
+    mean = sum(value * count for value, count in ordered) / n
     spread = sum(count * (value - mean) ** 2 for value, count in ordered)
     return {
         "mean": mean,
-        "median": median,
+        "median": median(ordered, n),
         "stddev": math.sqrt(spread / (n - 1)) if n >= 2 else None,
         "min": ordered[0][0],
         "max": ordered[-1][0],

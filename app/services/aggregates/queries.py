@@ -32,13 +32,16 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from app.models.responses import AGE_BANDS, CATEGORIES, CHANNELS, GENDERS, LANGUAGE_CODES
 from app.models.territories import Territory
-from app.services.aggregates.figures import Tally
+from app.services.aggregates.figures import Tally, median
 from app.services.aggregates.perturbation import KEY_MODULUS, KEY_VALUES
 from app.services.answers import MASK_BITS, NUMBER_TYPES, CompiledQuestion, CompiledQuestionnaire
 
 # As SQL text: a bound parameter would be sent as a 32-bit integer, which 2**31 is not.
 _MODULUS = literal_column(str(KEY_MODULUS), BigInteger)
 PIVOT_OPTIONS = 64  # single choices with more options are counted by a grouped query
+# Integer and scale questions with at most this many possible values (Likert scales, 0..10
+# ratings) get a count per value in the pass, and their median from those counts.
+COUNTED_VALUES = 32
 ROLLED_UP = ("region", "district")
 
 Decode = Callable[[Any], str | None]
@@ -252,16 +255,27 @@ def measure(
     if question.type in NUMBER_TYPES:
         if not dialect.numbers_in_pass:
             return None
-        expressions = [
+        moments = [
             answered,
             f"avg({column})",
             f"stddev_samp({column})",
             f"min({column})",
             f"max({column})",
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {column})",
         ]
+        domain = counted_values(question)
+        if domain is not None:
+            per_value = [f"count(*) FILTER (WHERE {column} = {value})" for value in domain]
+            return Measure(
+                question,
+                [*moments, *per_value],
+                lambda values: _read_counted_numbers(values, read, domain),
+            )
+        median = f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {column})"
         return Measure(
-            question, expressions, lambda values: _read_numbers(values, read), ordered=True
+            question,
+            [*moments, median],
+            lambda values: _read_numbers(values, read),
+            ordered=True,
         )
 
     def read_answered(values: Sequence[Any]) -> Tally:
@@ -269,6 +283,29 @@ def measure(
         return Tally(n=n, key=key)
 
     return Measure(question, [answered], read_answered)
+
+
+def counted_values(question: CompiledQuestion) -> range | None:
+    """The values an integer or scale question can take, when they are few enough
+    (COUNTED_VALUES) to count each in the pass: its median then comes from those counts, and
+    the pass needs no ordered-set aggregate, which would keep it out of parallel workers (see
+    pivots). Answers are checked against min and max when stored, so every one is counted."""
+    low, high = question.low, question.high
+    if question.type not in ("integer", "scale") or low is None or high is None:
+        return None
+    if low != int(low) or high != int(high) or not 0 <= high - low < COUNTED_VALUES:
+        return None
+    return range(int(low), int(high) + 1)
+
+
+def _read_counted_numbers(
+    values: Sequence[Any], read: Callable[[Any], tuple[int, int]], domain: range
+) -> Tally:
+    tally = _read_numbers([*values[:5], None], read)
+    if tally.numbers is not None:
+        histogram = [(float(v), int(c)) for v, c in zip(domain, values[5:], strict=True) if c]
+        tally.numbers["median"] = median(histogram, tally.n)
+    return tally
 
 
 def _read_numbers(values: Sequence[Any], read: Callable[[Any], tuple[int, int]]) -> Tally:
