@@ -15,12 +15,14 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
 from app.models.aggregates import SurveyAggregates
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
+from tests.conftest import postgres_only
 from tests.factories import almaty_definition, create_questionnaire, headers_for
 
 DEFINITION = almaty_definition()
@@ -729,3 +731,79 @@ def _with_top(records: list[dict[str, Any]], items: list[dict[str, Any]]) -> lis
         }
         for record in records
     ]
+
+
+@postgres_only  # parallel plans and their column limit are PostgreSQL's
+async def test_a_pass_of_more_aggregates_than_a_parallel_plan_can_carry_is_cut(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A parallel aggregate passes each partial aggregate from the workers as a column, and
+    PostgreSQL refuses more than 1,664: 40 single choices of 50 options are 2,000 counts."""
+    choices = [
+        {
+            "key": f"q{number}",
+            "type": "single_choice",
+            "label": {"ru": f"q{number}"},
+            "options": [{"value": f"o{n}", "label": {"ru": f"{n}"}} for n in range(50)],
+        }
+        for number in range(40)
+    ]
+    definition = {**wide_definition(), "questions": choices}
+    questions = {q["key"]: q for q in definition["questions"]}
+    coordinator = await headers_for(app, Role.coordinator)
+    created = await client.post("/api/v1/questionnaires", json=definition, headers=coordinator)
+    assert created.status_code == 201, created.text[:500]
+    survey_id = created.json()["id"]
+    await client.post(f"/api/v1/questionnaires/{survey_id}/publish", headers=coordinator)
+    rng = random.Random(5)
+    items = [
+        {
+            "id": str(uuid.uuid4()),
+            "respondent": {"group": "resident", "gender": rng.choice(["female", "male"])},
+            "answers": {key: f"o{rng.randrange(50)}" for key in questions},
+        }
+        for _ in range(400)
+    ]
+    observer = await headers_for(app, Role.observer)
+    reply = await client.post(
+        f"/api/v1/questionnaires/{survey_id}/responses/batch",
+        json={"responses": items},
+        headers=observer,
+    )
+    assert {r["status"] for r in reply.json()["results"]} == {"created"}, reply.text[:500]
+
+    # Parallel plans even for this small table, the workers doing all of the scan (the leader
+    # could read the few rows before a worker starts), on the connections of a new app.
+    eager = {
+        "parallel_setup_cost": "0",
+        "parallel_tuple_cost": "0",
+        "min_parallel_table_scan_size": "0",
+        "parallel_leader_participation": "off",
+    }
+    async with app.state.engine.begin() as connection:
+        for name, value in eager.items():
+            await connection.execute(
+                text(f"ALTER DATABASE {_database(settings)} SET {name} = {value}")
+            )
+    application = create_app(settings.model_copy(update={"min_cell": 1}))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as http:
+            analyst = await headers_for(app, Role.analyst)
+            result = await http.get(
+                f"/api/v1/questionnaires/{survey_id}/aggregates",
+                params={"by": "gender"},
+                headers=analyst,
+            )
+    finally:
+        await application.state.engine.dispose()
+        async with app.state.engine.begin() as connection:
+            for name in eager:
+                await connection.execute(text(f"ALTER DATABASE {_database(settings)} RESET {name}"))
+    assert result.status_code == 200, result.text[:500]
+    assert_matches(result.json(), items, ["gender"], min_cell=1, questions=questions)
+
+
+def _database(settings: Settings) -> str:
+    return settings.database_url.rsplit("/", 1)[1]
