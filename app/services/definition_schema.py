@@ -41,6 +41,8 @@ M = TypeVar("M", bound=BaseModel)
 # What a refused field of the form is replaced by (None: left out) for the rules' run.
 _FORM_FIELDS: dict[str, Any] = {"slug": "form", "description": None, "access": None}
 _LIST_LIMITS = {"questions": MAX_QUESTIONS, "respondent_groups": 50}
+# A choice question's fields that depend on its options.
+_OPTION_FIELDS = ("options", "choices", "choice_filter", "min_selected", "max_selected")
 # How often the schema is tried again on the neutralised definition before giving up (and
 # reporting the schema's problems alone, as before).
 _ROUNDS = 3
@@ -293,6 +295,8 @@ def _fix_question(
     if None not in fields and _valid(_QUESTION, fixed):
         _put(work, place, fixed)
         neutral.inside.extend((*place, name) for name in fields if name is not None)
+        if fields & set(_OPTION_FIELDS):  # without its options, they are not counted
+            neutral.inside.extend((*place, name) for name in _OPTION_FIELDS)
         return
     key = neutral.key(question.get("key"))
     neutral.keys.add(key)
