@@ -6,6 +6,7 @@ routes would otherwise repeat by hand: the headers the contract promises and a s
 answer.
 """
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,11 +14,17 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.models.examples import PROBLEM
+from app.models.questionnaires import QuestionnaireCreate, QuestionnaireUpdate
 from app.models.responses import BatchIn, ResponseIn
 
 # Bodies that a route reads itself (off the event loop, or as JSON or multipart) and documents
 # with a reference.
-SELF_READ_BODIES: tuple[type[BaseModel], ...] = (BatchIn, ResponseIn)
+SELF_READ_BODIES: tuple[type[BaseModel], ...] = (
+    BatchIn,
+    ResponseIn,
+    QuestionnaireCreate,
+    QuestionnaireUpdate,
+)
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
@@ -82,15 +89,51 @@ def install_openapi(app: FastAPI) -> None:
                 _complete_operation(operation)
         schemas = schema["components"]["schemas"]
         for model in SELF_READ_BODIES:
-            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, nested in body.pop("$defs", {}).items():
-                schemas.setdefault(name, nested)
-            schemas[model.__name__] = body
+            _add_body(schemas, model)
         _optional_problem_errors(schemas)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_body(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    """A self-read body's schema (input mode) among the components. A nested schema that
+    differs from the component of its name (that one read in output mode, as a questionnaire's
+    questions are given back) is added as `<name>-Input`, as FastAPI names such pairs, and so
+    is every schema that refers to one so renamed."""
+    body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested: dict[str, Any] = body.pop("$defs", {})
+    text = {name: json.dumps(part, sort_keys=True) for name, part in nested.items()}
+    renamed = {
+        n for n, part in nested.items() if n in schemas and _plain(schemas[n]) != _plain(part)
+    }
+    while True:  # those that refer to a renamed one, until none is left
+        more = {n for n in nested if n not in renamed and any(f'/{r}"' in text[n] for r in renamed)}
+        if not more:
+            break
+        renamed |= more
+
+    def rename(part: Any) -> Any:
+        found = json.dumps(part)
+        for name in renamed:
+            found = found.replace(
+                f'"#/components/schemas/{name}"', f'"#/components/schemas/{name}-Input"'
+            )
+        return json.loads(found)
+
+    for name, part in nested.items():
+        schemas.setdefault(f"{name}-Input" if name in renamed else name, rename(part))
+    schemas[model.__name__] = rename(body)
+
+
+def _plain(schema: Any) -> Any:
+    """A schema without `"default": null` (FastAPI leaves it out, pydantic writes it)."""
+    if isinstance(schema, dict):
+        return {k: _plain(v) for k, v in schema.items() if not (k == "default" and v is None)}
+    if isinstance(schema, list):
+        return [_plain(v) for v in schema]
+    return schema
 
 
 def _complete_operation(operation: dict[str, Any]) -> None:

@@ -473,7 +473,7 @@ async def test_field_types_have_their_columns_in_csv_and_xlsx(
         "device", "visit_time", "visit_at", *(f"home/{p}" for p in parts),
         *(f"well/{p}" for p in parts), "route", "field", "code", "consent", "needs", "photo",
     ]  # fmt: skip
-    assert list(rows[0])[11:] == expected_columns
+    assert list(rows[0])[12:] == expected_columns
     for row, answers in zip(rows, FIELD_ANSWERS, strict=True):
         for key in ("home", "well"):
             point = answers.get(key, {})
@@ -656,4 +656,4 @@ async def test_an_xlsx_wider_than_excel_is_refused_before_anything_is_sent(
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["loc"] == ["query", "format"]
     plain = await export(client, survey_id, analyst, format="csv")
-    assert len(plain.content.decode("utf-8-sig").splitlines()[0].split(",")) == 11 + 17 * 1000
+    assert len(plain.content.decode("utf-8-sig").splitlines()[0].split(",")) == 12 + 17 * 1000

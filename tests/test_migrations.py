@@ -205,3 +205,53 @@ async def test_stored_answers_move_into_answer_tables_and_back(empty_database_ur
         back = json.loads(back)
     assert back["aware"] == "partly" and sorted(back["channels_known"]) == ["hearings", "petitions"]
     assert (restored[1], restored[2]) == (1, 4)
+
+
+async def test_responses_stored_before_names_keep_null_and_back(empty_database_url: str) -> None:
+    """The instance_name revision adds the column to stored responses (NULL) and takes it
+    away again, the responses themselves untouched."""
+    from datetime import UTC, datetime
+
+    alembic = [sys.executable, "-m", "alembic"]
+    before = _run([*alembic, "upgrade", "7a3e5c1d9f24"], empty_database_url)
+    assert before.returncode == 0, before.stderr
+    survey_id, response_id = uuid.uuid4(), uuid.uuid4()
+    if not ON_POSTGRES:  # SQLite keeps a Uuid as its 32 hex digits
+        survey_id, response_id = survey_id.hex, response_id.hex  # type: ignore[assignment]
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    engine = create_async_engine(empty_database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO questionnaire (id, slug, version, status, access, default_language,"
+                " definition, created_at, updated_at) VALUES (:id, 'named', 1, 'closed', 'token',"
+                " 'en', :definition, :at, :at)"
+            ),
+            {"id": survey_id, "definition": '{"questions": []}', "at": at},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO response (id, questionnaire_id, questionnaire_version, group_index,"
+                " category, submitted_at, received_at, record_key, content_hash) VALUES"
+                " (:id, :q, 1, 0, 0, :at, :at, 7, 'hash')"
+            ),
+            {"id": response_id, "q": survey_id, "at": at},
+        )
+    await engine.dispose()
+
+    async def stored() -> dict[str, object]:
+        engine = create_async_engine(empty_database_url)
+        async with engine.connect() as connection:
+            row = (await connection.execute(text("SELECT * FROM response"))).mappings().one()
+        await engine.dispose()
+        return dict(row)
+
+    upgraded = _run([*alembic, "upgrade", "8b2c4d6e8f10"], empty_database_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    row = await stored()
+    assert row["instance_name"] is None
+    assert (row["record_key"], row["content_hash"]) == (7, "hash")
+    down = _run([*alembic, "downgrade", "7a3e5c1d9f24"], empty_database_url)
+    assert down.returncode == 0, down.stderr
+    row = await stored()
+    assert "instance_name" not in row and (row["record_key"], row["content_hash"]) == (7, "hash")

@@ -662,7 +662,7 @@ async def test_reading_and_deleting_a_response(
 
 EXPECTED_HEADER = [
     "id", "questionnaire_version", "submitted_at", "received_at", "group", "category", "gender",
-    "age_band", "territory_code", "language", "channel", "aware",
+    "age_band", "territory_code", "language", "channel", "instance_name", "aware",
     "channels_known/hearings", "channels_known/reception", "channels_known/maslikhat",
     "channels_known/petitions", "channels_known/public_councils",
     "channels_known/community_meetings", "participated", "times_participated",

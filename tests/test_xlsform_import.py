@@ -420,7 +420,10 @@ async def test_a_choice_breaking_a_rule_names_its_row_of_the_choices_sheet(
     ]
     settings = [["form_id", "default_language"], ["choices", "English (en)"]]
     refused = await upload(client, coordinator, workbook(survey, choices, settings))
-    # (a value the schema refuses is found first: the rules are checked on a valid schema)
-    assert error_locations(refused) == [["file", "choices", 5, "name"]]
+    # the value the schema refuses and the label the rules refuse, in one answer
+    assert error_locations(refused) == [
+        ["file", "choices", 5, "name"],
+        ["file", "choices", 3, "label"],
+    ]
     refused = await upload(client, coordinator, workbook(survey, choices[:-1], settings))
     assert error_locations(refused) == [["file", "choices", 3, "label"]]

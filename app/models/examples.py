@@ -81,6 +81,7 @@ RESPONSE_READ: dict[str, Any] = {
     "started_at": "2026-12-01T04:58:12Z",
     "submitted_at": "2026-12-01T05:03:40Z",
     "received_at": "2026-12-01T05:03:41.207Z",
+    "instance_name": None,
 }
 
 BATCH_IN: dict[str, Any] = {

@@ -45,6 +45,8 @@ AGE_BANDS = ("under_18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 CATEGORIES = ("citizen", "expert")
 LANGUAGE_CODES = ("kk", "ru", "en")
 CHANNELS = ("web", "mobile", "interview", "paper")
+# Characters of a response's name (settings.instance_name evaluated) kept: a longer one is cut.
+INSTANCE_NAME_TEXT = 500
 
 response_table = Table(
     "response",
@@ -72,6 +74,8 @@ response_table = Table(
     Column("started_at", UTCDateTime),
     Column("submitted_by_user", Uuid, ForeignKey("user_account.id")),
     Column("submitted_by_collector", Uuid, ForeignKey("collector.id")),
+    # settings.instance_name evaluated on the stored answers (NULL: the form has none)
+    Column("instance_name", String(INSTANCE_NAME_TEXT)),
     # The listing's order; filters on submission time ride along (an index of their own cost
     # every submission an index entry and ~40 bytes, and aggregates read the answer tables).
     Index("ix_response_questionnaire_received", "questionnaire_id", "received_at", "id"),
@@ -184,6 +188,8 @@ class ResponseRead(BaseModel):
     started_at: datetime | None
     submitted_at: datetime
     received_at: datetime
+    # the form's settings.instance_name, evaluated by the server when the response was stored
+    instance_name: str | None = None
 
 
 class ItemError(BaseModel):

@@ -4,7 +4,7 @@ import hashlib
 import json
 import uuid
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
@@ -18,12 +18,11 @@ from app.deps import (
     UploadWork,
 )
 from app.models.questionnaires import (
-    QuestionnaireCreate,
     QuestionnaireRead,
-    QuestionnaireUpdate,
     Status,
 )
 from app.pagination import Page
+from app.routers.bodies import decode
 from app.routers.problems import responses
 from app.services import questionnaires as service
 from app.services import xlsform
@@ -31,6 +30,13 @@ from app.services.openrosa import media
 from app.services.openrosa.xform import xform_of
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
+
+
+def _json_body(model: str) -> dict[str, Any]:
+    """A definition body read by the route itself, so that the service checks its schema and
+    its rules together (one 422 with every problem); documented as FastAPI would."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _etag(body: QuestionnaireRead) -> str:
@@ -50,12 +56,15 @@ def _created(body: QuestionnaireRead, response: Response) -> QuestionnaireRead:
     response_model=QuestionnaireRead,
     status_code=status.HTTP_201_CREATED,
     responses=responses(401, 403, 409, 422),
+    openapi_extra=_json_body("QuestionnaireCreate"),
 )
 async def create_questionnaire(
-    data: QuestionnaireCreate, actor: CoordinatorUser, session: SessionDep, response: Response
+    actor: CoordinatorUser, session: SessionDep, request: Request, response: Response
 ) -> QuestionnaireRead:
-    """A new draft: version 1, or the next version of an existing slug."""
-    return _created(service.to_read(await service.create(session, actor, data)), response)
+    """A new draft: version 1, or the next version of an existing slug. Every problem of the
+    definition (its schema and its rules) is listed in one 422."""
+    data = decode(await request.body())
+    return _created(service.to_read(await service.create_from(session, actor, data)), response)
 
 
 @router.post(
@@ -176,15 +185,18 @@ async def get_xlsform(
     "/{questionnaire_id}",
     response_model=QuestionnaireRead,
     responses=responses(401, 403, 404, 409, 422),
+    openapi_extra=_json_body("QuestionnaireUpdate"),
 )
 async def update_questionnaire(
     questionnaire_id: uuid.UUID,
-    data: QuestionnaireUpdate,
     actor: CoordinatorUser,
     session: SessionDep,
+    request: Request,
     response: Response,
 ) -> QuestionnaireRead:
-    """Edits a draft; a published or closed questionnaire answers 409."""
+    """Edits a draft; a published or closed questionnaire answers 409. Every problem of the
+    definition the edit makes is listed in one 422."""
+    data = decode(await request.body())
     body = service.to_read(await service.update(session, actor, questionnaire_id, data))
     response.headers["ETag"] = _etag(body)
     return body

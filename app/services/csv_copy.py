@@ -65,10 +65,13 @@ def _answer(question: CompiledQuestion, at: str, arrays: _Arrays) -> list[str]:
     if qtype == "date":
         return [f"to_char({column}, 'YYYY-MM-DD')"]
     if qtype in ("text", "calculate"):
-        return [
-            f"CASE WHEN left({column}, 1) = ANY({FORMULA}) THEN '''' || {column} ELSE {column} END"
-        ]
+        return [_text(column)]
     return [column]
+
+
+def _text(column: str) -> str:
+    """Text with a leading ' where a spreadsheet would run it as a formula."""
+    return f"CASE WHEN left({column}, 1) = ANY({FORMULA}) THEN '''' || {column} ELSE {column} END"
 
 
 def copy_statement(
@@ -89,6 +92,7 @@ def copy_statement(
         "s.territory_code",
         arrays.label(LANGUAGE_CODES, "s.language"),
         arrays.label(CHANNELS, "s.channel"),
+        _text("s.instance_name"),
     ]
     for question in top:
         cells += _answer(question, str(question.page), arrays)

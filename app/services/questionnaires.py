@@ -3,6 +3,8 @@ definition: definitions.py)."""
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
-from app.errors import Conflict, Forbidden, NotFound, Unauthorized
+from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from app.models.auth import Principal, Role
 from app.models.questionnaires import (
     Access,
@@ -24,6 +26,7 @@ from app.models.responses import answer_table
 from app.pagination import paginate
 from app.services import audit
 from app.services.answers import CURRENT_LAYOUT, CompiledQuestionnaire, compile_questionnaire
+from app.services.definition_schema import Checked, check_schema, rule_problems
 from app.services.definitions import check_definition, walk
 
 __all__ = ["check_definition", "walk"]
@@ -124,6 +127,33 @@ async def list_questionnaires(
 # --- writing ----------------------------------------------------------------------------------
 
 
+def _dumped(model: QuestionnaireCreate | QuestionnaireUpdate) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _refuse_all(checked: Checked[Any], definition: Callable[[Any], Mapping[str, Any]]) -> None:
+    """When the schema refused parts of a body: Invalid listing those and the problems the
+    rules find in the rest (`definition`: the whole definition a checked model makes)."""
+    if not checked.errors:
+        return
+    errors = [
+        {"loc": ["body", *e["loc"]], "msg": str(e["msg"]), "type": str(e["type"])}
+        for e in checked.errors
+    ]
+    if checked.model is not None:
+        found = rule_problems(checked, definition(checked.model))
+        errors += [{**e, "loc": ["body", *e["loc"]]} for e in found]
+    raise Invalid("The questionnaire definition does not match the schema", errors=errors)
+
+
+async def create_from(session: AsyncSession, actor: audit.Actor, body: Any) -> Questionnaire:
+    """create() from a JSON body: every problem of its schema and its rules in one 422."""
+    checked = check_schema(body, QuestionnaireCreate, "en")
+    _refuse_all(checked, _dumped)
+    assert checked.model is not None  # noqa: S101 - refused above otherwise
+    return await create(session, actor, checked.model)
+
+
 async def create(
     session: AsyncSession, actor: audit.Actor, data: QuestionnaireCreate
 ) -> Questionnaire:
@@ -166,18 +196,35 @@ async def create(
 
 
 async def update(
-    session: AsyncSession, actor: Principal, questionnaire_id: uuid.UUID, data: QuestionnaireUpdate
+    session: AsyncSession,
+    actor: Principal,
+    questionnaire_id: uuid.UUID,
+    body: QuestionnaireUpdate | Any,
 ) -> Questionnaire:
+    """A draft's fields replaced by those of `body` (a JSON body, or a checked update); every
+    problem of the body's schema and of the definition it makes in one 422."""
     questionnaire = await get_for_write(session, questionnaire_id)
     if questionnaire.status != Status.draft:
         raise Conflict(f"The questionnaire is {questionnaire.status}; only drafts change")
+
+    def merge(data: QuestionnaireUpdate) -> dict[str, Any]:
+        changes = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return {
+            **questionnaire.definition,
+            "default_language": questionnaire.default_language,
+            "access": questionnaire.access,
+            **{k: v for k, v in changes.items() if v is not None or k in CLEARABLE_FIELDS},
+        }
+
+    if isinstance(body, QuestionnaireUpdate):
+        data = body
+    else:
+        checked = check_schema(body, QuestionnaireUpdate, questionnaire.default_language)
+        _refuse_all(checked, merge)
+        assert checked.model is not None  # noqa: S101 - refused above otherwise
+        data = checked.model
     changes = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    merged = {
-        **questionnaire.definition,
-        "default_language": questionnaire.default_language,
-        "access": questionnaire.access,
-        **{k: v for k, v in changes.items() if v is not None or k in CLEARABLE_FIELDS},
-    }
+    merged = merge(data)
     check_definition(merged)
     questionnaire.definition = {k: merged.get(k) for k in DEFINITION_FIELDS}
     questionnaire.default_language = merged["default_language"]

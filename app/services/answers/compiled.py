@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.models.responses import INSTANCE_NAME_TEXT
 from app.services.answer_codecs import Canonical
 from app.services.answers.checking import Checking
 from app.services.answers.parts import (
@@ -15,7 +16,7 @@ from app.services.answers.parts import (
     Instance,
     PageRows,
 )
-from app.services.expressions import EvaluationError
+from app.services.expressions import EvaluationError, Expression, string
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class CompiledQuestionnaire:
     canonical_columns: tuple[tuple[int, int, int, Canonical], ...] = ()
     choice_lists: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    instance_name: Expression | None = None  # settings.instance_name, compiled
 
     @property
     def top_pages(self) -> tuple[int, ...]:
@@ -46,6 +48,15 @@ class CompiledQuestionnaire:
 
     def check_answers(self, answers: Mapping[str, Any]) -> tuple[list[dict[str, Any]], PageRows]:
         """(errors, the rows of each answer page) for a submission's answers."""
+        errors, pages, _ = self.check(answers)
+        return errors, pages
+
+    def check(
+        self, answers: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], PageRows, str | None]:
+        """check_answers, and the response's name: settings.instance_name evaluated on the
+        checked answers (calculations included), within the same step budget; cut to
+        INSTANCE_NAME_TEXT characters, None when empty or when the answers have errors."""
         errors: list[dict[str, Any]] = []
         pages: PageRows = [[] for _ in self.pages]
         rows: dict[int, list[Any]] = {}
@@ -54,11 +65,14 @@ class CompiledQuestionnaire:
             pages[number].append(rows[number])
         given = {key: value for key, value in answers.items() if value is not None}
         checking = Checking(errors, pages, {}, self, [(None, given)])
+        name: str | None = None
         try:
             checking.scope(self.members, self.keys, given, rows, None, [], 0)
+            if self.instance_name is not None and not errors:
+                name = string(self.instance_name.evaluate(checking.env(0)))[:INSTANCE_NAME_TEXT]
         except EvaluationError as error:
             errors.append({"loc": ["body", "answers"], "msg": str(error), "type": "too_costly"})
-        return errors, pages
+        return errors, pages, name or None
 
     def canonical_pages(self, pages: PageRows) -> PageRows:
         """The rows with every answer in one spelling (for "same content"); the rows themselves

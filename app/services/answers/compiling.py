@@ -19,7 +19,12 @@ from app.services.answers.parts import (
     CompiledRepeat,
     Relevance,
 )
-from app.services.expressions.forms import FormExpressions, compile_definition, option_properties
+from app.services.expressions.forms import (
+    FormExpressions,
+    compile_definition,
+    instance_name_expression,
+    option_properties,
+)
 
 
 def table_prefix(questionnaire_id: UUID) -> str:
@@ -204,6 +209,10 @@ def compile_questionnaire(
     compiling = _Compiling(pages, expressions, language, choice_lists=choice_lists)
     members = compiling.scope(definition["questions"], None, top, ())
     compiled, repeats = compiling.out, compiling.repeats
+    settings = definition.get("settings") or {}
+    name = settings.get("instance_name")
+    if name:  # checked when saved: it compiles
+        name = instance_name_expression(name, definition["questions"], language, choice_lists)
     prefix = table_prefix(id) if isinstance(id, UUID) else "answers_unsaved_p"
     return CompiledQuestionnaire(
         id=id,
@@ -225,5 +234,6 @@ def compile_questionnaire(
         repeat_path=compiling.repeat_path,
         canonical_columns=tuple(compiling.canonical),
         choice_lists=choice_lists,
-        settings=definition.get("settings") or {},
+        settings=settings,
+        instance_name=name or None,
     )

@@ -23,7 +23,7 @@ from app.services.responses.reads import HEAD_COLUMNS
 
 BASE_COLUMNS = (
     "id", "questionnaire_version", "submitted_at", "received_at", "group", "category",
-    "gender", "age_band", "territory_code", "language", "channel",
+    "gender", "age_band", "territory_code", "language", "channel", "instance_name",
 )  # fmt: skip
 # A repeat's rows: the enclosing response's or instance's id and the 1-based position there,
 # then the repeat's own columns, then the instance's own id (which nested repeats' rows name).
@@ -43,6 +43,7 @@ ID, VERSION, GROUP = _AT["id"], _AT["questionnaire_version"], _AT["group_index"]
 CATEGORY, GENDER, AGE_BAND = _AT["category"], _AT["gender"], _AT["age_band"]
 LANGUAGE, CHANNEL, TERRITORY = _AT["language"], _AT["channel"], _AT["territory_code"]
 SUBMITTED, RECEIVED = _AT["submitted_at"], _AT["received_at"]
+NAME = _AT["instance_name"]
 _TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?")
 
 
@@ -135,6 +136,7 @@ def line_maker(questionnaire: CompiledQuestionnaire, flavour: Flavour = CSV) -> 
         for question in top_level(questionnaire)
     ]
     moment = _utc_naive if flavour.temporal else _iso
+    text = neutralise if flavour.neutral else _same
 
     def line(row: Sequence[Any]) -> list[Any]:
         cells = [
@@ -149,6 +151,7 @@ def line_maker(questionnaire: CompiledQuestionnaire, flavour: Flavour = CSV) -> 
             row[TERRITORY],
             _label(LANGUAGE_CODES, row[LANGUAGE]),
             _label(CHANNELS, row[CHANNEL]),
+            text(row[NAME]),
         ]
         for cell in answers:
             cells += cell(row)

@@ -211,22 +211,37 @@ def _resolver(
     return resolve
 
 
-def instance_name_problem(text: str, questions: list[Mapping[str, Any]]) -> str | None:
-    """Why a form's instance_name cannot be used (None when it can): it is evaluated once the
-    whole response is known, so it may name any question, but no group and not `.`."""
-    kinds = {str(q.get("key")): q.get("type") for _, q in _walk(questions, ["questions"])}
+def instance_name_expression(
+    text: str,
+    questions: list[Mapping[str, Any]],
+    language: str = "en",
+    choice_lists: Mapping[str, Any] | None = None,
+) -> Expression:
+    """A form's instance_name compiled (ExpressionError when it cannot be used): it is
+    evaluated once the whole response is known, so it may name any question, but no group
+    and not `.`."""
+    every = {str(q.get("key")): q for _, q in _walk(questions, ["questions"])}
+    labels = _Labels(language, choice_lists or {})
 
     def resolve(key: str) -> Resolved | str:
-        if key not in kinds:
+        if key not in every:
             return f"'${{{key}}}' names no question"
-        if kinds[key] == "group":
+        if every[key].get("type") == "group":
             return f"'${{{key}}}' is a group, which has no value"
-        return Resolved()
+        return Resolved(choice_labels=labels.of(every[key]))
 
+    compiled = compile_expression(parse(text), text, resolve)
+    if compiled.current:
+        raise ExpressionError("'.' (this answer) is only used in constraint and required")
+    return compiled
+
+
+def instance_name_problem(
+    text: str, questions: list[Mapping[str, Any]], choice_lists: Mapping[str, Any] | None = None
+) -> str | None:
+    """Why a form's instance_name cannot be used (None when it can)."""
     try:
-        compiled = compile_expression(parse(text), text, resolve)
+        instance_name_expression(text, questions, choice_lists=choice_lists)
     except ExpressionError as error:
         return error.message
-    if compiled.current:
-        return "'.' (this answer) is only used in constraint and required"
     return None

@@ -46,6 +46,7 @@ HEAD = (
     ("started_at", "timestamptz"),
     ("submitted_by_user", "uuid"),
     ("submitted_by_collector", "uuid"),
+    ("instance_name", "varchar"),
 )
 KIND_TYPES = {"smallint": "smallint", "bigint": "bigint", "float": "float8", "text": "text",
               "date": "date"}  # fmt: skip

@@ -36,7 +36,7 @@ t = response_table.c
 HEAD_COLUMNS = (
     t.id, t.questionnaire_id, t.questionnaire_version, t.group_index, t.category, t.gender,
     t.age_band, t.language, t.channel, t.territory_code, t.started_at, t.submitted_at,
-    t.received_at,
+    t.received_at, t.instance_name,
 )  # fmt: skip
 
 

@@ -122,7 +122,7 @@ def build_row(
     record_key: int | None = None,
 ) -> Row:
     """The row to store, or Invalid listing every problem with the item."""
-    errors, pages = questionnaire.check_answers(item.answers)
+    errors, pages, name = questionnaire.check(item.answers)
     group = questionnaire.groups.get(item.respondent.group)
     if group is None:
         errors.insert(
@@ -157,6 +157,7 @@ def build_row(
         "submitted_by_collector": (
             principal.id if principal and principal.kind == "collector" else None
         ),
+        "instance_name": name,
     }
     return Row(head, pages)
 
@@ -194,6 +195,7 @@ def to_body(
         "started_at": _aware(head["started_at"]),
         "submitted_at": _aware(head["submitted_at"]),
         "received_at": _aware(head["received_at"]),
+        "instance_name": head.get("instance_name"),
     }
 
 

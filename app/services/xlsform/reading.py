@@ -21,7 +21,7 @@ other languages, the description); read here, so that its import gives the defin
 import io
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from pathlib import PurePath
 from typing import Any
@@ -29,21 +29,18 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio import CapacityLimiter
-from pydantic import ValidationError
 from pyxform.errors import PyXFormError
 from pyxform.xls2json import workbook_to_json
 from pyxform.xls2json_backends import DefinitionData, get_xlsform
 
 from app.errors import Invalid
 from app.models.questionnaires import QuestionnaireCreate
-from app.services.openrosa.question_types import QUESTION_TYPES
-from app.services.questionnaires import check_definition
+from app.services.definition_schema import check_schema, rule_problems, without_tags
 from app.services.xlsform.mapping import FormMapping, Loc
 from app.services.xlsform.vocabulary import slug
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 MAX_ZIP_ENTRIES = 200
-QUESTION_KINDS = {*QUESTION_TYPES, "group", "repeat"}
 EXTENSIONS = {".xlsx": ".xlsx", ".xlsm": ".xlsx", ".xls": ".xls"}
 _PYXFORM_ROW = re.compile(r"\[row\s*:\s*(\d+)\]")
 
@@ -87,20 +84,16 @@ def to_definition(
     )
     data = mapping.form(form, (book.settings or [{}])[0] or {})
     errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
-    definition = None
-    try:
-        definition = QuestionnaireCreate.model_validate(data)
-    except ValidationError as error:
-        errors += [
-            {"loc": mapping.row_loc(_without_tags(e["loc"])), "msg": e["msg"], "type": e["type"]}
-            for e in error.errors()
-        ]
+    # the schema and the rules in one answer (services/definition_schema.py)
+    checked = check_schema(data, QuestionnaireCreate, mapping.default)
+    errors += [
+        {"loc": mapping.row_loc(without_tags(e["loc"])), "msg": e["msg"], "type": e["type"]}
+        for e in checked.errors
+    ]
+    definition = checked.model
     if definition is not None:
-        try:
-            dumped = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
-            check_definition(dumped, [])
-        except Invalid as error:
-            errors += [{**e, "loc": mapping.row_loc(e["loc"])} for e in error.errors or []]
+        dumped = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+        errors += [{**e, "loc": mapping.row_loc(e["loc"])} for e in rule_problems(checked, dumped)]
     if errors or definition is None:
         raise Invalid("The XLSForm does not make a valid questionnaire", errors=errors)
     return definition
@@ -189,13 +182,3 @@ def _choice_rows(choices: Any) -> dict[tuple[str, str], int]:
         if listed is not None and name is not None:
             rows.setdefault((str(listed).strip(), str(name).strip()), number)
     return rows
-
-
-def _without_tags(loc: Sequence[str | int]) -> Loc:
-    """A pydantic location without the question type it adds after a question's index
-    (`questions, 1, multiple_choice, options, 0`: the union's tag, not a field)."""
-    return [
-        part
-        for index, part in enumerate(loc)
-        if not (index and isinstance(loc[index - 1], int) and part in QUESTION_KINDS)
-    ]
