@@ -17,6 +17,7 @@ from app.deps import (
     SessionDep,
     UploadWork,
 )
+from app.errors import TooLarge
 from app.models.questionnaires import (
     QuestionnaireCreate,
     QuestionnaireRead,
@@ -25,12 +26,15 @@ from app.models.questionnaires import (
 )
 from app.pagination import Page
 from app.routers.problems import responses
+from app.services import form_media, xlsform
 from app.services import questionnaires as service
-from app.services import xlsform
 from app.services.openrosa import media
 from app.services.openrosa.xform import xform_of
+from app.services.xlsform.files import list_suffix
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
+# For the body guard (app/main.py): the workbook plus its media files.
+IMPORT_PATH = r"^/api/v1/questionnaires/import$"
 
 
 def _etag(body: QuestionnaireRead) -> str:
@@ -70,17 +74,37 @@ async def import_xlsform(
     session: SessionDep,
     response: Response,
     uploads: UploadWork,
+    request: Request,
     media: Annotated[
         list[UploadFile] | None,
-        File(description="Files of the form: the CSVs of select_one_from_file lists"),
+        File(
+            description=(
+                "Files of the form: the CSV, XML or GeoJSON files of select_one_from_file "
+                "lists, and the images, audio and video its media columns name"
+            )
+        ),
     ] = None,
 ) -> QuestionnaireRead:
-    """An XLSForm becomes a draft; what cannot be mapped is refused with 422 naming the row."""
-    files = {PurePosixPath(part.filename or "").name: await part.read() for part in media or ()}
+    """An XLSForm becomes a draft with its media files; what cannot be mapped is refused with
+    422 naming the row (or the media part)."""
+    limit = request.app.state.settings.max_upload_bytes
+    if (file.size or 0) > limit:
+        raise TooLarge(f"The workbook is larger than {limit} bytes")
+    parts = [(PurePosixPath(part.filename or "").name, part) for part in media or ()]
+    lists = {name: await part.read() for name, part in parts if list_suffix(name)}
+    used: set[str] = set()
     data = await xlsform.read_definition(
-        await file.read(), filename=file.filename or "form.xlsx", limiter=uploads, media=files
+        await file.read(),
+        filename=file.filename or "form.xlsx",
+        limiter=uploads,
+        media=lists,
+        used=used,
     )
-    return _created(service.to_read(await service.create(session, actor, data)), response)
+    definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
+    files = await form_media.check_files(definition, parts, used, request.app.state.settings)
+    questionnaire = await service.create(session, actor, data)
+    await form_media.store(session, questionnaire.id, files)
+    return _created(service.to_read(questionnaire), response)
 
 
 @router.get("", response_model=Page[QuestionnaireRead], responses=responses(400, 401, 403, 422))
