@@ -179,7 +179,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (questionnaires.IMPORT_PATH, settings.max_upload_bytes + settings.form_media_max_bytes),
         ),
         multipart_also=((bodies.SUBMIT_PATH, bodies.multipart_limit(settings)),),
-        raw_limits=((attachments.PUT_PATH, settings.max_attachment_bytes),),
+        raw_limits=(
+            (attachments.PUT_PATH, settings.max_attachment_bytes),
+            (form_media.PUT_PATH, settings.form_media_max_file_bytes),
+        ),
     )
     if settings.cors_origins:
         app.add_middleware(

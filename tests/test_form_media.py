@@ -336,6 +336,40 @@ async def test_a_file_named_but_not_sent_leaves_the_form_without_it(
     assert deleted.status_code == 204
 
 
+async def test_a_drafts_media_may_be_sent_later_and_replaced(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    imported = await import_form(client, coordinator, parts(**{"welcome.mp3": b""}))
+    form_id = imported.json()["id"]
+    url = f"/api/v1/questionnaires/{form_id}/media"
+    sent = await client.put(f"{url}/welcome.mp3", content=WELCOME, headers=coordinator)
+    assert sent.status_code == 201, sent.text
+    assert (sent.json()["md5"], sent.json()["content_type"]) == (md5(WELCOME), "audio/mpeg")
+    other = png(4, 4, seed=9)
+    again = await client.put(f"{url}/logo.png", content=other, headers=coordinator)
+    assert again.status_code == 200, again.text
+    got = await client.get(f"{url}/logo.png", headers=coordinator)
+    assert got.content == other
+    listing = (await client.get(url, headers=coordinator)).json()["items"]
+    assert {item["name"]: item["md5"] for item in listing} == {
+        "logo.png": md5(other), "welcome.mp3": md5(WELCOME), "yes.jpg": md5(YES)
+    }  # fmt: skip
+    for name, content, expected in (
+        ("yes.jpg", b"plain text", 422),  # not an image
+        ("extra.png", png(), 422),  # the definition does not name it
+    ):
+        refused = await client.put(f"{url}/{name}", content=content, headers=coordinator)
+        assert refused.status_code == expected, refused.text
+    for role in (Role.analyst, Role.observer):
+        headers = await headers_for(app, role)
+        refused = await client.put(f"{url}/logo.png", content=png(), headers=headers)
+        assert refused.status_code == 403, refused.text
+    await client.post(f"/api/v1/questionnaires/{form_id}/publish", headers=coordinator)
+    frozen = await client.put(f"{url}/logo.png", content=png(), headers=coordinator)
+    assert frozen.status_code == 409, frozen.text
+    assert (await client.get(f"{url}/logo.png", headers=coordinator)).content == other
+
+
 @pytest.fixture
 async def small_media(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The suite's database through an app with small form media bounds."""
@@ -381,6 +415,10 @@ async def test_size_and_count_bounds(
     assert [e["loc"] for e in many.json()["errors"]] == [["media", "yes.jpg"]]
     listed = await client.get("/api/v1/questionnaires?slug=wells", headers=coordinator)
     assert listed.json()["items"] == []
+    draft = await import_form(client, coordinator, parts(**{"yes.jpg": b""}))
+    url = f"/api/v1/questionnaires/{draft.json()['id']}/media/yes.jpg"
+    refused = await small_media.put(url, content=jpeg(5000), headers=coordinator)
+    assert refused.status_code == 413, refused.text
 
 
 # --- ODK's engine -----------------------------------------------------------------------------

@@ -5,21 +5,34 @@ the form's manifest (app/routers/openrosa.py)."""
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.deps import OptionalPrincipal, PageDep, SessionDep
-from app.errors import NotFound
-from app.models.attachments import MAX_NAME
+from app.deps import (
+    BEARER_SECURITY,
+    OptionalPrincipal,
+    PageDep,
+    ReadUnitsDep,
+    SessionDep,
+    TokensDep,
+    UnitsOfWorkDep,
+    bearer_token,
+)
+from app.errors import Forbidden, NotFound, Unauthorized
+from app.log import note_caller
+from app.models.auth import Role
 from app.models.form_media import FormMediaRead
 from app.pagination import Page, position
-from app.routers.attachments import disposition
+from app.routers.attachments import RAW_BODY, Name, disposition
 from app.routers.problems import responses
 from app.services import form_media as service
 from app.services import questionnaires
+from app.services.attachments import receive
+from app.services.auth import resolve_token
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
-Name = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+# For the body guard (app/main.py): a raw file body, with the form media bound.
+PUT_PATH = r"^/api/v1/questionnaires/[^/]+/media/[^/]+$"
 
 
 @router.get(
@@ -33,9 +46,7 @@ async def list_form_media(
     """Every media file the definition names, in its order: `received` false for a file that
     was not uploaded (clients show the form without it). The questionnaire's readers."""
     questionnaire = await questionnaires.get_readable(session, principal, questionnaire_id)
-    items = service.listing(
-        questionnaire.definition, await service.stored(session, questionnaire.id)
-    )
+    items = service.listing(questionnaire.definition, await service.stored(session, questionnaire))
     start = position(page.cursor, len(items))
     following = start + page.limit
     return Page(
@@ -66,7 +77,7 @@ async def get_form_media(
 ) -> Response:
     """One stored media file, streamed with the type read from its bytes."""
     questionnaire = await questionnaires.get_readable(session, principal, questionnaire_id)
-    stored = await service.find(session, questionnaire.id, name)
+    stored = await service.find(session, questionnaire, name)
     if stored is None:
         raise NotFound(f"The form has no stored media file {name!r}")
     etag = f'"{stored.md5}"'
@@ -80,4 +91,52 @@ async def get_form_media(
             "Content-Disposition": disposition(name),
             "Content-Length": str(stored.size),
         },
+    )
+
+
+@router.put(
+    "/{questionnaire_id}/media/{name}",
+    response_model=FormMediaRead,
+    status_code=status.HTTP_200_OK,
+    openapi_extra={"requestBody": RAW_BODY, **BEARER_SECURITY},
+    responses={
+        201: {"model": FormMediaRead, "description": "Stored (the name was new)"},
+        **responses(401, 403, 404, 409, 413, 422),
+    },
+)
+async def put_form_media(
+    questionnaire_id: uuid.UUID,
+    name: Name,
+    request: Request,
+    tokens: TokensDep,
+    reads: ReadUnitsDep,
+    units: UnitsOfWorkDep,
+) -> Response:
+    """Add or replace a media file of a draft (raw body), one its definition names; the
+    import's rules (type by the bytes, size bounds). Coordinators. A published version's
+    media never change (409)."""
+    token = await bearer_token(request)
+    if token is None:
+        raise Unauthorized()
+    # Who and what first, in a short read: no connection (nor SQLite's write lock) is held
+    # while the body arrives.
+    async with reads() as session:
+        principal = await resolve_token(session, tokens, token)
+        note_caller(request.scope.get("state"), principal.kind, principal.id)
+        if principal.kind != "user" or not principal.has_any(Role.coordinator):
+            raise Forbidden("Your roles do not allow this")
+        await service.kind_to_put(session, questionnaire_id, name)
+    settings = request.app.state.settings
+    received = await receive(request.stream(), settings.form_media_max_file_bytes, name)
+    try:
+        async with units() as session:
+            stored, created = await service.put_file(
+                session, principal, questionnaire_id, name, received, settings
+            )
+    finally:
+        received.close()
+    return Response(
+        stored.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
     )

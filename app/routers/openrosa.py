@@ -163,7 +163,7 @@ async def form_manifest(
     try:
         questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
         territories = await _territories_csv(request, session, questionnaire)
-        stored = await form_media.stored(session, questionnaire.id)
+        stored = await form_media.stored(session, questionnaire)
     except AppError as error:
         return _refusal(error)
     base = f"{_base(request, token)}/forms/{questionnaire.id}/media/"
@@ -209,7 +209,7 @@ async def form_media_file(
                 media_type="text/csv; charset=utf-8",
                 headers={"ETag": f'"{territories.md5}"'},
             )
-        stored = await form_media.find(session, questionnaire.id, filename)
+        stored = await form_media.find(session, questionnaire, filename)
         if stored is None:
             raise NotFound("No such media file")
     except AppError as error:

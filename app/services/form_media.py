@@ -19,18 +19,21 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.errors import Invalid, TooLarge
+from app.errors import Conflict, Invalid, TooLarge
+from app.models.auth import Principal
 from app.models.form_media import (
     FormMediaRead,
     questionnaire_media_chunk_table,
     questionnaire_media_table,
 )
+from app.models.questionnaires import Questionnaire, Status
+from app.services import audit, questionnaires
 from app.services.attachments import Received, content_type, from_upload
 from app.services.attachments.chunks import count_chunks, stream_chunks, write_chunks
 from app.services.attachments.received import run
@@ -173,19 +176,22 @@ def _stored(row: Any) -> StoredMedia:
     return StoredMedia(row.id, row.name, row.kind, row.content_type, row.size, row.md5, row.sha256)
 
 
-async def stored(session: AsyncSession, questionnaire_id: uuid.UUID) -> list[StoredMedia]:
-    """The version's stored media files, by name."""
-    statement = (
-        select(questionnaire_media_table)
-        .where(m.questionnaire_id == questionnaire_id)
-        .order_by(m.name)
-    )
-    return [_stored(row) for row in await run(session, statement)]
+async def stored(session: AsyncSession, questionnaire: Questionnaire) -> list[StoredMedia]:
+    """The version's stored media files that its definition names, in the definition's order
+    (a draft's edit may have dropped a name: that file is then kept but not served)."""
+    statement = select(questionnaire_media_table).where(m.questionnaire_id == questionnaire.id)
+    found = {row.name: _stored(row) for row in await run(session, statement)}
+    return [found[name] for name in referenced(questionnaire.definition) if name in found]
 
 
-async def find(session: AsyncSession, questionnaire_id: uuid.UUID, name: str) -> StoredMedia | None:
+async def find(
+    session: AsyncSession, questionnaire: Questionnaire, name: str
+) -> StoredMedia | None:
+    """One stored media file of the version, if its definition names it."""
+    if name not in referenced(questionnaire.definition):
+        return None
     statement = select(questionnaire_media_table).where(
-        m.questionnaire_id == questionnaire_id, m.name == name
+        m.questionnaire_id == questionnaire.id, m.name == name
     )
     row = (await run(session, statement)).first()
     return _stored(row) if row is not None else None
@@ -216,3 +222,82 @@ async def open_chunks(
         count = await count_chunks(session, chunk_owner, media.id)
     async for piece in stream_chunks(sessionmaker, chunk_owner, media.id, count):
         yield piece
+
+
+# --- a draft's media, sent later --------------------------------------------------------------
+
+
+async def kind_to_put(session: AsyncSession, questionnaire_id: uuid.UUID, name: str) -> str:
+    """The kind of file `name` must be to be put into the questionnaire: NotFound for no
+    questionnaire, Conflict unless it is a draft, Invalid when its definition names no such
+    file."""
+    questionnaire = await questionnaires.get_for_write(session, questionnaire_id)
+    if questionnaire.status != Status.draft:
+        raise Conflict(f"The questionnaire is {questionnaire.status}; only a draft's media change")
+    wanted = referenced(questionnaire.definition)
+    if name not in wanted or name == TERRITORIES_FILE:
+        message = "the definition names no such media file (media::image, audio or video)"
+        raise Invalid(
+            f"The questionnaire does not use {name!r}",
+            errors=[_error(["path", "name"], message, "unused_media")],
+        )
+    return wanted[name]
+
+
+async def put_file(
+    session: AsyncSession,
+    actor: Principal,
+    questionnaire_id: uuid.UUID,
+    name: str,
+    received: Received,
+    settings: Settings,
+) -> tuple[FormMediaRead, bool]:
+    """Add or replace one media file of a draft (the rules of the import): what is stored, and
+    whether the name was new."""
+    kind = await kind_to_put(session, questionnaire_id, name)
+    media_type = await content_type(received, name, kind)
+    others = (
+        await run(
+            session,
+            select(func.count(), func.coalesce(func.sum(m.size), 0)).where(
+                m.questionnaire_id == questionnaire_id, m.name != name
+            ),
+        )
+    ).one()
+    if others[0] >= settings.form_media_max_files:
+        raise Invalid(
+            f"At most {settings.form_media_max_files} media files",
+            errors=[_error(["path", "name"], "too many media files", "too_many")],
+        )
+    if int(others[1]) + received.size > settings.form_media_max_bytes:
+        raise TooLarge(
+            f"The form's media files would be larger than {settings.form_media_max_bytes} "
+            "bytes together"
+        )
+    replaced = await run(
+        session,
+        questionnaire_media_table.delete().where(
+            m.questionnaire_id == questionnaire_id, m.name == name
+        ),
+    )
+    await store(session, questionnaire_id, [FormFile(name, kind, media_type, received)])
+    audit.record(
+        session,
+        actor,
+        "questionnaire.media",
+        "questionnaire",
+        questionnaire_id,
+        name=name,
+        size=received.size,
+        sha256=received.sha256,
+    )
+    read = FormMediaRead(
+        name=name,
+        kind=kind,
+        content_type=media_type,
+        size=received.size,
+        md5=received.md5,
+        sha256=received.sha256,
+        received=True,
+    )
+    return read, replaced.rowcount == 0
