@@ -17,7 +17,6 @@ from app.deps import (
     SessionDep,
     UploadWork,
 )
-from app.errors import TooLarge
 from app.models.questionnaires import (
     QuestionnaireCreate,
     QuestionnaireRead,
@@ -30,7 +29,6 @@ from app.services import form_media, xlsform
 from app.services import questionnaires as service
 from app.services.openrosa import media
 from app.services.openrosa.xform import xform_of
-from app.services.xlsform.files import list_suffix
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
 # For the body guard (app/main.py): the workbook plus its media files.
@@ -87,23 +85,16 @@ async def import_xlsform(
 ) -> QuestionnaireRead:
     """An XLSForm becomes a draft with its media files; what cannot be mapped is refused with
     422 naming the row (or the media part)."""
-    limit = request.app.state.settings.max_upload_bytes
-    if (file.size or 0) > limit:
-        raise TooLarge(f"The workbook is larger than {limit} bytes")
     parts = [(PurePosixPath(part.filename or "").name, part) for part in media or ()]
-    lists = {name: await part.read() for name, part in parts if list_suffix(name)}
-    used: set[str] = set()
-    data = await xlsform.read_definition(
-        await file.read(),
+    questionnaire = await form_media.import_xlsform(
+        session,
+        actor,
+        file,
         filename=file.filename or "form.xlsx",
+        parts=parts,
         limiter=uploads,
-        media=lists,
-        used=used,
+        settings=request.app.state.settings,
     )
-    definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
-    files = await form_media.check_files(definition, parts, used, request.app.state.settings)
-    questionnaire = await service.create(session, actor, data)
-    await form_media.store(session, questionnaire.id, files)
     return _created(service.to_read(questionnaire), response)
 
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anyio import CapacityLimiter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,11 +34,12 @@ from app.models.form_media import (
     questionnaire_media_table,
 )
 from app.models.questionnaires import Questionnaire, Status
-from app.services import audit, questionnaires
+from app.services import audit, questionnaires, xlsform
 from app.services.attachments import Received, content_type, from_upload
 from app.services.attachments.chunks import count_chunks, stream_chunks, write_chunks
 from app.services.attachments.received import run
 from app.services.openrosa.media import TERRITORIES_FILE
+from app.services.xlsform.files import list_suffix
 
 KINDS = ("image", "audio", "video")
 m = questionnaire_media_table.c
@@ -132,6 +134,33 @@ async def check_files(
     if errors:
         raise Invalid("The form's media files cannot be taken", errors=errors)
     return files
+
+
+async def import_xlsform(
+    session: AsyncSession,
+    actor: Principal,
+    workbook: Any,
+    *,
+    filename: str,
+    parts: Sequence[tuple[str, Any]],
+    limiter: CapacityLimiter,
+    settings: Settings,
+) -> Questionnaire:
+    """An XLSForm (an upload: `.size`, `.read()`) and its `media` parts (name, upload) as a
+    new draft with its media files stored, in the caller's unit of work; the list files go to
+    the reader, the others are checked as form media."""
+    if (workbook.size or 0) > settings.max_upload_bytes:
+        raise TooLarge(f"The workbook is larger than {settings.max_upload_bytes} bytes")
+    lists = {name: await part.read() for name, part in parts if list_suffix(name)}
+    used: set[str] = set()
+    data = await xlsform.read_definition(
+        await workbook.read(), filename=filename, limiter=limiter, media=lists, used=used
+    )
+    definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
+    files = await check_files(definition, parts, used, settings)
+    questionnaire = await questionnaires.create(session, actor, data)
+    await store(session, questionnaire.id, files)
+    return questionnaire
 
 
 def _error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
