@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # carry the response and up to max_submission_files of them.
     max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_submission_files: int = Field(default=10, ge=1, le=100)
+    # Form media (app/services/form_media.py): the images, audio and video an imported XLSForm
+    # shows, each at most form_media_max_file_bytes, together at most form_media_max_bytes
+    # (the import's body may then be max_upload_bytes plus that), at most form_media_max_files.
+    form_media_max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    form_media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    form_media_max_files: int = Field(default=100, ge=1, le=1000)
     # A multipart submission without a token (public questionnaires), files included: they
     # may not PUT files later, and the per-address rate limit bounds how often they send.
     max_public_submission_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)

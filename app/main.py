@@ -30,6 +30,7 @@ from app.routers import (
     calendar_feeds,
     consultations,
     elections,
+    form_media,
     health,
     official_aggregates,
     openrosa,
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(questionnaires.router)
+    app.include_router(form_media.router)
     app.include_router(aggregates.router)
     app.include_router(aggregate_views.router)
     app.include_router(territories.router)
@@ -172,9 +174,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         max_batch_bytes=settings.max_batch_bytes,
-        multipart_limits=((openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),),
+        multipart_limits=(
+            (openrosa.SUBMISSION_PATH, settings.openrosa_max_submission_bytes),
+            (questionnaires.IMPORT_PATH, settings.max_upload_bytes + settings.form_media_max_bytes),
+        ),
         multipart_also=((bodies.SUBMIT_PATH, bodies.multipart_limit(settings)),),
-        raw_limits=((attachments.PUT_PATH, settings.max_attachment_bytes),),
+        raw_limits=(
+            (attachments.PUT_PATH, settings.max_attachment_bytes),
+            (form_media.PUT_PATH, settings.form_media_max_file_bytes),
+        ),
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -26,6 +26,16 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+def position(cursor: str | None, total: int) -> int:
+    """A cursor that is a position in a short list known whole (a response's files, a form's
+    media): where the page starts."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit() or len(cursor) > 6 or int(cursor) > total:
+        raise BadRequest("The cursor is malformed; use next_cursor from a previous page")
+    return int(cursor)
+
+
 def encode_cursor(created_at: datetime, row_id: uuid.UUID | str) -> str:
     raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -44,6 +44,9 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/close"): COORDINATION,
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/xform"): ANY_USER | {"collector"},
     ("GET", "/api/v1/questionnaires/{questionnaire_id}/xlsform"): ANY_USER | {"collector"},
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/media"): ANY_USER | {"collector"},
+    ("GET", "/api/v1/questionnaires/{questionnaire_id}/media/{name}"): ANY_USER | {"collector"},
+    ("PUT", "/api/v1/questionnaires/{questionnaire_id}/media/{name}"): COORDINATION,
     # responses
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses"): SUBMITTERS,
     ("POST", "/api/v1/questionnaires/{questionnaire_id}/responses/batch"): SUBMITTERS,

@@ -255,3 +255,79 @@ async def test_responses_stored_before_names_keep_null_and_back(empty_database_u
     assert down.returncode == 0, down.stderr
     row = await stored()
     assert "instance_name" not in row and (row["record_key"], row["content_hash"]) == (7, "hash")
+
+
+async def test_the_migration_keeps_questionnaires_and_adds_media_tables(
+    empty_database_url: str,
+) -> None:
+    """The form media revision adds its tables next to the questionnaires, which it leaves as
+    they were, and takes them away again on downgrade."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    alembic = [sys.executable, "-m", "alembic"]
+    before = _run([*alembic, "upgrade", "7a3e5c1d9f24"], empty_database_url)
+    assert before.returncode == 0, before.stderr
+    engine = create_async_engine(empty_database_url)
+    form_id, media_id = uuid.uuid4(), uuid.uuid4()
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    questionnaire = sa.table(
+        "questionnaire",
+        sa.column("id", sa.Uuid()),
+        *(sa.column(n, sa.String()) for n in ("slug", "status", "access", "default_language")),
+        sa.column("version", sa.Integer()),
+        sa.column("definition", sa.JSON()),
+        *(sa.column(n, sa.DateTime(timezone=True)) for n in ("created_at", "updated_at")),
+    )
+    media = sa.table(
+        "questionnaire_media",
+        *(sa.column(n, sa.Uuid()) for n in ("id", "questionnaire_id")),
+        *(sa.column(n, sa.String()) for n in ("name", "kind", "content_type", "md5", "sha256")),
+        sa.column("size", sa.BigInteger()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    chunk = sa.table(
+        "questionnaire_media_chunk",
+        sa.column("media_id", sa.Uuid()),
+        sa.column("seq", sa.Integer()),
+        sa.column("data", sa.LargeBinary()),
+    )
+    definition = {"title": {"en": "Kept"}, "questions": [], "respondent_groups": []}
+    digests = (
+        hashlib.md5(b"abc", usedforsecurity=False).hexdigest(),
+        hashlib.sha256(b"abc").hexdigest(),
+    )
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                questionnaire.insert().values(
+                    id=form_id, slug="kept", version=1, status="draft", access="token",
+                    default_language="en", definition=definition, created_at=at, updated_at=at,
+                )
+            )  # fmt: skip
+        up = _run([*alembic, "upgrade", "9c3d5e7f9a21"], empty_database_url)
+        assert up.returncode == 0, up.stderr
+        async with engine.begin() as connection:
+            kept = await connection.execute(sa.text("SELECT slug FROM questionnaire"))
+            assert kept.scalars().all() == ["kept"]
+            await connection.execute(
+                media.insert().values(
+                    id=media_id, questionnaire_id=form_id, name="a.png", kind="image",
+                    content_type="image/png", size=3, md5=digests[0], sha256=digests[1],
+                    created_at=at,
+                )
+            )  # fmt: skip
+            await connection.execute(chunk.insert().values(media_id=media_id, seq=0, data=b"abc"))
+            stored = await connection.execute(sa.select(chunk.c.data))
+            assert stored.scalars().all() == [b"abc"]
+        down = _run([*alembic, "downgrade", "7a3e5c1d9f24"], empty_database_url)
+        assert down.returncode == 0, down.stderr
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+            kept = await connection.execute(sa.text("SELECT slug FROM questionnaire"))
+            assert kept.scalars().all() == ["kept"]
+        assert "questionnaire_media" not in names and "questionnaire_media_chunk" not in names
+    finally:
+        await engine.dispose()

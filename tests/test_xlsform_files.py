@@ -69,7 +69,6 @@ async def import_with(
 FILES = [
     ("media", ("districts.csv", DISTRICTS.encode(), "text/csv")),
     ("media", ("settlements.csv", SETTLEMENTS.encode(), "text/csv")),
-    ("media", ("logo.png", b"\x89PNG not used by the form", "image/png")),
 ]
 
 
@@ -142,7 +141,7 @@ async def test_every_problem_of_the_files_is_named_by_file_line_and_column(
     assert refused.status_code == 422, refused.text
     assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
         ("file", "survey", 4, "type"),  # settlements.csv not uploaded
-        ("file", "survey", 7, "type"),  # an XML list
+        ("file", "survey", 7, "type"),  # wells.xml not uploaded
         ("media", "districts.csv", 3, "name"),
         ("media", "districts.csv", 4, "name"),
         ("media", "districts.csv", 5),

@@ -6,6 +6,7 @@ from app.models.auth import AuditEvent, Collector, RateLimitBucket, User
 from app.models.calendar_feeds import CalendarFeed
 from app.models.consultations import Consultation, Observation
 from app.models.elections import Candidate, Election
+from app.models.form_media import questionnaire_media_chunk_table, questionnaire_media_table
 from app.models.questionnaires import Questionnaire
 from app.models.responses import response_table
 from app.models.territories import Territory
@@ -25,5 +26,7 @@ __all__ = [
     "User",
     "attachment_chunk_table",
     "attachment_table",
+    "questionnaire_media_chunk_table",
+    "questionnaire_media_table",
     "response_table",
 ]

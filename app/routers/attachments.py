@@ -105,7 +105,7 @@ async def list_attachments(
     return Page(items=items, next_cursor=next_cursor)
 
 
-def _disposition(name: str) -> str:
+def disposition(name: str) -> str:
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
@@ -138,7 +138,7 @@ async def get_attachment(
     etag = f'"{stored.sha256}"'
     headers = {
         "ETag": etag,
-        "Content-Disposition": _disposition(name),
+        "Content-Disposition": disposition(name),
         "Content-Length": str(stored.size),
     }
     if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:

@@ -9,9 +9,11 @@ language. Every answer carries `X-OpenRosa-Version` and `Date` (app/middleware.p
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,10 +21,11 @@ from app.db import session_scope
 from app.deps import ReadUnitsDep, SessionDep, TokensDep
 from app.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.log import note_caller
+from app.models.attachments import MAX_NAME
 from app.models.auth import Principal
 from app.models.questionnaires import Questionnaire
 from app.models.responses import ResponseIn
-from app.services import attachments
+from app.services import attachments, form_media
 from app.services.answers import CompiledQuestionnaire
 from app.services.openrosa import forms as service
 from app.services.openrosa import media, messages
@@ -155,22 +158,26 @@ async def form_manifest(
     tokens: TokensDep,
 ) -> Response:
     """The form's media files: territories.csv when the server has territories (the cascade's
-    list; its md5 changes with the table), else none."""
+    list; its md5 changes with the table), and the images, audio and video stored with the
+    version (services/form_media.py)."""
     try:
         questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
         territories = await _territories_csv(request, session, questionnaire)
+        stored = await form_media.stored(session, questionnaire)
     except AppError as error:
         return _refusal(error)
-    files = []
+    base = f"{_base(request, token)}/forms/{questionnaire.id}/media/"
+    listed = [(file.name, file.md5) for file in stored]
     if territories is not None:
-        url = f"{_base(request, token)}/forms/{questionnaire.id}/media/{territories.name}"
-        files.append(
-            "<mediaFile>"
-            f"<filename>{escape(territories.name)}</filename>"
-            f"<hash>md5:{territories.md5}</hash>"
-            f"<downloadUrl>{escape(url)}</downloadUrl>"
-            "</mediaFile>"
-        )
+        listed.insert(0, (territories.name, territories.md5))
+    files = [
+        "<mediaFile>"
+        f"<filename>{escape(name)}</filename>"
+        f"<hash>md5:{md5}</hash>"
+        f"<downloadUrl>{escape(base + quote(name, safe=''))}</downloadUrl>"
+        "</mediaFile>"
+        for name, md5 in listed
+    ]
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<manifest xmlns="http://openrosa.org/xforms/xformsManifest">'
@@ -181,28 +188,36 @@ async def form_manifest(
 
 
 @router.get("/forms/{questionnaire_id}/media/{filename}")
-async def form_media(
+async def form_media_file(
     token: str,
     questionnaire_id: uuid.UUID,
-    filename: Annotated[str, Path(max_length=63)],
+    filename: Annotated[str, Path(max_length=MAX_NAME)],
     request: Request,
     session: SessionDep,
     tokens: TokensDep,
 ) -> Response:
-    """A media file the manifest lists (territories.csv); 404 for any other name."""
+    """A media file the manifest lists (territories.csv, or a file stored with the version,
+    streamed); 404 for any other name."""
     try:
         questionnaire = await _bound(request, session, tokens, token, questionnaire_id)
-        territories = None
         if filename == media.TERRITORIES_FILE:
             territories = await _territories_csv(request, session, questionnaire)
-        if territories is None:
+            if territories is None:
+                raise NotFound("No such media file")
+            return Response(
+                territories.content,
+                media_type="text/csv; charset=utf-8",
+                headers={"ETag": f'"{territories.md5}"'},
+            )
+        stored = await form_media.find(session, questionnaire, filename)
+        if stored is None:
             raise NotFound("No such media file")
     except AppError as error:
         return _refusal(error)
-    return Response(
-        territories.content,
-        media_type="text/csv; charset=utf-8",
-        headers={"ETag": f'"{territories.md5}"'},
+    return StreamingResponse(
+        form_media.open_chunks(request.app.state.sessionmaker, stored),
+        media_type=stored.content_type,
+        headers={"ETag": f'"{stored.md5}"', "Content-Length": str(stored.size)},
     )
 
 

@@ -24,12 +24,14 @@ from app.models.questionnaires import (
 from app.pagination import Page
 from app.routers.bodies import decode
 from app.routers.problems import responses
+from app.services import form_media, xlsform
 from app.services import questionnaires as service
-from app.services import xlsform
 from app.services.openrosa import media
 from app.services.openrosa.xform import xform_of
 
 router = APIRouter(prefix="/api/v1/questionnaires", tags=["questionnaires"])
+# For the body guard (app/main.py): the workbook plus its media files.
+IMPORT_PATH = r"^/api/v1/questionnaires/import$"
 
 
 def _json_body(model: str) -> dict[str, Any]:
@@ -79,17 +81,30 @@ async def import_xlsform(
     session: SessionDep,
     response: Response,
     uploads: UploadWork,
+    request: Request,
     media: Annotated[
         list[UploadFile] | None,
-        File(description="Files of the form: the CSVs of select_one_from_file lists"),
+        File(
+            description=(
+                "Files of the form: the CSV, XML or GeoJSON files of select_one_from_file "
+                "lists, and the images, audio and video its media columns name"
+            )
+        ),
     ] = None,
 ) -> QuestionnaireRead:
-    """An XLSForm becomes a draft; what cannot be mapped is refused with 422 naming the row."""
-    files = {PurePosixPath(part.filename or "").name: await part.read() for part in media or ()}
-    data = await xlsform.read_definition(
-        await file.read(), filename=file.filename or "form.xlsx", limiter=uploads, media=files
+    """An XLSForm becomes a draft with its media files; what cannot be mapped is refused with
+    422 naming the row (or the media part)."""
+    parts = [(PurePosixPath(part.filename or "").name, part) for part in media or ()]
+    questionnaire = await form_media.import_xlsform(
+        session,
+        actor,
+        file,
+        filename=file.filename or "form.xlsx",
+        parts=parts,
+        limiter=uploads,
+        settings=request.app.state.settings,
     )
-    return _created(service.to_read(await service.create(session, actor, data)), response)
+    return _created(service.to_read(questionnaire), response)
 
 
 @router.get("", response_model=Page[QuestionnaireRead], responses=responses(400, 401, 403, 422))

@@ -43,12 +43,14 @@ async def run(session: SAAsyncSession, statement: Any) -> Any:
 
 @dataclass
 class Received:
-    """A file spooled while it arrived: its size, SHA-256 and first bytes."""
+    """A file spooled while it arrived: its size, SHA-256, first bytes and MD5 (what OpenRosa
+    manifests give)."""
 
     spool: IO[bytes]
     size: int
     sha256: str
     head: bytes
+    md5: str
 
     def close(self) -> None:
         self.spool.close()
@@ -63,7 +65,7 @@ class Received:
 async def receive(chunks: AsyncIterable[bytes], limit: int, name: str = "file") -> Received:
     """Spool a file as it arrives; TooLarge as soon as it passes `limit` bytes."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - returned
-    digest = hashlib.sha256()
+    digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     head = bytearray()
     size = 0
     try:
@@ -74,13 +76,14 @@ async def receive(chunks: AsyncIterable[bytes], limit: int, name: str = "file") 
             if size > limit:
                 raise TooLarge(f"The file {name!r} is larger than {limit} bytes")
             digest.update(chunk)
+            md5.update(chunk)
             if len(head) < SNIFF_BYTES:
                 head += chunk[: SNIFF_BYTES - len(head)]
             spool.write(chunk)  # memory, or past SPOOL_MEMORY the page cache of a temp file
     except BaseException:
         spool.close()
         raise
-    return Received(spool, size, digest.hexdigest(), bytes(head))
+    return Received(spool, size, digest.hexdigest(), bytes(head), md5.hexdigest())
 
 
 async def upload_chunks(upload: Any) -> AsyncIterator[bytes]:
@@ -141,7 +144,7 @@ async def content_type(received: Received, name: str, question_type: str) -> str
 async def from_upload(upload: Any, limit: int, name: str) -> Received:
     """A multipart part as a Received file: the parser's own spool, read once through for its
     size, SHA-256 and first bytes (no second copy)."""
-    digest = hashlib.sha256()
+    digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     head = bytearray()
     size = 0
     async for chunk in upload_chunks(upload):
@@ -149,6 +152,7 @@ async def from_upload(upload: Any, limit: int, name: str) -> Received:
         if size > limit:
             raise TooLarge(f"The file {name!r} is larger than {limit} bytes")
         digest.update(chunk)
+        md5.update(chunk)
         if len(head) < SNIFF_BYTES:
             head += chunk[: SNIFF_BYTES - len(head)]
-    return Received(upload.file, size, digest.hexdigest(), bytes(head))
+    return Received(upload.file, size, digest.hexdigest(), bytes(head), md5.hexdigest())

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
-from app.errors import BadRequest, Conflict
+from app.errors import Conflict
 from app.models.attachments import (
     AttachmentRead,
     AttachmentStored,
@@ -19,12 +19,11 @@ from app.models.attachments import (
     attachment_table,
 )
 from app.models.responses import response_table
+from app.pagination import position
+from app.services.attachments.chunks import stream_chunks, write_chunks
 from app.services.attachments.expected import Checked, ResponseFiles, question_type_of
 from app.services.attachments.received import Received, run
 
-# Chunks fetched per query when streaming a file (1 MiB): a query per chunk cost more in round
-# trips and pool checkouts than sending the chunk (25 MiB from PostgreSQL: 1.3 s one by one).
-CHUNKS_PER_READ = 4
 t = attachment_table.c
 c = attachment_chunk_table.c
 r = response_table.c
@@ -91,15 +90,7 @@ async def store(
     if (await run(session, statement)).first() is None:
         existing = await _existing(session, response_id, name)
         return _same_or_conflict(existing, received, name), False
-    seq = 0
-    async for chunk in received.chunks():
-        await run(
-            session,
-            attachment_chunk_table.insert().values(
-                attachment_id=attachment_id, seq=seq, data=chunk
-            ),
-        )
-        seq += 1
+    await write_chunks(session, c.attachment_id, attachment_id, received.chunks())
     return AttachmentStored(**{k: v for k, v in values.items() if k != "id"}), True
 
 
@@ -111,7 +102,7 @@ async def list_files(
 ) -> tuple[list[AttachmentRead], str | None]:
     """The expected files in answer order, received or not; the cursor is the position."""
     names = list(files.expected)
-    start = _position(cursor, len(names))
+    start = position(cursor, len(names))
     page = names[start : start + limit]
     found: dict[str, Any] = {}
     if page:
@@ -131,14 +122,6 @@ async def list_files(
     ]
     following = start + limit
     return items, (str(following) if following < len(names) else None)
-
-
-def _position(cursor: str | None, total: int) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 6 or int(cursor) > total:
-        raise BadRequest("The cursor is malformed; use next_cursor from a previous page")
-    return int(cursor)
 
 
 async def stored_file(
@@ -169,20 +152,8 @@ async def open_chunks(
         found = await _chunk_count(session, response_id, name)
     if found is None:
         return
-    for first in range(0, found.chunks, CHUNKS_PER_READ):
-        last = min(first + CHUNKS_PER_READ, found.chunks)
-        async with sessionmaker() as session:
-            statement = (
-                select(c.data)
-                .where(c.attachment_id == found.id, c.seq >= first, c.seq < last)
-                .order_by(c.seq)
-            )
-            pieces = list((await run(session, statement)).scalars())
-        if len(pieces) != last - first:
-            raise RuntimeError("the attachment was deleted while it was being sent")
-        for piece in pieces:
-            yield bytes(piece)
-        del pieces
+    async for piece in stream_chunks(sessionmaker, c.attachment_id, found.id, found.chunks):
+        yield piece
 
 
 async def export_files(

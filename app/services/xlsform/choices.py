@@ -5,7 +5,7 @@ media; and where each choice was written, so that a problem of it names that row
 from collections.abc import Mapping
 from typing import Any
 
-from app.services.xlsform.files import choices_from_csv
+from app.services.xlsform.files import choices_from_file, list_suffix
 from app.services.xlsform.vocabulary import SELECTS, language_code, slug
 
 Loc = list[str | int]
@@ -101,22 +101,23 @@ class ChoicesMixin:
         return listed
 
     def file_list(self, file_name: str, name: Any, parameters: Mapping[str, Any]) -> str | None:
-        """The choice list of a select_one_from_file: its CSV, uploaded with the form as a
-        `media` part, read once (services/xlsform/files.py); named by the file's stem."""
+        """The choice list of a select_one_from_file: its CSV, XML or GeoJSON file, uploaded
+        with the form as a `media` part, read once (services/xlsform/files.py); named by the
+        file's stem."""
         if file_name in self.file_lists:
             return self.file_lists[file_name]
-        if not file_name.lower().endswith(".csv"):
-            self.problem(name, "type", f"{file_name}: only CSV files make choice lists (yet)")
+        if list_suffix(file_name) is None:
+            self.problem(name, "type", f"{file_name}: lists come from .csv, .xml or .geojson")
             return None
         content = self.files.get(file_name)
         if content is None:
             self.problem(name, "type", f"{file_name} was not uploaded (a `media` part)")
             return None
-        choices, problems = choices_from_csv(
+        choices, problems = choices_from_file(
             content,
             file_name,
-            value_column=str(parameters.get("value") or "name"),
-            label_column=str(parameters.get("label") or "label"),
+            value_column=str(parameters.get("value") or "") or None,
+            label_column=str(parameters.get("label") or "") or None,
             language_of=language_code,
         )
         self.problems += problems

@@ -51,18 +51,24 @@ async def read_definition(
     filename: str,
     limiter: CapacityLimiter,
     media: Mapping[str, bytes] | None = None,
+    used: set[str] | None = None,
 ) -> QuestionnaireCreate:
     """to_definition in a worker thread: reading a workbook is CPU-bound (a 2 MiB one held
     the event loop for 7.3 s), and at most `limiter` are read at once."""
-    work = partial(to_definition, content, filename=filename, media=media)
+    work = partial(to_definition, content, filename=filename, media=media, used=used)
     return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
 def to_definition(
-    content: bytes, *, filename: str, media: Mapping[str, bytes] | None = None
+    content: bytes,
+    *,
+    filename: str,
+    media: Mapping[str, bytes] | None = None,
+    used: set[str] | None = None,
 ) -> QuestionnaireCreate:
     """The draft definition in an XLSForm, or Invalid listing everything that cannot be mapped.
-    `media`: the files uploaded with it, by name (the CSVs of select_one_from_file)."""
+    `media`: the files uploaded with it, by name (the lists of select_one_from_file); the names
+    of those it made lists of are added to `used`."""
     suffix = PurePath(filename).suffix.lower()
     if suffix not in EXTENSIONS:
         _refuse(["file"], "expected an XLSForm workbook (.xlsx or .xls)")
@@ -83,6 +89,8 @@ def to_definition(
         choice_rows=_choice_rows(book.choices or []),
     )
     data = mapping.form(form, (book.settings or [{}])[0] or {})
+    if used is not None:
+        used.update(mapping.file_lists)
     errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
     # the schema and the rules in one answer (services/definition_schema.py)
     checked = check_schema(data, QuestionnaireCreate, mapping.default)
