@@ -4,34 +4,38 @@ and its encrypted files as attachments, exactly once by instanceID) and exported
 who decrypts them here with the private key; plaintext is refused, aggregates too.
 
 The submissions are encrypted as the ODK encryption spec (getodk.github.io/xforms-spec/encryption)
-has a client do it: a random AES-256 key, RSA-OAEP (SHA-256, MGF1 SHA-256) encrypted with the
-form's key; each file AES-CFB with PKCS#7 padding, the media files first and the instance last,
-the IV of file i the MD5 of instanceID + AES key with byte i mod 16 incremented once more for
-each file.
+has a client do it (as read in ODK Central's and Enketo's code): a random AES-256 key, RSA-OAEP
+(SHA-256, MGF1 SHA-256) encrypted with the form's key; each file AES-CFB with PKCS#7 padding,
+the media files first and the instance last, the IV of file i the MD5 of instanceID + AES key
+with byte i mod 16 incremented once more for each file.
 """
 
 import base64
 import hashlib
 import io
+import json
 import os
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
 
 from app.models.auth import Role
 from app.models.questionnaires import Questionnaire
+from tests.clients import odk_engine_fills
 from tests.factories import almaty_answers, almaty_definition, create_questionnaire, headers_for
+from tests.servers import running_server
 from tests.test_openrosa import _collector, _message, _post, instance_xml
 from tests.test_xlsform import workbook
 from tests.test_xlsform_import import error_locations, upload
@@ -95,11 +99,16 @@ def encrypt(
     """What ODK Collect submits for a finalized instance of an encrypted form."""
     key = os.urandom(32)
     ivs = _ivs(instance_id, key, len(media) + 1)
-    files = {f"{name}.enc": _aes(key, iv, data) for (name, data), iv in zip(media.items(), ivs)}
+    files = {
+        f"{name}.enc": _aes(key, iv, data)
+        for (name, data), iv in zip(media.items(), ivs[:-1], strict=True)
+    }
     files["submission.xml.enc"] = _aes(key, ivs[-1], instance)
     encrypted_key = base64.b64encode(public.encrypt(key, OAEP_SHA256)).decode()
     signed = [questionnaire.slug, str(questionnaire.version), encrypted_key, instance_id]
-    signed += [f"{name}::{hashlib.md5(data).hexdigest()}" for name, data in files.items()]  # noqa: S324
+    # The signature: MD5 over these lines (each file by its plain name and plain MD5), then RSA.
+    plain = {**media, "submission.xml": instance}
+    signed += [f"{name}::{hashlib.md5(data).hexdigest()}" for name, data in plain.items()]  # noqa: S324
     digest = hashlib.md5("\n".join(signed).encode() + b"\n").digest()  # noqa: S324
     signature = base64.b64encode(public.encrypt(digest, OAEP_SHA256)).decode()
     listed = "".join(
@@ -203,7 +212,7 @@ async def test_the_public_key_is_checked_and_carried_by_xform_and_xlsform(
     assert submission is not None
     assert submission.get("base64RsaPublicKey") == public
 
-    small = _spki(rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key())
+    small = _spki(rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key())  # noqa: S505 - refused
     elliptic = _spki(ec.generate_private_key(ec.SECP256R1()).public_key())
     for bad, words in (
         ("not base64!", "not base64"),
@@ -321,3 +330,124 @@ async def test_an_encrypted_submission_is_stored_as_received_and_decrypts_from_t
             headers=form.admin,
         )
         assert other_export.status_code == 200, fmt
+
+
+async def test_plaintext_to_an_encrypted_form_and_envelopes_to_a_plaintext_one_are_refused(
+    app: FastAPI, client: httpx.AsyncClient, form: Form
+) -> None:
+    instance_id = uuid.uuid4()
+    plain, sealed = form.submission(instance_id)
+    refused = await _post(client, form.token, plain)
+    assert refused.status_code == 422, refused.text
+    # in the form's language (ru), then the detail
+    assert "эта форма принимает только зашифрованные ответы" in _message(refused)
+
+    # The JSON API: single, multipart and batch.
+    observer = await headers_for(app, Role.observer)
+    url = f"/api/v1/questionnaires/{form.questionnaire.id}/responses"
+    item = {"respondent": {"group": "lawyer"}, "answers": almaty_answers()}
+    single = await client.post(url, json=item, headers=observer)
+    assert single.status_code == 422, single.text
+    assert single.json()["errors"][0]["type"] == "encrypted_only"
+    multipart = await client.post(
+        url,
+        data={"response": '{"respondent": {"group": "lawyer"}, "answers": {"photo": "p.jpg"}}'},
+        files={"p.jpg": ("p.jpg", PHOTO, "image/jpeg")},
+        headers=observer,
+    )
+    assert multipart.status_code == 422, multipart.text
+    assert multipart.json()["errors"][0]["type"] == "encrypted_only"
+    batch = await client.post(f"{url}/batch", json={"responses": [item, item]}, headers=observer)
+    assert batch.status_code == 200, batch.text
+    assert [r["status"] for r in batch.json()["results"]] == ["invalid", "invalid"]
+    assert batch.json()["results"][0]["errors"][0]["type"] == "encrypted_only"
+
+    # An envelope to a plaintext form.
+    plaintext = await create_questionnaire(app, publish=True)
+    token = await _collector(client, form.admin, plaintext.id)
+    misdirected = encrypt(form.public, plaintext, plain, f"uuid:{instance_id}", {})
+    wrong = await _post(client, token, misdirected.envelope)
+    assert wrong.status_code == 422, wrong.text
+    assert "эта форма не принимает зашифрованные ответы" in _message(wrong)
+
+    # Malformed envelopes: each refused, naming the problem; nothing stored.
+    good = sealed.envelope.decode()
+    key = good.split("<base64EncryptedKey>")[1].split("<")[0]
+    for broken, words in (
+        (good.replace(f"uuid:{instance_id}", "not-a-uuid"), "instanceID"),
+        (good.replace(key, base64.b64encode(b"short").decode()), "holds 5 bytes"),
+        (good.replace(key, "%%%"), "not base64"),
+        (good.replace("<encryptedXmlFile>", "<secret>x</secret><encryptedXmlFile>"), "<secret>"),
+        (good.replace("submission.xml.enc<", "submission.xml<"), "ending in .enc"),
+        (good.replace("photo.jpg.enc", "../photo.jpg.enc"), "without '/'"),
+        (good.replace("photo.jpg.enc", "submission.xml.enc"), "twice"),
+        (good.split("<base64EncryptedElementSignature>")[0] + "</data>", "exactly one"),
+        (good[:-20], "well-formed"),
+    ):
+        answer = await _post(client, form.token, broken.encode())
+        assert answer.status_code == 400, (words, answer.text)
+        assert words in _message(answer), (words, _message(answer))
+    gone = await client.get(f"/api/v1/responses/{instance_id}", headers=form.admin)
+    assert gone.status_code == 404
+
+
+async def test_aggregates_of_an_encrypted_form_are_refused(
+    app: FastAPI, client: httpx.AsyncClient, form: Form
+) -> None:
+    _, sealed = form.submission(uuid.uuid4())
+    assert (await _post(client, form.token, sealed.envelope)).status_code == 201
+    analyst = await headers_for(app, Role.analyst)
+    figures = await client.get(
+        f"/api/v1/questionnaires/{form.questionnaire.id}/aggregates", headers=analyst
+    )
+    assert figures.status_code == 409, figures.text
+    assert "not aggregated" in figures.json()["detail"]
+    coordinator = await headers_for(app, Role.coordinator)
+    view = {"name": "secret", "dimensions": ["group"], "access": "public"}
+    created = await client.post(
+        f"/api/v1/questionnaires/{form.questionnaire.id}/aggregate-views",
+        json=view,
+        headers=coordinator,
+    )
+    assert created.status_code == 409, created.text
+
+
+async def test_who_may_submit_and_read_encrypted_responses(
+    app: FastAPI, client: httpx.AsyncClient, form: Form
+) -> None:
+    instance_id = uuid.uuid4()
+    _, sealed = form.submission(instance_id)
+    # A collector not bound to the form is told nothing of it.
+    plaintext = await create_questionnaire(app, publish=True)
+    stranger = await _collector(client, form.admin, plaintext.id)
+    assert (await _post(client, stranger, sealed.envelope)).status_code == 404
+    assert (await _post(client, form.token, sealed.envelope)).status_code == 201
+    observer = await headers_for(app, Role.observer)
+    for url in (
+        f"/api/v1/responses/{instance_id}",
+        f"/api/v1/questionnaires/{form.questionnaire.id}/responses",
+        f"/api/v1/questionnaires/{form.questionnaire.id}/responses/export?format=zip",
+    ):
+        assert (await client.get(url, headers=observer)).status_code == 403, url
+    files = f"/api/v1/responses/{instance_id}/attachments"
+    assert (await client.get(files, headers=observer)).status_code == 403
+    assert (await client.get(files)).status_code == 401
+
+
+async def test_odks_engine_loads_the_encrypted_form(
+    client: httpx.AsyncClient, form: Form, database_url: str, tmp_path: Path
+) -> None:
+    """ODK's XForms engine loads the encrypted form from Kenes and fills it; it sends its
+    instance unencrypted, which Kenes refuses (422) rather than store it in plaintext."""
+    filled = {"group": "lawyer", "aware": "partly", "trust_akimat": 2, "suggestions": "Нет"}
+    with running_server(database_url, tmp_path / "server.log") as server:
+        seen = odk_engine_fills(
+            f"{server.base}/openrosa/key/{form.token}", form.questionnaire.slug, filled, "ru"
+        )
+    print("xforms engine:", json.dumps({k: seen[k] for k in ("payload_status", "submissions")}))  # noqa: T201
+    assert [s["status"] for s in seen["submissions"]] == [422, 422]
+    assert "encrypt" in seen["submissions"][0]["body"]
+    listed = await client.get(
+        f"/api/v1/questionnaires/{form.questionnaire.id}/responses", headers=form.admin
+    )
+    assert listed.json()["items"] == []
