@@ -323,13 +323,14 @@ async def test_an_encrypted_submission_is_stored_as_received_and_decrypts_from_t
     assert len(lines) == 2 and lines[1].startswith(str(instance_id))
     header, row = lines[0].split(","), lines[1].split(",")
     assert row[header.index("trust_akimat")] == "" and row[header.index("photo")] == ""
-    for fmt in ("csv", "xlsx"):
+    for fmt in ("csv", "xlsx", "ndjson"):
         other_export = await client.get(
             f"/api/v1/questionnaires/{form.questionnaire.id}/responses/export",
             params={"format": fmt},
             headers=form.admin,
         )
         assert other_export.status_code == 200, fmt
+    assert json.loads(other_export.text.splitlines()[0])["answers"] == {}
 
 
 async def test_plaintext_to_an_encrypted_form_and_envelopes_to_a_plaintext_one_are_refused(

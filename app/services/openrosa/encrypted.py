@@ -23,6 +23,7 @@ from app.services.attachments import Checked, from_upload, receive, store, store
 from app.services.attachments.expected import file_bytes
 from app.services.openrosa.envelope import ENVELOPE_FILE, Envelope
 from app.services.responses import ResponseStore, Row, Stored, record_keys, store_row
+from app.services.responses.rules import submitter_columns
 
 ENCRYPTED_TYPE = "application/octet-stream"
 ENVELOPE_TYPE = "application/xml"
@@ -49,10 +50,7 @@ def envelope_row(
         "record_key": record_keys(1)[0],
         "content_hash": envelope.content_hash,
         "started_at": None,
-        "submitted_by_user": principal.id if principal and principal.kind == "user" else None,
-        "submitted_by_collector": (
-            principal.id if principal and principal.kind == "collector" else None
-        ),
+        **submitter_columns(principal),
     }
     return Row(head, questionnaire.empty_pages())
 

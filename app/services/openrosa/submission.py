@@ -235,12 +235,8 @@ def instance_id(meta: Element | None) -> uuid.UUID:
 
 
 def to_response(root: Element, shape: FormShape) -> ResponseIn:
-    """The response an instance holds; Invalid naming every element that does not fit."""
-    if root.get("encrypted") in ("yes", "true"):
-        raise Invalid(
-            "This form takes no encrypted submissions",
-            errors=[{"loc": ["body"], "msg": "encrypted submission", "type": "encrypted"}],
-        )
+    """The response a plaintext instance holds (an encrypted one's envelope: envelope.py);
+    Invalid naming every element that does not fit."""
     answers: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     respondent: dict[str, str] = {}

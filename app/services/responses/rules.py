@@ -156,12 +156,19 @@ def build_row(
         "record_key": record_keys(1)[0] if record_key is None else record_key,
         "content_hash": content_hash(item, questionnaire.canonical_pages(pages)),
         "started_at": _utc(item.started_at),
+        **submitter_columns(principal),
+    }
+    return Row(head, pages)
+
+
+def submitter_columns(principal: Principal | None) -> dict[str, Any]:
+    """Who submitted a response, as the `response` row records it."""
+    return {
         "submitted_by_user": principal.id if principal and principal.kind == "user" else None,
         "submitted_by_collector": (
             principal.id if principal and principal.kind == "collector" else None
         ),
     }
-    return Row(head, pages)
 
 
 def _utc(value: datetime | None) -> datetime | None:
