@@ -10,6 +10,7 @@ the media files first and the instance last, the IV of file i the MD5 of instanc
 with byte i mod 16 incremented once more for each file.
 """
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -452,3 +453,15 @@ async def test_odks_engine_loads_the_encrypted_form(
         f"/api/v1/questionnaires/{form.questionnaire.id}/responses", headers=form.admin
     )
     assert listed.json()["items"] == []
+
+
+async def test_twenty_copies_at_once_are_stored_once(client: httpx.AsyncClient, form: Form) -> None:
+    instance_id = uuid.uuid4()
+    _, sealed = form.submission(instance_id)
+    parts = _parts(sealed, *sealed.files)
+    answers = await asyncio.gather(
+        *(_post(client, form.token, sealed.envelope, **parts) for _ in range(20))
+    )
+    assert sorted(answer.status_code for answer in answers) == [201] + [202] * 19
+    files = await client.get(f"/api/v1/responses/{instance_id}/attachments", headers=form.admin)
+    assert [item["received"] for item in files.json()["items"]] == [True] * 3
