@@ -213,7 +213,7 @@ async def test_definition_problems_are_all_named_at_once(
     assert "at most 1000 options" in found[("body", "questions", 4, "choices")]
     assert "'colour' is not a property" in found[("body", "questions", 5, "choice_filter")]
     assert "'${missing}' names no question" in found[("body", "settings", "instance_name")]
-    assert "not supported" in found[("body", "settings", "public_key")]
+    assert "not a DER public key" in found[("body", "settings", "public_key")]
     assert len(found) == 8
 
 

@@ -375,7 +375,7 @@ async def test_odd_header_cells_and_file_types_are_422_not_500(
     book.save(buffer)
     refused = await upload(client, coordinator, buffer.getvalue())
     assert error_locations(refused) == [["file", "survey", 1, "D"]]
-    # a form meant for encrypted submissions is refused, not collected in plaintext
+    # a public key that is no key is refused, naming its cell
     encrypted = workbook([["type", "name", "label"], ["text", "a", "A"]],
                         settings=[["form_id", "public_key"], ["secret", "MIIBIjANBgkq"]])  # fmt: skip
     assert error_locations(await upload(client, coordinator, encrypted)) == [

@@ -171,7 +171,7 @@ class Settings(BaseModel):
 
     # names each response (an expression over the answers), checked when saved
     instance_name: Expression | None = None
-    # base64 RSA public key: encrypted submissions (refused for now, see services)
+    # base64 DER RSA public key: the form takes encrypted submissions only (services/openrosa)
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] | None = None
 
 

@@ -27,8 +27,9 @@ from app.models.questionnaires import Questionnaire
 from app.models.responses import ResponseIn
 from app.services import attachments, form_media
 from app.services.answers import CompiledQuestionnaire
+from app.services.openrosa import encrypted, media, messages
 from app.services.openrosa import forms as service
-from app.services.openrosa import media, messages
+from app.services.openrosa.envelope import Envelope
 from app.services.openrosa.xform import XForm, xform_of
 
 PREFIX = "/openrosa/key/{token}"
@@ -286,13 +287,17 @@ async def submit(
     checked: list[attachments.Checked] = []
 
     async def check_files(
-        questionnaire: CompiledQuestionnaire, principal: Principal | None, item: ResponseIn
+        questionnaire: CompiledQuestionnaire,
+        principal: Principal | None,
+        item: ResponseIn | Envelope,
     ) -> None:
+        limit = state.settings.max_attachment_bytes
+        if isinstance(item, Envelope):
+            checked.extend(await encrypted.check_files(item, uploads, limit))
+            return
         answers = attachments.answers_of(questionnaire, principal, item)
         checked.extend(
-            await attachments.check_files(
-                questionnaire, answers, uploads, state.settings.max_attachment_bytes, strict=False
-            )
+            await attachments.check_files(questionnaire, answers, uploads, limit, strict=False)
         )
 
     form: FormData | None = None
@@ -308,11 +313,15 @@ async def submit(
             limiter=state.upload_work,
             check=check_files if uploads else None,
         )
-        if checked:
+        if checked or submitted.envelope is not None:
             # The response is stored: should this fail, Collect sends it all again, and the
             # response is then a replay while the files are stored.
             async with asynccontextmanager(session_scope)(state.sessionmaker) as session:
-                await attachments.store_checked(session, submitted.stored.body["id"], checked)
+                response_id = submitted.stored.body["id"]
+                if submitted.envelope is not None:
+                    await encrypted.store_files(session, response_id, xml, checked)
+                else:
+                    await attachments.store_checked(session, response_id, checked)
     except (BadRequest, TooLarge) as error:
         return _submission_refusal(service.Refused(error, None), headers)
     except Conflict as error:  # other bytes under a file name received before

@@ -76,6 +76,7 @@ async def create_view(
     """A new view and, for `token` access, its token (shown once, stored as its SHA-256)."""
     if questionnaire.status == Status.draft:
         raise Conflict("The questionnaire is a draft; publish it before publishing its figures")
+    aggregates.refuse_encrypted(questionnaire)
     _check_definition(data, questionnaire)
     token = VIEW_TOKEN_PREFIX + secrets.token_urlsafe(32) if data.access == "token" else None
     view = AggregateView(

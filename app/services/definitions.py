@@ -20,6 +20,7 @@ from app.services.expressions.forms import (
     option_properties,
     options_of,
 )
+from app.services.openrosa.public_key import public_key_problem
 
 CONTAINER_TYPES = ("group", "repeat")
 # Options in all of a questionnaire's choice lists together (one list holds up to MAX_OPTIONS):
@@ -162,10 +163,9 @@ def _choice_problems(
 def settings_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
     settings = data.get("settings") or {}
     if settings.get("public_key") is not None:
-        yield (
-            ["settings", "public_key"],
-            "encrypted forms (public_key) are not supported yet: remove it to collect plaintext",
-        )
+        problem = public_key_problem(settings["public_key"])
+        if problem:
+            yield ["settings", "public_key"], problem
     if settings.get("instance_name") is not None:
         problem = instance_name_problem(settings["instance_name"], data["questions"])
         if problem:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.models.aggregates import (
     ANSWER_DIMENSION_TYPES,
     MAX_DIMENSIONS,
@@ -197,6 +197,16 @@ def _query_set_size(part: Tally, whole: Tally | None, threshold: int) -> int:
     return shown
 
 
+def refuse_encrypted(questionnaire: CompiledQuestionnaire) -> None:
+    """An encrypted questionnaire's answers are unknown to the server: no figures (409), rather
+    than figures that look like nobody answered."""
+    if questionnaire.encrypted:
+        raise Conflict(
+            "The questionnaire is encrypted (settings.public_key): its answers are not "
+            "aggregated; export the responses (format=zip) and decrypt them"
+        )
+
+
 async def survey_aggregates(
     session: AsyncSession,
     questionnaire: CompiledQuestionnaire,
@@ -211,6 +221,7 @@ async def survey_aggregates(
     count perturbed by its cell key, the query-set size checked, numeric statistics only for
     cells of at least 2 * min_cell and with noise, no min or max; suppression as for staff,
     after the perturbation."""
+    refuse_encrypted(questionnaire)
     # Published: the whole population first (one count, when filters apply), for the
     # query-set-size check once the pass has counted the filtered one.
     whole = None

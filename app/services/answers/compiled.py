@@ -46,6 +46,18 @@ class CompiledQuestionnaire:
     def top_pages(self) -> tuple[int, ...]:
         return tuple(n for n, page in enumerate(self.pages) if page.repeat is None)
 
+    @property
+    def encrypted(self) -> bool:
+        """Takes only encrypted submissions (settings.public_key): stored as received."""
+        return bool(self.settings.get("public_key"))
+
+    def empty_pages(self) -> PageRows:
+        """The answer pages of a response without answers (an encrypted one): a row of nulls
+        per top-level page, no repeat instances."""
+        return [
+            [] if page.repeat is not None else [[None] * len(page.columns)] for page in self.pages
+        ]
+
     def check_answers(self, answers: Mapping[str, Any]) -> tuple[list[dict[str, Any]], PageRows]:
         """(errors, the rows of each answer page) for a submission's answers."""
         errors, pages, _ = self.check(answers)

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db import utcnow
 from app.errors import BadRequest, Invalid, NotFound
-from app.models.attachments import MAX_NAME
+from app.models.attachments import MAX_NAME, attachment_chunk_table, attachment_table
 from app.models.auth import Principal
 from app.models.responses import ResponseIn, response_table
 from app.services import questionnaires as questionnaire_service
@@ -23,6 +23,7 @@ from app.services.answers import (
     media_names,
 )
 from app.services.attachments.received import Received, content_type, from_upload, run
+from app.services.openrosa.envelope import ENVELOPE_FILE, named_files
 from app.services.responses import build_row
 from app.services.responses.reads import READ_ROLES, body_of, instances, read_select
 
@@ -79,18 +80,42 @@ async def response_files(session: AsyncSession, response_id: uuid.UUID) -> Respo
     if head is None:
         raise NotFound("No such response")
     questionnaire = await questionnaire_service.compiled(session, head.questionnaire_id)
-    row = (await run(session, read_select(questionnaire).where(r.id == response_id))).first()
-    if row is None:
-        raise NotFound("No such response")
-    repeated = await instances(session, questionnaire, [response_id])
-    answers = body_of(row, questionnaire, repeated)["answers"]
+    if questionnaire.encrypted:
+        expected = await _envelope_files(session, response_id)
+    else:
+        row = (await run(session, read_select(questionnaire).where(r.id == response_id))).first()
+        if row is None:
+            raise NotFound("No such response")
+        repeated = await instances(session, questionnaire, [response_id])
+        answers = body_of(row, questionnaire, repeated)["answers"]
+        expected = expected_files(questionnaire, answers)
     return ResponseFiles(
         response_id,
         head.questionnaire_id,
-        expected_files(questionnaire, answers),
+        expected,
         head.submitted_by_user,
         head.submitted_by_collector,
     )
+
+
+async def file_bytes(session: AsyncSession, response_id: uuid.UUID, name: str) -> bytes | None:
+    """A small stored file's bytes at once (an encrypted submission's envelope), or None."""
+    statement = (
+        select(attachment_table.c.id, attachment_chunk_table.c.data)
+        .outerjoin(attachment_chunk_table)
+        .where(attachment_table.c.response_id == response_id, attachment_table.c.name == name)
+        .order_by(attachment_chunk_table.c.seq)
+    )
+    rows = list(await run(session, statement))
+    return b"".join(bytes(row.data) for row in rows if row.data is not None) if rows else None
+
+
+async def _envelope_files(session: AsyncSession, response_id: uuid.UUID) -> dict[str, str]:
+    """An encrypted response's files: its envelope and the encrypted files it names (any
+    bytes: a `file` question's type)."""
+    xml = await file_bytes(session, response_id, ENVELOPE_FILE)
+    names = named_files(xml) if xml is not None else (ENVELOPE_FILE,)
+    return dict.fromkeys(names, "file")
 
 
 def authorize_put(principal: Principal, files: ResponseFiles) -> None:

@@ -23,7 +23,8 @@ from app.security import TokenService, is_collector_token
 from app.services import responses as response_service
 from app.services.answers import CompiledQuestionnaire
 from app.services.auth import resolve_token
-from app.services.openrosa import submission
+from app.services.openrosa import encrypted, submission
+from app.services.openrosa.envelope import Envelope, is_envelope, read_envelope
 from app.services.openrosa.submission import FormShape, ShapeCache
 from app.services.responses import ResponseStore, Stored
 
@@ -33,7 +34,7 @@ INLINE_PARSE_BYTES = 32 * 1024
 
 Sessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # Checks what came with an instance (its files) before the response is stored.
-Check = Callable[[CompiledQuestionnaire, Principal | None, ResponseIn], Awaitable[None]]
+Check = Callable[[CompiledQuestionnaire, Principal | None, ResponseIn | Envelope], Awaitable[None]]
 
 
 def _no_such_key() -> NotFound:
@@ -85,6 +86,7 @@ class Submitted:
     stored: Stored
     shape: FormShape
     principal: Principal | None
+    envelope: Envelope | None = None  # an encrypted submission's
 
 
 class Refused(Exception):
@@ -151,7 +153,8 @@ async def submit(
     check: Check | None = None,
 ) -> Submitted:
     """Store the instance as a response, exactly once; Refused otherwise (the router words it
-    for OpenRosa clients). `check` (the files sent with it) runs before anything is stored."""
+    for OpenRosa clients). `check` (the files sent with it) runs before anything is stored.
+    An encrypted form's envelope is stored as received (services/openrosa/encrypted.py)."""
     shape: FormShape | None = None
     try:
         if not is_collector_token(token):
@@ -169,6 +172,12 @@ async def submit(
         except Forbidden:
             # Bound no more (or to a staff-only questionnaire): its existence is not revealed.
             raise NotFound(f"No form {slug} version {version} at this URL") from None
+        if shape.key_bytes or is_envelope(root):
+            envelope = read_envelope(root, shape)
+            if check is not None:
+                await check(questionnaire, principal, envelope)
+            stored = await encrypted.store_envelope(store, principal, questionnaire, envelope)
+            return Submitted(stored, shape, principal, envelope)
         item = submission.to_response(root, shape)
         if check is not None:
             await check(questionnaire, principal, item)

@@ -55,6 +55,17 @@ PROBLEMS: dict[str, dict[str, str]] = {
     "unknown": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
     "too_many": {"kk": "тым көп", "ru": "слишком много", "en": "too many"},
     "too_few": {"kk": "тым аз", "ru": "слишком мало", "en": "too few"},
+    # encrypted forms (services/openrosa/envelope.py)
+    "encrypted_only": {
+        "kk": "бұл форма тек шифрланған жауаптарды қабылдайды",
+        "ru": "эта форма принимает только зашифрованные ответы",
+        "en": "this form takes only encrypted submissions",
+    },
+    "encrypted": {
+        "kk": "бұл форма шифрланған жауаптарды қабылдамайды",
+        "ru": "эта форма не принимает зашифрованные ответы",
+        "en": "this form takes no encrypted submissions",
+    },
 }
 
 
@@ -77,7 +88,8 @@ def problems(
         label = labels.get(key)
         named = f"«{label}» ({where})" if label else where
         detail = str(error.get("msg", ""))
-        parts.append(f"{named}: {phrase}: {detail}" if phrase else f"{named}: {detail}")
+        said = f"{phrase}: {detail}" if phrase else detail
+        parts.append(f"{named}: {said}" if named else said)  # the whole instance: no place
     if len(errors) > 20:
         parts.append(f"… +{len(errors) - 20}")
     return "; ".join(parts)

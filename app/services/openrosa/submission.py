@@ -31,6 +31,7 @@ from app.errors import BadRequest, Invalid
 from app.models.questionnaires import Questionnaire
 from app.models.responses import ResponseIn
 from app.services.answers import MEDIA_TYPES
+from app.services.openrosa.public_key import key_bytes
 from app.services.openrosa.xform import (
     COUNT_PREFIX,
     END,
@@ -71,6 +72,7 @@ class FormShape:
     top: Scope
     labels: Mapping[str, str]  # question key -> label in the default language
     names: Mapping[str, str]  # the form's own elements (xform.own_names)
+    key_bytes: int = 0  # an encrypted form's RSA key length (public_key.py); 0 plaintext
 
 
 def _scope(
@@ -114,8 +116,16 @@ def shape_of(questionnaire: Questionnaire) -> FormShape:
     questions = questionnaire.definition["questions"]
     names = own_names(questions)
     top = _scope(questions, labels, default, names)
+    settings = questionnaire.definition.get("settings") or {}
     return FormShape(
-        questionnaire.id, questionnaire.slug, questionnaire.version, default, top, labels, names
+        questionnaire.id,
+        questionnaire.slug,
+        questionnaire.version,
+        default,
+        top,
+        labels,
+        names,
+        key_bytes(settings.get("public_key")),
     )
 
 
@@ -154,7 +164,7 @@ def parse(xml: bytes) -> Element:
     return root
 
 
-def _name(element: Element) -> str:
+def local_name(element: Element) -> str:
     tag = element.tag
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
@@ -184,7 +194,7 @@ def _read_scope(
     loc: list[str | int],
 ) -> None:
     for child in element:
-        name = _name(child)
+        name = local_name(child)
         if name in scope.groups:
             _read_scope(child, scope.groups[name], answers, errors, loc)
         elif name in scope.repeats:
@@ -213,7 +223,7 @@ def _unknown(errors: list[dict[str, Any]], loc: list[str | int], name: str, mess
     errors.append({"loc": ["body", "answers", *loc, name], "msg": message, "type": "unknown"})
 
 
-def _instance_id(meta: Element | None) -> uuid.UUID:
+def instance_id(meta: Element | None) -> uuid.UUID:
     found = meta.find("{*}instanceID") if meta is not None else None
     text = (found.text or "").strip() if found is not None else ""
     if not text.startswith(UUID_PREFIX):
@@ -225,12 +235,8 @@ def _instance_id(meta: Element | None) -> uuid.UUID:
 
 
 def to_response(root: Element, shape: FormShape) -> ResponseIn:
-    """The response an instance holds; Invalid naming every element that does not fit."""
-    if root.get("encrypted") in ("yes", "true"):
-        raise Invalid(
-            "This form takes no encrypted submissions",
-            errors=[{"loc": ["body"], "msg": "encrypted submission", "type": "encrypted"}],
-        )
+    """The response a plaintext instance holds (an encrypted one's envelope: envelope.py);
+    Invalid naming every element that does not fit."""
     answers: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     respondent: dict[str, str] = {}
@@ -239,12 +245,12 @@ def to_response(root: Element, shape: FormShape) -> ResponseIn:
     leftovers = Element(root.tag)
     own = shape.names
     for child in root:
-        name = _name(child)
+        name = local_name(child)
         if name == "meta":
             meta = child
         elif name == own[RESPONDENT]:
             for part in child:
-                field_name, text = _name(part), (_text(part) or "").strip()
+                field_name, text = local_name(part), (_text(part) or "").strip()
                 if field_name not in RESPONDENT_FIELDS and field_name not in TERRITORY_STEPS:
                     _unknown(errors, [RESPONDENT], field_name, "no such field")
                 elif text:
@@ -258,7 +264,7 @@ def to_response(root: Element, shape: FormShape) -> ResponseIn:
                 times["started_at" if name == own[START] else "submitted_at"] = text
         else:
             leftovers.append(child)
-    response_id = _instance_id(meta)
+    response_id = instance_id(meta)
     _read_scope(leftovers, shape.top, answers, errors, [])
     if errors:
         raise Invalid("The response does not fit the questionnaire", errors=errors)

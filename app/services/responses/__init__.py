@@ -17,8 +17,10 @@ from app.services.responses.rules import (
     authorize_submit,
     build_row,
     may_submit,
+    record_keys,
     store,
     store_batch,
+    store_row,
     submission_access,
 )
 from app.services.responses.stores import Inserted, ResponseStore, Row
@@ -40,7 +42,9 @@ __all__ = [
     "list_responses",
     "may_submit",
     "read_select",
+    "record_keys",
     "store",
     "store_batch",
+    "store_row",
     "submission_access",
 ]

@@ -34,6 +34,7 @@ from app.models.responses import (
 from app.security import TokenService
 from app.services import auth as auth_service
 from app.services.answers import CompiledQuestionnaire
+from app.services.openrosa.envelope import refuse_plaintext
 from app.services.responses.stores import Inserted, ResponseStore, Row
 
 SUBMIT_ROLES = (Role.observer, Role.coordinator)
@@ -122,6 +123,8 @@ def build_row(
     record_key: int | None = None,
 ) -> Row:
     """The row to store, or Invalid listing every problem with the item."""
+    if questionnaire.encrypted:
+        refuse_plaintext()
     errors, pages, name = questionnaire.check(item.answers)
     group = questionnaire.groups.get(item.respondent.group)
     if group is None:
@@ -153,13 +156,20 @@ def build_row(
         "record_key": record_keys(1)[0] if record_key is None else record_key,
         "content_hash": content_hash(item, questionnaire.canonical_pages(pages)),
         "started_at": _utc(item.started_at),
+        **submitter_columns(principal),
+        "instance_name": name,
+    }
+    return Row(head, pages)
+
+
+def submitter_columns(principal: Principal | None) -> dict[str, Any]:
+    """Who submitted a response, as the `response` row records it."""
+    return {
         "submitted_by_user": principal.id if principal and principal.kind == "user" else None,
         "submitted_by_collector": (
             principal.id if principal and principal.kind == "collector" else None
         ),
-        "instance_name": name,
     }
-    return Row(head, pages)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -264,11 +274,22 @@ async def store(
         if principal is not None and not await responses.still_allowed(principal):
             raise _no_longer_allowed(principal) from None
         raise
+    return await store_row(responses, principal, questionnaire, row)
+
+
+async def store_row(
+    responses: ResponseStore,
+    principal: Principal | None,
+    questionnaire: CompiledQuestionnaire,
+    row: Row,
+) -> Stored:
+    """Store a checked row exactly once (the rest of `store`; encrypted envelopes too)."""
+    _refuse_draft(questionnaire)
     inserted = await responses.insert(questionnaire, principal, [row])
     if not inserted.authorized:
         raise _no_longer_allowed(principal)
     if inserted.territory_refused:
-        raise _unknown_territory(item.respondent.territory_code)
+        raise _unknown_territory(row.head["territory_code"])
     answers = questionnaire.answers_from(row.pages)
     if row.id in inserted.ids:
         return Stored(to_body(row.head, answers, questionnaire), created=True)
