@@ -32,13 +32,13 @@ class Checking:
         instances' values (a node-set) for a question inside another repeat."""
         form = self.form
         assert form is not None  # noqa: S101 - set whenever expressions run
-        owner = form.owner.get(key)
+        owners = form.owners.get(key) or (None,)
         for scope, values in reversed(self.chain):
-            if scope == owner:
+            if scope in owners:  # the question in view (a shared key: its repeat's)
                 value = values.get(key)
                 break
-        else:
-            value = NodeSet(self.collect(key, owner))
+        else:  # a question of one repeat (a shared key is never named from outside)
+            value = NodeSet(self.collect(key, owners[0]))
         if type(value) is list and key in form.repeats:
             return NodeSet(value)
         return value
