@@ -146,7 +146,10 @@ def _shared_keys(entries: list[tuple[Loc, Mapping[str, Any], Scope]]) -> Iterato
             if other_scope == scope:
                 yield [*loc, "key"], f"'{key}' is used twice"
             elif "repeat" in (question["type"], other["type"]):
-                yield [*loc, "key"], f"'{key}' is used twice: a repeat's key is used by nothing else"
+                yield (
+                    [*loc, "key"],
+                    f"'{key}' is used twice: a repeat's key is used by nothing else",
+                )
             elif encloses(other_scope, scope) or encloses(scope, other_scope):
                 yield (
                     [*loc, "key"],

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from app.services import expressions
 from app.services.answers.parts import CALCULATED_TEXT, CompiledQuestion, CompiledRepeat, PageRows
 from app.services.expressions import Env, NodeSet, string
+from app.services.expressions.forms import shared_depth
 
 if TYPE_CHECKING:
     from app.services.answers.compiled import CompiledQuestionnaire
@@ -33,15 +34,24 @@ class Checking:
         form = self.form
         assert form is not None  # noqa: S101 - set whenever expressions run
         owners = form.owners.get(key) or (None,)
+        owner = owners[0] if len(owners) == 1 else self.nearest(owners)
         for scope, values in reversed(self.chain):
-            if scope in owners:  # the question in view (a shared key: its repeat's)
+            if scope == owner:
                 value = values.get(key)
                 break
-        else:  # a question of one repeat (a shared key is never named from outside)
-            value = NodeSet(self.collect(key, owners[0]))
+        else:
+            value = NodeSet(self.collect(key, owner))
         if type(value) is list and key in form.repeats:
             return NodeSet(value)
         return value
+
+    def nearest(self, owners: tuple[str | None, ...]) -> str | None:
+        """Of the repeats that share a key, the one a reference from here means (as
+        expressions.forms.KeyIndex.find chose when the definition was checked)."""
+        assert self.form is not None  # noqa: S101
+        here = tuple(scope for scope, _ in self.chain[1:])
+        paths = self.form.repeat_path
+        return max(owners, key=lambda owner: shared_depth(paths.get(owner or "", ()), here))
 
     def collect(self, key: str, owner: str | None) -> list[Any]:
         """`key`'s values in every instance of its repeat under the nearest common scope."""

@@ -71,12 +71,24 @@ def encloses(outer: Scope, inner: Scope) -> bool:
     return inner[: len(outer)] == outer
 
 
+def shared_depth(place: Scope, scope: Scope) -> int:
+    """How many repeats the two scopes have in common, outermost first."""
+    depth = 0
+    for outer, inner in zip(place, scope, strict=False):
+        if outer != inner:
+            break
+        depth += 1
+    return depth
+
+
 @dataclass
 class KeyIndex:
     """Where each key is asked. Questions of different repeats, neither inside the other, may
-    share a key (as in XLSForm: `name` in a household-member repeat and in a visitor repeat);
-    a reference `${key}` then means the one in view (the same repeat or an enclosing scope),
-    as ODK's relative paths do, and from anywhere else it is ambiguous."""
+    share a key (as in XLSForm: `name` in a household-member repeat and in a visitor repeat).
+    A reference `${key}` then means the one nearest (as ODK's relative paths do): the one in
+    view (the same repeat or an enclosing scope), else the one whose repeats have the most in
+    common with the reference's (`max(${age})` in a visit: the ages of its visitors); where two
+    are equally near (e.g. from the top level) it is ambiguous."""
 
     places: dict[str, list[tuple[Scope, Mapping[str, Any]]]] = field(default_factory=dict)
 
@@ -93,12 +105,13 @@ class KeyIndex:
         found = self.places.get(key)
         if not found:
             return None
-        for place in found:
-            if encloses(place[0], scope):
-                return place
         if len(found) == 1:
             return found[0]
-        repeats = ", ".join(sorted({place[-1] for place, _ in found if place}))
+        depths = [shared_depth(place, scope) for place, _ in found]
+        nearest = max(depths)
+        if depths.count(nearest) == 1:
+            return found[depths.index(nearest)]
+        repeats = ", ".join(sorted({place[-1] if place else "the top level" for place, _ in found}))
         return (
             f"'${{{key}}}' is asked in more than one repeat ({repeats}): from here it is "
             "ambiguous (name it from inside one of them)"

@@ -39,6 +39,7 @@ from app.models.questionnaires import QuestionnaireCreate
 from app.services.openrosa.question_types import QUESTION_TYPES
 from app.services.questionnaires import check_definition
 from app.services.xlsform.mapping import FormMapping, Loc
+from app.services.xlsform.shared import name_apart
 from app.services.xlsform.vocabulary import slug
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
@@ -72,12 +73,13 @@ def to_definition(
     if EXTENSIONS[suffix] == ".xlsx":
         _check_archive(content)
     book = _read(content, EXTENSIONS[suffix], PurePath(filename).stem)
+    shared = name_apart(book.survey or [])  # names that repeats share: pyxform sees them apart
     try:
         form = workbook_to_json(
             book, fallback_form_name=book.fallback_form_name, default_language="default"
         )
     except PyXFormError as error:
-        _refuse(_pyxform_loc(str(error)), f"pyxform: {error}")
+        _refuse(_pyxform_loc(str(error)), shared.restore(f"pyxform: {error}"))
     except Exception as error:  # noqa: BLE001 - pyxform's own bugs on odd cells: 422, not 500
         _refuse(["file"], f"pyxform cannot read this workbook ({type(error).__name__}: {error})")
     mapping = FormMapping(
@@ -85,8 +87,10 @@ def to_definition(
         files=media or {},
         choice_rows=_choice_rows(book.choices or []),
     )
-    data = mapping.form(form, (book.settings or [{}])[0] or {})
-    errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
+    data = shared.restore_all(mapping.form(form, (book.settings or [{}])[0] or {}))
+    errors = [
+        {"loc": loc, "msg": shared.restore(msg), "type": "xlsform"} for loc, msg in mapping.problems
+    ]
     definition = None
     try:
         definition = QuestionnaireCreate.model_validate(data)
