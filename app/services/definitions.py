@@ -76,7 +76,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
     if len(entries) > MAX_QUESTIONS:
         yield ["questions"], f"at most {MAX_QUESTIONS} questions, groups and repeats in all"
 
-    index = KeyIndex.of(in_scopes)
+    by_key = KeyIndex.of(in_scopes)
     earlier: dict[int, Mapping[str, Any]] = {}  # id() -> the definition conditions compare with
     condition_cost = 0
     for (loc, question, depth), (_, _, scope) in zip(entries, in_scopes, strict=True):
@@ -92,7 +92,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                     f"{conditions.MAX_DEFINITION_COST} comparisons and listed values in all",
                 )
                 break
-            visible = _Visible(index, scope, earlier)
+            visible = _Visible(by_key, scope, earlier)
             yield from conditions.problems(question["relevant"], visible, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
             seen = question

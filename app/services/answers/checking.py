@@ -49,7 +49,7 @@ class Checking:
         """Of the repeats that share a key, the one a reference from here means (as
         expressions.forms.KeyIndex.find chose when the definition was checked)."""
         assert self.form is not None  # noqa: S101
-        here = tuple(scope for scope, _ in self.chain[1:])
+        here = tuple(str(scope) for scope, _ in self.chain[1:])
         paths = self.form.repeat_path
         return max(owners, key=lambda owner: shared_depth(paths.get(owner or "", ()), here))
 

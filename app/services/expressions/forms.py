@@ -162,7 +162,6 @@ def compile_definition(
     every = KeyIndex.of(entries)
     earlier: set[int] = set()  # id() of the questions before this one
     for place, question, scope in entries:
-        key = str(question.get("key"))
         if question.get("type") == "repeat":
             earlier.add(id(question))  # count(${roster}) after it, or inside it
         for name in FIELDS:

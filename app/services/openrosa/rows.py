@@ -35,11 +35,11 @@ from app.services.openrosa.question_types import (
     value_range,
     xpath,
 )
-from app.services.openrosa.shared_keys import SharedNames
 from app.services.openrosa.respondent import (
     RESPONDENT,
     respondent,
 )
+from app.services.openrosa.shared_keys import SharedNames
 from app.services.openrosa.words import (
     WORDS,
     how_many,

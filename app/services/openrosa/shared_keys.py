@@ -11,7 +11,7 @@ element named by its key, as submissions come back.
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ class SharedNames:
     def name_of(self, question: Mapping[str, Any]) -> str:
         return self.names.get(id(question), str(question["key"]))
 
-    def rewrite(self, row: dict[str, Any], scope: Scope) -> None:
+    def rewrite(self, row: MutableMapping[Any, Any], scope: Scope) -> None:
         """A row's references to shared keys, by the names of the questions in view from
         `scope` (the repeats the row's question is asked in)."""
         if not self.names:

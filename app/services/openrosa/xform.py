@@ -25,8 +25,8 @@ from app.services.openrosa.respondent import (
     TERRITORY_LIST,
     TERRITORY_STEP,
 )
-from app.services.openrosa.shared_keys import SharedNames
 from app.services.openrosa.rows import COUNT_PREFIX, END, ROOT, START, own_names, xlsform_rows
+from app.services.openrosa.shared_keys import SharedNames
 
 __all__ = [
     "COUNT_PREFIX",
