@@ -21,6 +21,7 @@ from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
 
 from app.models.auth import Role
+from app.services.answers import compile_questionnaire
 from tests.clients import odk_engine_fills
 from tests.factories import headers_for, household_definition
 from tests.servers import running_server
@@ -384,6 +385,16 @@ async def test_an_xlsform_with_shared_keys_imports_whole_and_round_trips(
     fields = ("title", "default_language", "respondent_groups", "questions", "choice_lists")
     assert {f: again.json().get(f) for f in fields} == {f: form.get(f) for f in fields}
 
+    # what the rule refuses is refused with its row: twice in one repeat (pyxform's rule), a
+    # reference from the top level that could mean either repeat's `age`
+    twice = [*HOUSEHOLD_XLSFORM[:5], ["integer", "age", "Again"], *HOUSEHOLD_XLSFORM[5:]]
+    ambiguous = [*HOUSEHOLD_XLSFORM, ["calculate", "total", *[None] * 4, "sum(${age})"]]
+    for rows, row_number in ((twice, 6), (ambiguous, len(ambiguous))):
+        content = workbook(rows, YES_NO, [["form_id"], ["household_xls"]])
+        refused = await upload_xlsform(client, coordinator, content, "household.xlsx")
+        assert refused.status_code == 422, refused.text
+        assert [e["loc"][:3] for e in refused.json()["errors"]] == [["file", "survey", row_number]]
+
 
 async def test_odks_engine_fills_a_form_whose_repeats_share_keys(
     app: FastAPI,
@@ -425,3 +436,21 @@ async def test_odks_engine_fills_a_form_whose_repeats_share_keys(
     read = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
     assert read.status_code == 200
     assert read.json()["answers"] == with_calculations(answers)
+
+
+def test_each_repeats_questions_have_columns_of_their_own() -> None:
+    """The layout rules are those of every form (columns numbered in document order, a page per
+    repeat): a shared key is two questions, each in its repeat's table."""
+    compiled = compile_questionnaire(
+        id="x", version=1, status="draft", access="token", definition=household_definition()
+    )
+    assert [(page.repeat, page.columns) for page in compiled.pages] == [
+        (None, (("a1", "text"), ("a9", "text"))),  # village, members_n
+        ("members", (("a2", "text"), ("a3", "float"), ("a4", "smallint"))),
+        ("visits", (("a5", "date"), ("a8", "text"))),  # day, oldest
+        ("visitors", (("a6", "text"), ("a7", "float"))),
+    ]
+    assert [(q.repeat, q.columns) for q in compiled.by_key["age"]] == [
+        ("members", ("a3",)),
+        ("visitors", ("a7",)),
+    ]
