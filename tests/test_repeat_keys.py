@@ -1,36 +1,25 @@
 """Keys shared by questions of different repeats (issue #12): `name` and `age` of household
-members and of visitors (a repeat nested in visits). Submitted as JSON and over OpenRosa, read
-back, exported, aggregated and published; the definitions that break the rule (a key twice in
-one repeat, at the top level and in a repeat, in a repeat and one nested in it) and the
-references that cannot tell which question they mean are 422s naming their place; the
-XLSForm of such a form imports whole and round trips; ODK's engine fills its XForm."""
+members and of visitors (a repeat nested in visits). Submitted as JSON, read back, exported,
+aggregated and published; the definitions that break the rule (a key twice in one repeat, at
+the top level and in a repeat, in a repeat and one nested in it, a repeat's key used again) and
+the references that cannot tell which question they mean are 422s naming their place.
+OpenRosa, the XLSForm round trip and ODK's engine: tests/test_repeat_keys_clients.py."""
 
 import copy
 import csv
 import io
 import random
 import statistics
-import uuid
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from defusedxml.ElementTree import fromstring as parse_xml
 from fastapi import FastAPI
 
 from app.models.auth import Role
 from app.services.answers import compile_questionnaire
-from tests.clients import odk_engine_fills
 from tests.factories import headers_for, household_definition
-from tests.servers import running_server
-from tests.test_openrosa import _collector, _post, instance_xml
-from tests.test_xlsform import export as export_xlsform
-from tests.test_xlsform import upload as upload_xlsform
-from tests.test_xlsform import workbook
-
-SHARED = ("name", "age")
 
 
 def households(seed: int = 12, count: int = 10) -> list[dict[str, Any]]:
@@ -105,22 +94,41 @@ def expected_numbers(values: list[int]) -> dict[str, Any]:
     }
 
 
-async def test_shared_keys_are_stored_read_exported_and_aggregated_per_repeat(
+class Household:
+    """The household form, published, with the households() submitted as JSON."""
+
+    def __init__(self, form: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        self.form, self.items = form, items
+        self.stored: list[dict[str, Any]] = []
+        self.observer: dict[str, str] = {}
+        self.analyst: dict[str, str] = {}
+
+
+@pytest.fixture
+async def household(
     app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
-) -> None:
-    form = await published_household(client, coordinator)
-    observer = await headers_for(app, Role.observer)
-    analyst = await headers_for(app, Role.analyst)
-    items = households()
-    stored = []
-    for answers in items:
+) -> Household:
+    made = Household(await published_household(client, coordinator), households())
+    made.observer = await headers_for(app, Role.observer)
+    made.analyst = await headers_for(app, Role.analyst)
+    for answers in made.items:
         body = {"respondent": {"group": "all"}, "answers": answers}
         reply = await client.post(
-            f"/api/v1/questionnaires/{form['id']}/responses", json=body, headers=observer
+            f"/api/v1/questionnaires/{made.form['id']}/responses",
+            json=body,
+            headers=made.observer,
         )
         assert reply.status_code == 201, reply.text
         assert reply.json()["answers"] == with_calculations(answers)
-        stored.append(reply.json())
+        made.stored.append(reply.json())
+    return made
+
+
+async def test_each_repeats_answers_are_checked_stored_and_read_as_its_own(
+    client: httpx.AsyncClient, household: Household
+) -> None:
+    form, items, stored = household.form, household.items, household.stored
+    observer, analyst = household.observer, household.analyst
     for response, answers in zip(stored, items, strict=True):
         read = await client.get(f"/api/v1/responses/{response['id']}", headers=analyst)
         assert read.json()["answers"] == with_calculations(answers)
@@ -140,11 +148,15 @@ async def test_shared_keys_are_stored_read_exported_and_aggregated_per_repeat(
         ["body", "answers", "visits", 0, "visitors", 0, "age"],
     ]
 
-    # exports: a CSV per repeat, each with its own `name` and `age` columns
+
+async def test_each_repeat_has_its_csv_with_its_own_columns(
+    client: httpx.AsyncClient, household: Household
+) -> None:
+    form, items, stored = household.form, household.items, household.stored
     reply = await client.get(
         f"/api/v1/questionnaires/{form['id']}/responses/export",
         params={"format": "zip"},
-        headers=analyst,
+        headers=household.analyst,
     )
     assert reply.status_code == 200, reply.text
     archive = zipfile.ZipFile(io.BytesIO(reply.content))
@@ -180,7 +192,11 @@ async def test_shared_keys_are_stored_read_exported_and_aggregated_per_repeat(
         for index, visitor in enumerate(visit["visitors"], start=1)
     )
 
-    # aggregates: each question once, with its repeat; n counts the instances
+
+async def test_aggregates_and_views_list_each_repeats_question_with_its_repeat(
+    client: httpx.AsyncClient, coordinator: dict[str, str], household: Household
+) -> None:
+    form, items, analyst = household.form, household.items, household.analyst
     ages = {
         "members": [m["age"] for answers in items for m in answers["members"]],
         "visitors": [v["age"] for a in items for visit in a["visits"] for v in visit["visitors"]],
@@ -305,137 +321,6 @@ async def test_keys_in_view_of_each_other_and_ambiguous_references_are_refused(
         headers=coordinator,
     )
     assert "more than one repeat" in _place(reply)[("body", "settings", "instance_name")]
-
-
-async def test_an_openrosa_submission_fills_each_repeats_own_questions(
-    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
-) -> None:
-    form = await published_household(client, coordinator)
-    admin = await headers_for(app, Role.admin)
-    token = await _collector(client, admin, uuid.UUID(form["id"]))
-    xform = (await client.get(f"/openrosa/key/{token}/forms/{form['id']}.xml")).content
-    document = parse_xml(xform)
-    binds = {
-        b.get("nodeset"): b.attrib for b in document.iter("{http://www.w3.org/2002/xforms}bind")
-    }
-    # each reference stays in its repeat, as pyxform writes relative paths
-    assert binds["/data/members/votes"]["relevant"].replace(" ", "") == "../age>=18"
-    assert binds["/data/visits/oldest"]["calculate"].replace(" ", "") == "max(../visitors/age)"
-    for answers in households(seed=5, count=3):
-        instance_id = uuid.uuid4()
-        xml = instance_xml(xform, answers, respondent={"group": "all"}, instance_id=instance_id)
-        reply = await _post(client, token, xml)
-        assert reply.status_code == 201, reply.text
-        read = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
-        assert read.json()["answers"] == with_calculations(answers)
-
-
-XLSFORM_HEADER = ["type", "name", "label", "required", "relevant", "constraint", "calculation"]
-HOUSEHOLD_XLSFORM = [
-    XLSFORM_HEADER,
-    ["text", "village", "Village"],
-    ["begin_repeat", "members", "Household members"],
-    ["text", "name", "Name", "yes"],
-    ["integer", "age", "Age of ${name}", None, None, ". <= 120"],
-    ["select_one yes_no", "votes", "Does ${name} vote?", None, "${age} >= 18"],
-    ["end_repeat"],
-    ["begin_repeat", "visits", "Visits"],
-    ["date", "day", "Day"],
-    ["begin_repeat", "visitors", "Visitors"],
-    ["text", "name", "Visitor"],
-    ["integer", "age", "Age of ${name}", None, None, ". < 130"],
-    ["end_repeat"],
-    ["calculate", "oldest", None, None, None, None, "max(${age})"],
-    ["end_repeat"],
-    ["calculate", "members_n", None, None, None, None, "count(${members})"],
-]
-YES_NO = [["list_name", "name", "label"], ["yes_no", "yes", "Yes"], ["yes_no", "no", "No"]]
-
-
-def _names(questions: list[dict[str, Any]], scope: str = "") -> list[str]:
-    found = []
-    for question in questions:
-        found.append(f"{scope}{question['key']}")
-        if question["type"] in ("group", "repeat"):
-            found += _names(question["questions"], f"{scope}{question['key']}/")
-    return found
-
-
-async def test_an_xlsform_with_shared_keys_imports_whole_and_round_trips(
-    client: httpx.AsyncClient, coordinator: dict[str, str]
-) -> None:
-    content = workbook(HOUSEHOLD_XLSFORM, YES_NO, [["form_id"], ["household_xls"]])
-    imported = await upload_xlsform(client, coordinator, content, "household.xlsx")
-    assert imported.status_code == 201, imported.text
-    form = imported.json()
-    assert _names(form["questions"]) == [
-        "village",
-        "members", "members/name", "members/age", "members/votes",
-        "visits", "visits/day", "visits/visitors", "visits/visitors/name",
-        "visits/visitors/age", "visits/oldest",
-        "members_n",
-    ]  # fmt: skip
-    exported = await export_xlsform(client, coordinator, form["id"])
-    published = await client.post(
-        f"/api/v1/questionnaires/{form['id']}/publish", headers=coordinator
-    )
-    assert published.status_code == 200, published.text
-    again = await upload_xlsform(client, coordinator, exported, "again.xlsx")
-    assert again.status_code == 201, again.text
-    fields = ("title", "default_language", "respondent_groups", "questions", "choice_lists")
-    assert {f: again.json().get(f) for f in fields} == {f: form.get(f) for f in fields}
-
-    # what the rule refuses is refused with its row: twice in one repeat (pyxform's rule), a
-    # reference from the top level that could mean either repeat's `age`
-    twice = [*HOUSEHOLD_XLSFORM[:5], ["integer", "age", "Again"], *HOUSEHOLD_XLSFORM[5:]]
-    ambiguous = [*HOUSEHOLD_XLSFORM, ["calculate", "total", *[None] * 4, "sum(${age})"]]
-    for rows, row_number in ((twice, 6), (ambiguous, len(ambiguous))):
-        content = workbook(rows, YES_NO, [["form_id"], ["household_xls"]])
-        refused = await upload_xlsform(client, coordinator, content, "household.xlsx")
-        assert refused.status_code == 422, refused.text
-        assert [e["loc"][:3] for e in refused.json()["errors"]] == [["file", "survey", row_number]]
-
-
-async def test_odks_engine_fills_a_form_whose_repeats_share_keys(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    coordinator: dict[str, str],
-    database_url: str,
-    tmp_path: Path,
-) -> None:
-    form = await published_household(client, coordinator)
-    admin = await headers_for(app, Role.admin)
-    token = await _collector(client, admin, uuid.UUID(form["id"]))
-    answers = {
-        "village": "Aksu",
-        "members": [{"name": "Aigul", "age": 40, "votes": True}, {"name": "Dana", "age": 9}],
-        "visits": [
-            {"day": "2026-11-02", "visitors": [{"name": "Erlan", "age": 70}]},
-            {
-                "day": "2026-11-09",
-                "visitors": [{"name": "Bota", "age": 33}, {"name": "Ali", "age": 5}],
-            },
-        ],
-    }
-    filled = copy.deepcopy(answers)
-    for member in filled["members"]:
-        member["age"] = str(member["age"])
-        if "votes" in member:
-            member["votes"] = "true" if member["votes"] else "false"
-    for visit in filled["visits"]:
-        for visitor in visit["visitors"]:
-            visitor["age"] = str(visitor["age"])
-    with running_server(database_url, tmp_path / "server.log") as server:
-        seen = odk_engine_fills(f"{server.base}/openrosa/key/{token}", form["slug"], filled)
-    assert seen["payload_status"] == "ready" and seen["violations"] == []
-    assert [s["status"] for s in seen["submissions"]] == [201, 202], seen["submissions"]
-    instance = parse_xml(seen["instance"])
-    instance_id = (instance.findtext("meta/instanceID") or "").removeprefix("uuid:")
-    # the engine computed each visit's oldest visitor from that visit's own ages
-    assert [v.findtext("oldest") for v in instance.findall("visits")] == ["70", "33"]
-    read = await client.get(f"/api/v1/responses/{instance_id}", headers=admin)
-    assert read.status_code == 200
-    assert read.json()["answers"] == with_calculations(answers)
 
 
 def test_each_repeats_questions_have_columns_of_their_own() -> None:
