@@ -94,3 +94,53 @@ async def create_questionnaire(
                 session, coordinator, questionnaire.id, Status.published
             )
     return questionnaire
+
+
+def household_definition(**overrides: Any) -> dict[str, Any]:
+    """A household visit whose repeats share keys, as real XLSForms do: `name` and `age` of
+    each member (repeat `members`) and of each visitor (repeat `visitors`, nested in
+    `visits`); `${name}` and `${age}` inside a repeat mean its own, `max(${age})` in a visit
+    the ages of its visitors."""
+    definition: dict[str, Any] = {
+        "slug": f"household-{uuid.uuid4().hex[:8]}",
+        "title": {"en": "Household visit", "ru": "Посещение домохозяйства"},
+        "default_language": "en",
+        "respondent_groups": [{"key": "all", "category": "citizen", "label": {"en": "All"}}],
+        "questions": [
+            {"key": "village", "type": "text", "label": {"en": "Village"}},
+            {
+                "key": "members",
+                "type": "repeat",
+                "label": {"en": "Household members"},
+                "questions": [
+                    {"key": "name", "type": "text", "label": {"en": "Name"}, "required": True},
+                    {"key": "age", "type": "integer", "label": {"en": "Age of ${name}"},
+                     "min": 0, "max": 120},
+                    {"key": "votes", "type": "boolean", "label": {"en": "Does ${name} vote?"},
+                     "relevant": "${age} >= 18"},
+                ],
+            },
+            {
+                "key": "visits",
+                "type": "repeat",
+                "label": {"en": "Visits"},
+                "questions": [
+                    {"key": "day", "type": "date", "label": {"en": "Day"}},
+                    {
+                        "key": "visitors",
+                        "type": "repeat",
+                        "label": {"en": "Visitors"},
+                        "questions": [
+                            {"key": "name", "type": "text", "label": {"en": "Visitor"}},
+                            {"key": "age", "type": "integer", "label": {"en": "Age of ${name}"},
+                             "constraint": ". < 130"},
+                        ],
+                    },
+                    {"key": "oldest", "type": "calculate", "calculation": "max(${age})"},
+                ],
+            },
+            {"key": "members_n", "type": "calculate", "calculation": "count(${members})"},
+        ],
+    }  # fmt: skip
+    definition.update(overrides)
+    return definition

@@ -33,6 +33,9 @@ class QuestionFigures(BaseModel):
     key: str
     type: str
     cells: list[Cell]
+    # The repeat the question is asked in (null at the top level): questions of different
+    # repeats may share a key, and are listed once each.
+    repeat: str | None = None
 
 
 class SurveyAggregates(BaseModel):

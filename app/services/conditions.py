@@ -68,13 +68,14 @@ def referenced(condition: Condition) -> Iterator[str]:
 
 def problems(
     condition: Condition,
-    earlier: Mapping[str, Mapping[str, Any]],
+    earlier: Mapping[str, Mapping[str, Any] | str],
     loc: list[str | int],
     depth: int = 0,
 ) -> Iterator[tuple[list[str | int], str]]:
     """(location, message) for each way the condition is wrong.
 
-    `earlier` maps the keys of the questions before this one to their definitions.
+    `earlier` maps the keys of the questions before this one to their definitions (or to why
+    a key cannot be named here: it is ambiguous).
     """
     if depth > MAX_DEPTH:
         yield loc, f"conditions may nest at most {MAX_DEPTH} deep"
@@ -92,6 +93,9 @@ def problems(
     question = earlier.get(key)
     if question is None:
         yield [*loc, "question"], f"'{key}' is not an earlier question"
+        return
+    if isinstance(question, str):
+        yield [*loc, "question"], question
         return
     qtype = question["type"]
     if op == "answered":

@@ -15,10 +15,14 @@ from app.models.questionnaires import (
 )
 from app.services import conditions
 from app.services.expressions.forms import (
+    KeyIndex,
+    Scope,
     compile_definition,
+    encloses,
     instance_name_problem,
     option_properties,
     options_of,
+    scoped,
 )
 from app.services.openrosa.public_key import public_key_problem
 
@@ -68,15 +72,15 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                     )
     yield from settings_problems(data)
     entries = list(walk(data["questions"]))
-    yield from _duplicates(
-        [q["key"] for _, q, _ in entries], [], located=[loc for loc, _, _ in entries]
-    )
+    in_scopes = list(scoped(data["questions"], ["questions"]))
+    yield from _shared_keys(in_scopes)
     if len(entries) > MAX_QUESTIONS:
         yield ["questions"], f"at most {MAX_QUESTIONS} questions, groups and repeats in all"
 
-    earlier: dict[str, Mapping[str, Any]] = {}
+    by_key = KeyIndex.of(in_scopes)
+    earlier: dict[int, Mapping[str, Any]] = {}  # id() -> the definition conditions compare with
     condition_cost = 0
-    for loc, question, depth in entries:
+    for (loc, question, depth), (_, _, scope) in zip(entries, in_scopes, strict=True):
         if depth > MAX_NESTING:
             yield loc, f"groups and repeats nest at most {MAX_NESTING} deep"
         yield from _question_problems(question, loc, choice_lists)
@@ -89,11 +93,13 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                     f"{conditions.MAX_DEFINITION_COST} comparisons and listed values in all",
                 )
                 break
-            yield from conditions.problems(question["relevant"], earlier, [*loc, "relevant"])
+            visible = _Visible(by_key, scope, earlier)
+            yield from conditions.problems(question["relevant"], visible, [*loc, "relevant"])
         if question["type"] not in CONTAINER_TYPES:
+            seen = question
             if question.get("choices"):  # conditions compare with its list's options
-                question = {**question, "options": options_of(question, choice_lists)}
-            earlier[question["key"]] = question
+                seen = {**question, "options": options_of(question, choice_lists)}
+            earlier[id(question)] = seen
     yield from compile_definition(data["questions"], default, choice_lists=choice_lists).problems
 
 
@@ -106,6 +112,60 @@ def walk(
         yield place, question, depth
         if question["type"] in CONTAINER_TYPES:
             yield from walk(question["questions"], [*place, "questions"], depth + 1)
+
+
+class _Visible(Mapping[str, Mapping[str, Any] | str]):
+    """The earlier questions a JSON condition of a question asked in `scope` may name, by key
+    (a message for a key that is ambiguous there)."""
+
+    def __init__(self, index: KeyIndex, scope: Scope, earlier: Mapping[int, Any]) -> None:
+        self.index, self.scope, self.earlier = index, scope, earlier
+
+    def __getitem__(self, key: str) -> Mapping[str, Any] | str:
+        found = self.index.find(key, self.scope)
+        if isinstance(found, str):
+            return found
+        if found is None or id(found[1]) not in self.earlier:
+            raise KeyError(key)
+        return self.earlier[id(found[1])]  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index.places)
+
+    def __len__(self) -> int:
+        return len(self.index.places)
+
+
+def _shared_keys(entries: list[tuple[Loc, Mapping[str, Any], Scope]]) -> Iterator[tuple[Loc, str]]:
+    """Keys are unique, except that questions (and groups) of different repeats, neither
+    inside the other, may share one; a repeat's key is unique in the whole questionnaire (it
+    names the repeat's file in exports and its scope in expressions), as in pyxform."""
+    seen: dict[str, list[tuple[Loc, Mapping[str, Any], Scope]]] = {}
+    for loc, question, scope in entries:
+        key = question["key"]
+        for other_loc, other, other_scope in seen.get(key, ()):
+            if other_scope == scope:
+                yield [*loc, "key"], f"'{key}' is used twice"
+            elif "repeat" in (question["type"], other["type"]):
+                yield (
+                    [*loc, "key"],
+                    f"'{key}' is used twice: a repeat's key is used by nothing else",
+                )
+            elif encloses(other_scope, scope) or encloses(scope, other_scope):
+                yield (
+                    [*loc, "key"],
+                    f"'{key}' is used twice: also at {_place(other_loc)}, in view of this one "
+                    "(only questions of different repeats, neither inside the other, may "
+                    "share a key)",
+                )
+            else:
+                continue
+            break
+        seen.setdefault(key, []).append((loc, question, scope))
+
+
+def _place(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc)
 
 
 def _question_problems(
@@ -172,14 +232,11 @@ def settings_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             yield ["settings", "instance_name"], problem
 
 
-def _duplicates(
-    values: list[str], loc: Loc, key: str = "key", located: list[Loc] | None = None
-) -> Iterator[tuple[Loc, str]]:
+def _duplicates(values: list[str], loc: Loc, key: str = "key") -> Iterator[tuple[Loc, str]]:
     seen: set[str] = set()
     for index, value in enumerate(values):
         if value in seen:
-            place = located[index] if located is not None else [*loc, index]
-            yield [*place, key], f"'{value}' is used twice"
+            yield [*loc, index, key], f"'{value}' is used twice"
         seen.add(value)
 
 

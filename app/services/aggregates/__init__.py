@@ -39,7 +39,12 @@ __all__ = [
     "wilson",
 ]
 
-Tallies = dict[str, dict[tuple[Any, ...], Tally]]
+# By question: (its repeat, its key), since repeats may share a key.
+Tallies = dict[tuple[str | None, str], dict[tuple[Any, ...], Tally]]
+
+
+def _named(question: CompiledQuestion) -> tuple[str | None, str]:
+    return question.repeat, question.key
 
 
 def parse_by(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str]:
@@ -51,8 +56,12 @@ def parse_by(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str]
         problems.append("a dimension is repeated")
     for name in names:
         if name.startswith("answer:"):
-            question = questionnaire.by_key.get(name.removeprefix("answer:"))
-            if question is None or question.type not in ANSWER_DIMENSION_TYPES:
+            same = questionnaire.by_key.get(name.removeprefix("answer:"), ())
+            question = same[0] if same else None
+            if len(same) > 1:
+                repeats = ", ".join(str(q.repeat) for q in same)
+                problems.append(f"'{name}' is ambiguous: asked in the repeats {repeats}")
+            elif question is None or question.type not in ANSWER_DIMENSION_TYPES:
                 problems.append(f"'{name}' names no choice, boolean or scale question")
             elif question.repeat is not None:
                 problems.append(f"'{name}' is asked in a repeat: not a respondent's dimension")
@@ -67,7 +76,8 @@ def parse_by(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str]
 
 
 def parse_questions(raw: str | None, questionnaire: CompiledQuestionnaire) -> list[str] | None:
-    """The question keys asked for (None: all of them); unknown keys are 422."""
+    """The question keys asked for (None: all of them); unknown keys are 422. A key that
+    repeats share asks for each of their questions."""
     if not raw:
         return None
     keys = [part.strip() for part in raw.split(",") if part.strip()]
@@ -112,7 +122,7 @@ async def _tally_page(
         else:
             measures.append(measured)
     counts_rows = page == 0 and not any(
-        questionnaire.by_key[name.removeprefix("answer:")].type == "multiple_choice"
+        questionnaire.by_key[name.removeprefix("answer:")][0].type == "multiple_choice"
         for name in by
         if name.startswith("answer:")
     )
@@ -137,12 +147,12 @@ async def _tally_page(
                 total.key += key
             for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
                 if tally.n:
-                    tallies[m.question.key][group] = tally
+                    tallies[_named(m.question)][group] = tally
     for question in grouped:
         statement = queries.by_value(question, table, dims, source, where, keyed=keyed)
         decode = queries.answer_decoder(question)
         for row in await _rows(session, statement):
-            tally = tallies[question.key].setdefault(tuple(row[:width]), Tally())
+            tally = tallies[_named(question)].setdefault(tuple(row[:width]), Tally())
             value, count = row[width], int(row[width + 1])
             key = int(row[width + 2]) if keyed else 0
             tally.n += count
@@ -229,7 +239,7 @@ async def survey_aggregates(
         whole = await population(session, questionnaire, ResponseFilters())
     dialect = queries.dialect_of((await session.connection()).dialect.name)
     chosen = [q for q in questionnaire.questions if keys is None or q.key in keys]
-    tallies: Tallies = {question.key: {} for question in chosen}
+    tallies: Tallies = {_named(question): {} for question in chosen}
     responses = None
     # A draft has no answer tables yet (they are made at publish time), and no responses.
     pages = 0 if questionnaire.status == Status.draft else len(questionnaire.pages)
@@ -253,7 +263,7 @@ async def survey_aggregates(
     figures = []
     for question in chosen:
         cells = []
-        for group_values, tally in tallies[question.key].items():
+        for group_values, tally in tallies[_named(question)].items():
             if protected:
                 tally = perturbation.perturb_tally(tally, numbers_from=2 * min_cell)
                 if tally.n == 0:
@@ -263,7 +273,12 @@ async def survey_aggregates(
             cells.append(cell(group, tally, question))
         cells.sort(key=order)
         figures.append(
-            QuestionCells(key=question.key, type=question.type, cells=protect(cells, min_cell))
+            QuestionCells(
+                key=question.key,
+                type=question.type,
+                cells=protect(cells, min_cell),
+                repeat=question.repeat,
+            )
         )
     return Figures(
         questionnaire_id=questionnaire.id,

@@ -85,6 +85,7 @@ class QuestionCells:
     key: str
     type: str
     cells: list[CellData]
+    repeat: str | None = None  # the repeat it is asked in (a key repeats may share)
 
 
 @dataclass(slots=True)
@@ -106,7 +107,8 @@ class Figures:
                 "by": self.by,
                 "min_cell": self.min_cell,
                 "questions": [
-                    {"key": q.key, "type": q.type, "cells": q.cells} for q in self.questions
+                    {"key": q.key, "type": q.type, "cells": q.cells, "repeat": q.repeat}
+                    for q in self.questions
                 ],
             }
         )
@@ -170,10 +172,11 @@ def to_csv(result: Figures) -> bytes:
     """One row per cell and option (one per cell for other types), with a byte-order mark."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["question", "type", *result.by, *FIGURE_COLUMNS])
+    writer.writerow(["question", "type", *result.by, *FIGURE_COLUMNS, "repeat"])
     for question in result.questions:
         for cell in question.cells:
-            writer.writerows(_csv_lines(question, cell, result.by))
+            for line in _csv_lines(question, cell, result.by):
+                writer.writerow([*line, question.repeat or ""])
     return ("\ufeff" + buffer.getvalue()).encode()
 
 

@@ -132,7 +132,7 @@ def dimensions(
                 source = source.outerjoin(territory, territory.c.code == table.c.territory_code)
             result.append(Dimension(name, territory.c[f"{name}_code"], _plain))
         else:
-            question = questionnaire.by_key[name.removeprefix("answer:")]
+            question = questionnaire.by_key[name.removeprefix("answer:")][0]
             holder: Any = table
             if tables[question.page] is not table:
                 # The question lives in another page of the same responses: one to one.

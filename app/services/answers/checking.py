@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from app.services import expressions
 from app.services.answers.parts import CALCULATED_TEXT, CompiledQuestion, CompiledRepeat, PageRows
 from app.services.expressions import Env, NodeSet, string
+from app.services.expressions.forms import shared_depth
 
 if TYPE_CHECKING:
     from app.services.answers.compiled import CompiledQuestionnaire
@@ -32,7 +33,8 @@ class Checking:
         instances' values (a node-set) for a question inside another repeat."""
         form = self.form
         assert form is not None  # noqa: S101 - set whenever expressions run
-        owner = form.owner.get(key)
+        owners = form.owners.get(key) or (None,)
+        owner = owners[0] if len(owners) == 1 else self.nearest(owners)
         for scope, values in reversed(self.chain):
             if scope == owner:
                 value = values.get(key)
@@ -42,6 +44,14 @@ class Checking:
         if type(value) is list and key in form.repeats:
             return NodeSet(value)
         return value
+
+    def nearest(self, owners: tuple[str | None, ...]) -> str | None:
+        """Of the repeats that share a key, the one a reference from here means (as
+        expressions.forms.KeyIndex.find chose when the definition was checked)."""
+        assert self.form is not None  # noqa: S101
+        here = tuple(str(scope) for scope, _ in self.chain[1:])
+        paths = self.form.repeat_path
+        return max(owners, key=lambda owner: shared_depth(paths.get(owner or "", ()), here))
 
     def collect(self, key: str, owner: str | None) -> list[Any]:
         """`key`'s values in every instance of its repeat under the nearest common scope."""

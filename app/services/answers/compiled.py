@@ -31,10 +31,13 @@ class CompiledQuestionnaire:
     pages: tuple[AnswerPage, ...] = ()
     members: tuple[CompiledQuestion | CompiledRepeat, ...] = ()  # the top level
     keys: frozenset[str] = frozenset()  # of the top-level members
-    by_key: Mapping[str, CompiledQuestion] = field(default_factory=dict)
+    # key -> the questions of that key, in order: one, or one per repeat that shares the key
+    by_key: Mapping[str, tuple[CompiledQuestion, ...]] = field(default_factory=dict)
     repeats: Mapping[str, CompiledRepeat] = field(default_factory=dict)
-    # key -> the repeat it is asked in (None: at the top), for expressions' references
-    owner: Mapping[str, str | None] = field(default_factory=dict)
+    # key -> the repeats it is asked in (None: at the top), for expressions' references: one,
+    # or several repeats that share the key (none inside another: a reference means the one
+    # in view, services/expressions/forms.KeyIndex)
+    owners: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
     repeat_path: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # outermost first
     # (page, first column in its rows, width, canonical) of answers stored as spelled
     canonical_columns: tuple[tuple[int, int, int, Canonical], ...] = ()

@@ -79,7 +79,7 @@ class _Compiling:
     language: str
     out: list[CompiledQuestion] = field(default_factory=list)
     repeats: dict[str, CompiledRepeat] = field(default_factory=dict)
-    owner: dict[str, str | None] = field(default_factory=dict)
+    owners: dict[str, list[str | None]] = field(default_factory=dict)
     repeat_path: dict[str, tuple[str, ...]] = field(default_factory=dict)
     choice_lists: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     properties: dict[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
@@ -119,7 +119,7 @@ class _Compiling:
             if qtype == "group":
                 members += self.scope(question["questions"], scope, pages, relevant)
                 continue
-            self.owner[key] = scope
+            self.owners.setdefault(key, []).append(scope)
             if qtype == "note":  # never answered: no column, no check
                 continue
             if qtype == "repeat":
@@ -228,12 +228,19 @@ def compile_questionnaire(
         ),
         members=members,
         keys=frozenset(member.key for member in members),
-        by_key={question.key: question for question in compiled},
+        by_key=_by_key(compiled),
         repeats=repeats,
-        owner=compiling.owner,
+        owners={key: tuple(scopes) for key, scopes in compiling.owners.items()},
         repeat_path=compiling.repeat_path,
         canonical_columns=tuple(compiling.canonical),
         choice_lists=choice_lists,
         settings=settings,
         instance_name=name or None,
     )
+
+
+def _by_key(questions: Sequence[CompiledQuestion]) -> dict[str, tuple[CompiledQuestion, ...]]:
+    found: dict[str, list[CompiledQuestion]] = {}
+    for question in questions:
+        found.setdefault(question.key, []).append(question)
+    return {key: tuple(same) for key, same in found.items()}

@@ -4,7 +4,7 @@ Used twice: when a definition is saved (every problem, with its place, becomes a
 a version is compiled for submissions (then there are none).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +49,73 @@ class FormExpressions:
         return self.by_place.get((id(question), name))
 
 
-def _walk(questions: list[Mapping[str, Any]], loc: Loc) -> Iterator[tuple[Loc, Mapping[str, Any]]]:
+Scope = tuple[str, ...]  # the keys of the repeats a question is asked in, outermost first
+
+
+def scoped(
+    questions: Sequence[Mapping[str, Any]], loc: Loc, scope: Scope = ()
+) -> Iterator[tuple[Loc, Mapping[str, Any], Scope]]:
+    """Every question, group and repeat in order, with its place and the repeats it is asked
+    in (a repeat itself is asked in the enclosing ones; its members in it too)."""
     for index, question in enumerate(questions):
         place: Loc = [*loc, index]
-        yield place, question
+        yield place, question, scope
         if question.get("type") in CONTAINERS:
-            yield from _walk(question.get("questions") or [], [*place, "questions"])
+            inner = (*scope, str(question.get("key"))) if question["type"] == "repeat" else scope
+            yield from scoped(question.get("questions") or [], [*place, "questions"], inner)
+
+
+def encloses(outer: Scope, inner: Scope) -> bool:
+    """Whether a question asked in `outer` is in view of one asked in `inner` (the same
+    repeat, or one `inner` sits in; the top level encloses everything)."""
+    return inner[: len(outer)] == outer
+
+
+def shared_depth(place: Scope, scope: Scope) -> int:
+    """How many repeats the two scopes have in common, outermost first."""
+    depth = 0
+    for outer, inner in zip(place, scope, strict=False):
+        if outer != inner:
+            break
+        depth += 1
+    return depth
+
+
+@dataclass
+class KeyIndex:
+    """Where each key is asked. Questions of different repeats, neither inside the other, may
+    share a key (as in XLSForm: `name` in a household-member repeat and in a visitor repeat).
+    A reference `${key}` then means the one nearest (as ODK's relative paths do): the one in
+    view (the same repeat or an enclosing scope), else the one whose repeats have the most in
+    common with the reference's (`max(${age})` in a visit: the ages of its visitors); where two
+    are equally near (e.g. from the top level) it is ambiguous."""
+
+    places: dict[str, list[tuple[Scope, Mapping[str, Any]]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[Loc, Mapping[str, Any], Scope]]) -> "KeyIndex":
+        index = cls()
+        for _, question, scope in entries:
+            index.places.setdefault(str(question.get("key")), []).append((scope, question))
+        return index
+
+    def find(self, key: str, scope: Scope) -> tuple[Scope, Mapping[str, Any]] | str | None:
+        """The question `${key}` names from a question asked in `scope` (with the repeats it
+        is asked in); a message when that is ambiguous; None when no question has the key."""
+        found = self.places.get(key)
+        if not found:
+            return None
+        if len(found) == 1:
+            return found[0]
+        depths = [shared_depth(place, scope) for place, _ in found]
+        nearest = max(depths)
+        if depths.count(nearest) == 1:
+            return found[depths.index(nearest)]
+        repeats = ", ".join(sorted({place[-1] if place else "the top level" for place, _ in found}))
+        return (
+            f"'${{{key}}}' is asked in more than one repeat ({repeats}): from here it is "
+            "ambiguous (name it from inside one of them)"
+        )
 
 
 def option_properties(option: Mapping[str, Any]) -> dict[str, str]:
@@ -97,13 +158,12 @@ def compile_definition(
     result = FormExpressions()
     known: dict[str, frozenset[str]] = {}  # per choice list: its properties
     labels = _Labels(language, choice_lists)
-    entries = list(_walk(questions, loc or ["questions"]))
-    every = {str(question.get("key")): question for _, question in entries}
-    earlier: dict[str, Mapping[str, Any]] = {}
-    for place, question in entries:
-        key = str(question.get("key"))
+    entries = list(scoped(questions, loc or ["questions"]))
+    every = KeyIndex.of(entries)
+    earlier: set[int] = set()  # id() of the questions before this one
+    for place, question, scope in entries:
         if question.get("type") == "repeat":
-            earlier[key] = question  # count(${roster}) after it, or inside it
+            earlier.add(id(question))  # count(${roster}) after it, or inside it
         for name in FIELDS:
             raw = question.get(name)
             if raw is None or isinstance(raw, bool):
@@ -113,7 +173,7 @@ def compile_definition(
                 node: Node = parse(raw, filtering) if isinstance(raw, str) else from_condition(raw)
                 if filtering:
                     _check_properties(node, question, choice_lists, known)
-                resolver = _resolver(key, name, earlier, every, labels)
+                resolver = _resolver(question, name, scope, earlier, every, labels)
                 compiled = compile_expression(node, raw if isinstance(raw, str) else None, resolver)
             except ExpressionError as error:
                 if isinstance(raw, str):
@@ -140,7 +200,7 @@ def compile_definition(
                 return result
             result.by_place[(id(question), name)] = compiled
         if question.get("type") != "group":
-            earlier[key] = question
+            earlier.add(id(question))
     return result
 
 
@@ -188,24 +248,28 @@ class _Labels:
 
 
 def _resolver(
-    own: str,
+    own: Mapping[str, Any],
     name: str,
-    earlier: Mapping[str, Mapping[str, Any]],
-    every: Mapping[str, Mapping[str, Any]],
+    scope: Scope,
+    earlier: set[int],
+    every: KeyIndex,
     labels: _Labels,
 ) -> Any:
     def resolve(key: str) -> Resolved | str:
-        if key == own:
+        found = every.find(key, scope)
+        if found is None:
+            return f"'${{{key}}}' names no question"
+        if isinstance(found, str):
+            return found
+        question = found[1]
+        if question is own:
             if name in SELF_FIELDS:
                 return Resolved()
             return f"'${{{key}}}' refers to the question itself"
-        question = earlier.get(key)
-        if question is None:
-            if key in every:
-                if every[key].get("type") == "group":
-                    return f"'${{{key}}}' is a group, which has no value"
-                return f"'${{{key}}}' is a later question (only earlier ones may be named)"
-            return f"'${{{key}}}' names no question"
+        if id(question) not in earlier:
+            if question.get("type") == "group":
+                return f"'${{{key}}}' is a group, which has no value"
+            return f"'${{{key}}}' is a later question (only earlier ones may be named)"
         return Resolved(choice_labels=labels.of(question))
 
     return resolve
@@ -220,15 +284,18 @@ def instance_name_expression(
     """A form's instance_name compiled (ExpressionError when it cannot be used): it is
     evaluated once the whole response is known, so it may name any question, but no group
     and not `.`."""
-    every = {str(q.get("key")): q for _, q in _walk(questions, ["questions"])}
+    every = KeyIndex.of(scoped(questions, ["questions"]))
     labels = _Labels(language, choice_lists or {})
 
     def resolve(key: str) -> Resolved | str:
-        if key not in every:
+        found = every.find(key, ())
+        if found is None:
             return f"'${{{key}}}' names no question"
-        if every[key].get("type") == "group":
+        if isinstance(found, str):
+            return found
+        if found[1].get("type") == "group":
             return f"'${{{key}}}' is a group, which has no value"
-        return Resolved(choice_labels=labels.of(every[key]))
+        return Resolved(choice_labels=labels.of(found[1]))
 
     compiled = compile_expression(parse(text), text, resolve)
     if compiled.current:

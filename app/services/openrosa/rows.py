@@ -39,6 +39,7 @@ from app.services.openrosa.respondent import (
     RESPONDENT,
     respondent,
 )
+from app.services.openrosa.shared_keys import SharedNames
 from app.services.openrosa.words import (
     WORDS,
     how_many,
@@ -68,9 +69,19 @@ MEDIA_KINDS = ("image", "audio", "video")
 class Sheets:
     """The XLSForm sheets being written for one definition."""
 
-    def __init__(self, definition: Mapping[str, Any], default: str, *, exact: bool) -> None:
+    def __init__(
+        self,
+        definition: Mapping[str, Any],
+        default: str,
+        *,
+        exact: bool,
+        shared: SharedNames | None = None,
+    ) -> None:
         self.default = default
         self.exact = exact
+        # For the XForm: questions of keys that repeats share, named apart for pyxform
+        self.shared = shared
+        self.scope: tuple[str, ...] = ()  # the repeats being written, outermost first
         self.languages = _languages(definition, default, every=exact)
         self.survey: list[Row] = []
         self.choices: list[Row] = []
@@ -172,8 +183,9 @@ class Sheets:
     def questions(self, questions: Sequence[Mapping[str, Any]]) -> None:
         for question in questions:
             qtype = question["type"]
+            start = len(self.survey)
             common: Row = {
-                "name": question["key"],
+                "name": self.shared.name_of(question) if self.shared else question["key"],
                 **self.texts("label", question.get("label")),
                 **self.texts("hint", question.get("help")),
                 **self.texts("guidance_hint", question.get("guidance_hint")),
@@ -203,6 +215,9 @@ class Sheets:
                     row["read_only"] = read_only  # an expression
                 self.survey.append({**common, **row})
                 self.types[question["key"]] = qtype
+            if self.shared is not None:  # a repeat's own rows: in the enclosing scope
+                for written in self.survey[start:]:
+                    self.shared.rewrite(written, self.scope)
 
     def with_rules(self, question: Mapping[str, Any], row: Row) -> Row:
         """The row with the question's `required` and `constraint`, the user's constraint
@@ -233,6 +248,15 @@ class Sheets:
         with `min_count`/`max_count` it is a question asking how many, bounded."""
         least, most = question.get("min_count"), question.get("max_count")
         begin: Row = {"type": "begin_repeat", **common}
+        outer, self.scope = self.scope, (*self.scope, question["key"])
+        try:
+            self._repeat(question, begin, common, least, most)
+        finally:
+            self.scope = outer
+
+    def _repeat(
+        self, question: Mapping[str, Any], begin: Row, common: Row, least: Any, most: Any
+    ) -> None:
         if self.exact:
             if question.get("count"):
                 begin["repeat_count"] = question["count"]
@@ -337,11 +361,12 @@ def xlsform_rows(
     version: int,
     default: str,
     territories: bool = False,
+    shared: SharedNames | None = None,
 ) -> dict[str, list[Row]]:
     """The XLSForm sheets (survey, choices, settings) pyxform makes the XForm of; with
     `territories`, the territory is asked as a cascade over territories.csv, else its code is
-    typed in."""
-    sheets = Sheets(definition, default, exact=False)
+    typed in; with `shared`, the questions of keys that repeats share named apart."""
+    sheets = Sheets(definition, default, exact=False, shared=shared)
     respondent(sheets, definition["respondent_groups"], territories)
     sheets.questions(definition["questions"])
     sheets.survey += [

@@ -26,6 +26,7 @@ from app.services.openrosa.respondent import (
     TERRITORY_STEP,
 )
 from app.services.openrosa.rows import COUNT_PREFIX, END, ROOT, START, own_names, xlsform_rows
+from app.services.openrosa.shared_keys import SharedNames
 
 __all__ = [
     "COUNT_PREFIX",
@@ -62,11 +63,17 @@ def build_xform(
     territories: bool = False,
 ) -> XForm:
     """The XForm pyxform makes of the definition (CPU-bound: call it off the event loop)."""
+    shared = SharedNames.of(definition["questions"])
     sheets = xlsform_rows(
-        definition, slug=slug, version=version, default=default, territories=territories
+        definition,
+        slug=slug,
+        version=version,
+        default=default,
+        territories=territories,
+        shared=shared,
     )
     try:
-        xml = convert(sheets, form_name=ROOT).xform.encode("utf-8")
+        xml = shared.restore(convert(sheets, form_name=ROOT).xform).encode("utf-8")
     except PyXFormError as error:
         # A definition Kenes accepts that pyxform does not (a key `meta`): said, never a 500.
         # Its row numbers are of the rows written here, not of anything the author has.

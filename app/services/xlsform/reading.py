@@ -37,6 +37,7 @@ from app.errors import Invalid
 from app.models.questionnaires import QuestionnaireCreate
 from app.services.definition_schema import check_schema, rule_problems, without_tags
 from app.services.xlsform.mapping import FormMapping, Loc
+from app.services.xlsform.shared import name_apart
 from app.services.xlsform.vocabulary import slug
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
@@ -75,12 +76,13 @@ def to_definition(
     if EXTENSIONS[suffix] == ".xlsx":
         _check_archive(content)
     book = _read(content, EXTENSIONS[suffix], PurePath(filename).stem)
+    shared = name_apart(book.survey or [])  # names that repeats share: pyxform sees them apart
     try:
         form = workbook_to_json(
             book, fallback_form_name=book.fallback_form_name, default_language="default"
         )
     except PyXFormError as error:
-        _refuse(_pyxform_loc(str(error)), f"pyxform: {error}")
+        _refuse(_pyxform_loc(str(error)), shared.restore(f"pyxform: {error}"))
     except Exception as error:  # noqa: BLE001 - pyxform's own bugs on odd cells: 422, not 500
         _refuse(["file"], f"pyxform cannot read this workbook ({type(error).__name__}: {error})")
     mapping = FormMapping(
@@ -88,10 +90,12 @@ def to_definition(
         files=media or {},
         choice_rows=_choice_rows(book.choices or []),
     )
-    data = mapping.form(form, (book.settings or [{}])[0] or {})
+    data = shared.restore_all(mapping.form(form, (book.settings or [{}])[0] or {}))
     if used is not None:
         used.update(mapping.file_lists)
-    errors = [{"loc": loc, "msg": msg, "type": "xlsform"} for loc, msg in mapping.problems]
+    errors = [
+        {"loc": loc, "msg": shared.restore(msg), "type": "xlsform"} for loc, msg in mapping.problems
+    ]
     # the schema and the rules in one answer (services/definition_schema.py)
     checked = check_schema(data, QuestionnaireCreate, mapping.default)
     errors += [
