@@ -87,6 +87,17 @@ def _multiple_problem(value: list[Any], index: Mapping[str, int]) -> str:
     return f"not options: {', '.join(unknown[:10])}"
 
 
+def _chosen_problem(bits: int, count: int, least: int, most: int | None) -> str | None:
+    """What is wrong with a multiple choice of `count` values that set `bits` options."""
+    if bits != count:  # fewer bits than values: an option was chosen twice
+        return "an option is chosen twice"
+    if count < least:
+        return f"choose at least {least}"
+    if most is not None and count > most:
+        return f"choose at most {most}"
+    return None
+
+
 def checker(question: Mapping[str, Any]) -> Check:
     qtype = question["type"]
     low, high = question.get("min"), question.get("max")
@@ -108,6 +119,22 @@ def checker(question: Mapping[str, Any]) -> Check:
         chunks = len(column_kinds(question))
 
         bits = {value: (n // MASK_BITS, 1 << (n % MASK_BITS)) for value, n in index.items()}
+        if chunks == 1:  # up to 63 options, most lists: one mask, no chunk per value
+            single_bits = {value: 1 << n for value, n in index.items()}
+
+            def multiple_one(value: Any) -> tuple[str | None, Encoded]:
+                if type(value) is not list:
+                    return "expected a list of option values", ()
+                mask = 0
+                try:
+                    for v in value:
+                        mask |= single_bits[v]
+                except (KeyError, TypeError):
+                    return _multiple_problem(value, index), ()
+                problem = _chosen_problem(mask.bit_count(), len(value), least, most)
+                return (problem, ()) if problem else (None, (mask,))
+
+            return multiple_one
 
         def multiple(value: Any) -> tuple[str | None, Encoded]:
             if type(value) is not list:
@@ -119,14 +146,9 @@ def checker(question: Mapping[str, Any]) -> Check:
                     masks[chunk] |= bit
             except (KeyError, TypeError):
                 return _multiple_problem(value, index), ()
-            # Fewer bits than values: an option was chosen twice.
-            if sum(mask.bit_count() for mask in masks) != len(value):
-                return "an option is chosen twice", ()
-            if len(value) < least:
-                return f"choose at least {least}", ()
-            if most is not None and len(value) > most:
-                return f"choose at most {most}", ()
-            return None, tuple(masks)
+            chosen = sum(mask.bit_count() for mask in masks)
+            problem = _chosen_problem(chosen, len(value), least, most)
+            return (problem, ()) if problem else (None, tuple(masks))
 
         return multiple
 

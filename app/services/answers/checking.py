@@ -98,6 +98,22 @@ class Checking:
                     self.fail(loc, key, "no such question here", "unknown")
         env: Env | None = None
         for member in members:
+            if type(member) is CompiledQuestion and member.plain:
+                # The same steps as below for a question no expression touches (most of a
+                # form's): shown, required or not as defined, its answer checked alone.
+                value = given.get(member.key)
+                if value is None:
+                    if member.required:
+                        message = member.required_message or "an answer is required"
+                        self.fail(loc, member.key, message, "missing")
+                    rows[member.page].extend(member.empty)
+                    continue
+                problem, encoded = member.check(value)
+                if problem is None:
+                    rows[member.page].extend(encoded)
+                else:
+                    self.fail(loc, member.key, problem, "invalid_answer")
+                continue
             relevant = member.relevant
             shown = True
             if relevant:

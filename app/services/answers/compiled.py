@@ -1,6 +1,7 @@
 """A compiled questionnaire version: checking a submission's answers into the rows of its
 answer pages, and decoding those rows back into the answers as the API shows them."""
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +46,8 @@ class CompiledQuestionnaire:
     settings: Mapping[str, Any] = field(default_factory=dict)
     instance_name: Expression | None = None  # settings.instance_name, compiled
 
-    @property
-    def top_pages(self) -> tuple[int, ...]:
+    @functools.cached_property
+    def top_pages(self) -> tuple[int, ...]:  # asked for every submission checked
         return tuple(n for n, page in enumerate(self.pages) if page.repeat is None)
 
     @property
@@ -78,7 +79,11 @@ class CompiledQuestionnaire:
         for number in self.top_pages:
             rows[number] = []
             pages[number].append(rows[number])
-        given = {key: value for key, value in answers.items() if value is not None}
+        # A copy (checking drops and adds answers) without the null ones; dict() copies in C.
+        if None in answers.values():
+            given = {key: value for key, value in answers.items() if value is not None}
+        else:
+            given = dict(answers)
         checking = Checking(errors, pages, {}, self, [(None, given)])
         name: str | None = None
         try:

@@ -50,6 +50,19 @@ class CompiledQuestion:
     # keeps the options it holds for; evaluated for the chosen values only
     choice_filter: Expression | None = None
     option_properties: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by value
+    # No expression decides anything about it (relevant, required, constraint, choice_filter,
+    # calculation): its answer alone is checked (Checking.scope's short way).
+    plain: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        plain = not (
+            self.relevant
+            or self.required_when is not None
+            or self.constraint is not None
+            or self.choice_filter is not None
+            or self.calculation is not None
+        )
+        object.__setattr__(self, "plain", plain)
 
 
 @dataclass(frozen=True)
