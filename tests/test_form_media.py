@@ -186,6 +186,21 @@ async def test_problems_of_xml_and_geojson_lists_are_named_by_item(
     assert "DTD" in " ".join(e["msg"] for e in refused.json()["errors"])
 
 
+async def test_a_coordinate_too_large_for_a_number_is_a_problem_of_its_feature(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # JSON holds integers of any length; one past a float's range once made the import a 500
+    huge = "9" * 400
+    text = json.dumps(WELLS).replace("[76.9, 43.25]", f"[76.9, 43.25, {huge}]")
+    text = text.replace("[77.1, 43.35, 900]", f"[{huge}, 43.35]")
+    refused = await import_form(client, coordinator, parts(**{"wells.geojson": text.encode()}))
+    assert refused.status_code == 422, refused.text
+    assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
+        ("media", "wells.geojson", 1, "geometry"),
+        ("media", "wells.geojson", 2, "geometry"),
+    ]
+
+
 # --- media stored and served ------------------------------------------------------------------
 
 
