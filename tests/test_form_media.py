@@ -2,6 +2,7 @@
 version and served through the OpenRosa manifest; lists of select_one_from_file from XML and
 GeoJSON files. (Forms, lists and files written for these tests.)"""
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -16,7 +17,9 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from app.models.auth import Role
+from app.models.auth import Principal, Role
+from app.services import form_media
+from app.services.attachments import receive
 from tests.clients import odk_engine_fills
 from tests.factories import headers_for
 from tests.servers import running_server
@@ -380,6 +383,37 @@ async def test_a_drafts_media_may_be_sent_later_and_replaced(
     frozen = await client.put(f"{url}/logo.png", content=png(), headers=coordinator)
     assert frozen.status_code == 409, frozen.text
     assert (await client.get(f"{url}/logo.png", headers=coordinator)).content == other
+
+
+async def test_a_put_that_overlaps_a_publish_is_stored_before_it_or_refused(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # The draft check and the insert are one transaction; without a lock on the questionnaire
+    # a publish committed in between (PostgreSQL) left a file put into a published version.
+    form_id = (await import_form(client, coordinator, parts())).json()["id"]
+    url = f"/api/v1/questionnaires/{form_id}/media/logo.png"
+    other = png(5, 5, seed=4)
+    actor = Principal(kind="user", id=uuid.uuid4(), roles=frozenset({Role.coordinator}))
+    received = await receive(_once(other), len(other), "logo.png")
+    try:
+        async with app.state.sessionmaker() as session, session.begin():
+            await form_media.put_file(
+                session, actor, uuid.UUID(form_id), "logo.png", received, app.state.settings
+            )
+            publish = asyncio.create_task(
+                client.post(f"/api/v1/questionnaires/{form_id}/publish", headers=coordinator)
+            )
+            await asyncio.sleep(0.5)
+            # the publish waits for the put, or it would publish media about to change
+            assert not publish.done()
+    finally:
+        received.close()
+    assert (await publish).status_code == 200
+    assert (await client.get(url, headers=coordinator)).content == other
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.errors import Conflict, Invalid, TooLarge
+from app.errors import Conflict, Invalid, NotFound, TooLarge
 from app.models.auth import Principal
 from app.models.form_media import (
     FormMediaRead,
@@ -256,11 +256,16 @@ async def open_chunks(
 # --- a draft's media, sent later --------------------------------------------------------------
 
 
-async def kind_to_put(session: AsyncSession, questionnaire_id: uuid.UUID, name: str) -> str:
+async def kind_to_put(
+    session: AsyncSession, questionnaire_id: uuid.UUID, name: str, *, lock: bool = False
+) -> str:
     """The kind of file `name` must be to be put into the questionnaire: NotFound for no
     questionnaire, Conflict unless it is a draft, Invalid when its definition names no such
-    file."""
-    questionnaire = await questionnaires.get_for_write(session, questionnaire_id)
+    file. `lock`: the questionnaire's row stays locked to the end of the transaction, so that
+    a publish waits for the put (PostgreSQL; SQLite's writers wait anyway)."""
+    questionnaire = await session.get(Questionnaire, questionnaire_id, with_for_update=lock)
+    if questionnaire is None:
+        raise NotFound("No such questionnaire")
     if questionnaire.status != Status.draft:
         raise Conflict(f"The questionnaire is {questionnaire.status}; only a draft's media change")
     wanted = referenced(questionnaire.definition)
@@ -283,7 +288,7 @@ async def put_file(
 ) -> tuple[FormMediaRead, bool]:
     """Add or replace one media file of a draft (the rules of the import): what is stored, and
     whether the name was new."""
-    kind = await kind_to_put(session, questionnaire_id, name)
+    kind = await kind_to_put(session, questionnaire_id, name, lock=True)
     media_type = await content_type(received, name, kind)
     others = (
         await run(
