@@ -325,6 +325,28 @@ async def test_wrong_typed_and_unused_files_are_refused_together(
     ] == []
 
 
+async def test_bad_files_are_named_with_the_workbooks_and_lists_problems(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # One 422 for everything: a row the form cannot map, a list item without a value and the
+    # media parts that do not fit were once answered one kind at a time.
+    survey = [*SURVEY, ["integer", "age", "A" * 2001]]  # row 6: a label past 2,000 characters
+    refused = await import_form(
+        client,
+        coordinator,
+        parts(**{"yes.jpg": b"just some text, not a picture", "extra.png": png(),
+                 "posts.xml": b"<root><item><label>No name</label></item></root>"}),
+        survey,
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
+        ("file", "survey", 6, "label"),
+        ("media", "extra.png"),
+        ("media", "posts.xml", 1, "name"),
+        ("media", "yes.jpg"),
+    ]
+
+
 async def test_a_file_named_but_not_sent_leaves_the_form_without_it(
     app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:

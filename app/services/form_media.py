@@ -153,9 +153,24 @@ async def import_xlsform(
         raise TooLarge(f"The workbook is larger than {settings.max_upload_bytes} bytes")
     lists = {name: await part.read() for name, part in parts if list_suffix(name)}
     used: set[str] = set()
-    data = await xlsform.read_definition(
-        await workbook.read(), filename=filename, limiter=limiter, media=lists, used=used
-    )
+    mapped: dict[str, Any] = {}
+    try:
+        data = await xlsform.read_definition(
+            await workbook.read(),
+            filename=filename,
+            limiter=limiter,
+            media=lists,
+            used=used,
+            mapped=mapped,
+        )
+    except Invalid as error:
+        # one 422 for everything: the files are checked against what the workbook names
+        if mapped:
+            try:
+                await check_files(mapped, parts, used, settings)
+            except Invalid as more:
+                error.errors = [*(error.errors or []), *(more.errors or [])]
+        raise
     definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
     files = await check_files(definition, parts, used, settings)
     questionnaire = await questionnaires.create(session, actor, data)
