@@ -434,6 +434,21 @@ async def test_a_put_that_overlaps_a_publish_is_stored_before_it_or_refused(
     assert (await client.get(url, headers=coordinator)).content == other
 
 
+async def test_puts_of_one_new_name_at_once_store_it_once(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # Each put deleted nothing and inserted: on PostgreSQL all but one hit the unique name (500)
+    form_id = (await import_form(client, coordinator, parts(**{"logo.png": b""}))).json()["id"]
+    url = f"/api/v1/questionnaires/{form_id}/media/logo.png"
+    images = [png(4, 4, seed=seed) for seed in range(8)]
+    sent = await asyncio.gather(
+        *(client.put(url, content=image, headers=coordinator) for image in images)
+    )
+    assert sorted(answer.status_code for answer in sent) == [200] * 7 + [201]
+    stored = (await client.get(url, headers=coordinator)).content
+    assert stored in images
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
