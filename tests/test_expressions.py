@@ -65,6 +65,10 @@ def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = No
         ("pow(2, 10)", 1024.0),
         ("substr('kenes', 1, 3)", "en"),  # 0-based start, end exclusive
         ("substr('kenes', 2)", "nes"),
+        # infinite bounds clamp like any out-of-range one (int(inf) once made a 500)
+        ("substr('kenes', 1 div 0)", ""),
+        ("substr('kenes', 0 - 1 div 0, 2)", "ke"),
+        ("substr('kenes', 1, 1 div 0)", "enes"),
         ("concat('a', 1, true(), 2.5)", "a1true2.5"),
         ("string-length('қала')", 4.0),  # characters, not bytes
         ("normalize-space('  a   b ')", "a b"),
