@@ -59,6 +59,9 @@ def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = No
         ("round(-2.5)", -3.0),  # ODK rounds half away from zero
         ("round(3.14159, 2)", 3.14),
         ("round(1234.5, -2)", 1200.0),
+        # infinite digits leave the value as a huge finite count does (int(inf) once raised)
+        ("round(2.5, 1 div 0)", 2.5),
+        ("round(2.5, 0 - 1 div 0)", 2.5),
         ("abs(-4)", 4.0),
         ("floor(-1.5)", -2.0),
         ("ceiling(1.2)", 2.0),

@@ -207,8 +207,8 @@ def bounded(text: str) -> str:
 
 def round_half_away(value: float, digits: float = 0) -> float:
     # Half away from zero on the double's exact value, as JavaRosa's BigDecimal does.
-    if math.isnan(value) or math.isinf(value) or math.isnan(digits):
-        return value
+    if math.isnan(value) or math.isinf(value) or math.isnan(digits) or math.isinf(digits):
+        return value  # (infinite digits: as for a count past what Decimal quantizes to)
     try:
         places = Decimal(1).scaleb(-int(digits))
         return float(Decimal(value).quantize(places, rounding=ROUND_HALF_UP))
