@@ -101,6 +101,10 @@ def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = No
         ("decimal-date-time('1970-01-02')", 1.0),  # days since 1970-01-01
         ("format-date(date('2024-03-05'), '%Y/%n/%e %d.%m')", "2024/3/5 05.03"),
         ("string(date(19787))", "2024-03-05"),  # 54 years and 13 leap days after 1970
+        # a day number past 9999-12-31 or before 0001-01-01 is no date (once OverflowError)
+        ("string(date(2932897))", ""),
+        ("string(date(0 - 719163))", ""),
+        ("format-date(date('2024-03-05') + 2932000, '%Y')", ""),
         ("date('2024-03-05') > date('2024-03-04')", True),
         ("'2024-03-05' < '2024-12-01'", True),  # ISO dates count as dates in number context
         ("max(1, 5, 3)", 5.0),

@@ -252,7 +252,10 @@ def to_date(value: Any) -> date | datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if math.isnan(value) or abs(value) > 3_000_000:
             return None
-        return EPOCH + timedelta(days=math.floor(value))
+        try:
+            return EPOCH + timedelta(days=math.floor(value))
+        except OverflowError:  # before 0001-01-01 or after 9999-12-31
+            return None
     return _date_of(value)
 
 
