@@ -347,6 +347,20 @@ async def test_bad_files_are_named_with_the_workbooks_and_lists_problems(
     ]
 
 
+async def test_a_list_file_sent_twice_is_refused_as_other_files_are(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # two different posts.xml: one of them was silently read, the other dropped
+    media = [
+        *parts(),
+        ("media", ("posts.xml", b"<root><item><name>p9</name></item></root>", "text/xml")),
+    ]
+    refused = await import_form(client, coordinator, media)
+    assert refused.status_code == 422, refused.text
+    assert [e["loc"] for e in refused.json()["errors"]] == [["media", "posts.xml"]]
+    assert "twice" in refused.json()["errors"][0]["msg"]
+
+
 async def test_a_file_named_but_not_sent_leaves_the_form_without_it(
     app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:

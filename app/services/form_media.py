@@ -97,12 +97,12 @@ async def check_files(
     seen: set[str] = set()
     for name, upload in parts:
         place: list[str | int] = ["media", name]
-        if name in lists:
-            continue
-        if name in seen:
+        if name in seen:  # a list file too: the reader took the first
             errors.append(_error(place, "a file of this name was sent twice", "duplicate"))
             continue
         seen.add(name)
+        if name in lists:
+            continue
         if name not in wanted:
             message = (
                 "the form does not use this file: no media::image, media::audio or "
@@ -151,7 +151,10 @@ async def import_xlsform(
     the reader, the others are checked as form media."""
     if (workbook.size or 0) > settings.max_upload_bytes:
         raise TooLarge(f"The workbook is larger than {settings.max_upload_bytes} bytes")
-    lists = {name: await part.read() for name, part in parts if list_suffix(name)}
+    lists: dict[str, bytes] = {}
+    for name, part in parts:
+        if list_suffix(name) and name not in lists:  # one sent twice is refused below
+            lists[name] = await part.read()
     used: set[str] = set()
     mapped: dict[str, Any] = {}
     try:
