@@ -395,6 +395,7 @@ async def test_a_drafts_media_may_be_sent_later_and_replaced(
     url = f"/api/v1/questionnaires/{form_id}/media"
     sent = await client.put(f"{url}/welcome.mp3", content=WELCOME, headers=coordinator)
     assert sent.status_code == 201, sent.text
+    assert sent.headers["Location"] == f"{url}/welcome.mp3"  # the contract's 201
     assert (sent.json()["md5"], sent.json()["content_type"]) == (md5(WELCOME), "audio/mpeg")
     other = png(4, 4, seed=9)
     again = await client.put(f"{url}/logo.png", content=other, headers=coordinator)
