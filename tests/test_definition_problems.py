@@ -3,6 +3,7 @@ definition rules refuse, each at its place (an XLSForm's by sheet, row and colum
 list's by file, line and column; JSON by its path), and nothing that only follows from a part
 already refused (a reference to a question the schema refused is not "unknown")."""
 
+import json
 import uuid
 from typing import Any
 
@@ -172,3 +173,26 @@ async def test_a_refused_key_or_list_is_not_reported_again_where_it_is_named(
         ("body", "questions", 7),
         ("body", "questions", 8),  # names `participated`, which no question is called now
     ]
+
+
+@pytest.mark.parametrize("field", ["questions", "settings"])
+async def test_a_deeply_nested_definition_is_refused_not_a_server_error(
+    client: httpx.AsyncClient, coordinator: dict[str, str], field: str
+) -> None:
+    # JSON the parser still reads (600 levels) but too deep to copy recursively: the schema's
+    # problems are answered as such (422), for a new draft and for an edit
+    depth = 600
+    nested = "[" * depth + "]" * depth
+    body = json.dumps({**almaty_definition(slug="deep"), field: "X"}).replace('"X"', nested)
+    headers = {**coordinator, "content-type": "application/json"}
+    created = await client.post("/api/v1/questionnaires", content=body, headers=headers)
+    assert created.status_code == 422, created.text
+    assert ["body", field] in [error["loc"][:2] for error in created.json()["errors"]]
+    draft = await client.post(
+        "/api/v1/questionnaires", json=almaty_definition(slug="deep"), headers=coordinator
+    )
+    assert draft.status_code == 201, draft.text
+    edited = await client.patch(
+        f"/api/v1/questionnaires/{draft.json()['id']}", content=body, headers=headers
+    )
+    assert edited.status_code == 422, edited.text

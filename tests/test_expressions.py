@@ -59,12 +59,19 @@ def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = No
         ("round(-2.5)", -3.0),  # ODK rounds half away from zero
         ("round(3.14159, 2)", 3.14),
         ("round(1234.5, -2)", 1200.0),
+        # infinite digits leave the value as a huge finite count does (int(inf) once raised)
+        ("round(2.5, 1 div 0)", 2.5),
+        ("round(2.5, 0 - 1 div 0)", 2.5),
         ("abs(-4)", 4.0),
         ("floor(-1.5)", -2.0),
         ("ceiling(1.2)", 2.0),
         ("pow(2, 10)", 1024.0),
         ("substr('kenes', 1, 3)", "en"),  # 0-based start, end exclusive
         ("substr('kenes', 2)", "nes"),
+        # infinite bounds clamp like any out-of-range one (int(inf) once made a 500)
+        ("substr('kenes', 1 div 0)", ""),
+        ("substr('kenes', 0 - 1 div 0, 2)", "ke"),
+        ("substr('kenes', 1, 1 div 0)", "enes"),
         ("concat('a', 1, true(), 2.5)", "a1true2.5"),
         ("string-length('қала')", 4.0),  # characters, not bytes
         ("normalize-space('  a   b ')", "a b"),
@@ -94,6 +101,10 @@ def value_of(text: str, answers: dict[str, Any] | None = None, current: Any = No
         ("decimal-date-time('1970-01-02')", 1.0),  # days since 1970-01-01
         ("format-date(date('2024-03-05'), '%Y/%n/%e %d.%m')", "2024/3/5 05.03"),
         ("string(date(19787))", "2024-03-05"),  # 54 years and 13 leap days after 1970
+        # a day number past 9999-12-31 or before 0001-01-01 is no date (once OverflowError)
+        ("string(date(2932897))", ""),
+        ("string(date(0 - 719163))", ""),
+        ("format-date(date('2024-03-05') + 2932000, '%Y')", ""),
         ("date('2024-03-05') > date('2024-03-04')", True),
         ("'2024-03-05' < '2024-12-01'", True),  # ISO dates count as dates in number context
         ("max(1, 5, 3)", 5.0),

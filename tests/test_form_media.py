@@ -2,6 +2,7 @@
 version and served through the OpenRosa manifest; lists of select_one_from_file from XML and
 GeoJSON files. (Forms, lists and files written for these tests.)"""
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -16,7 +17,9 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from app.models.auth import Role
+from app.models.auth import Principal, Role
+from app.services import form_media
+from app.services.attachments import receive
 from tests.clients import odk_engine_fills
 from tests.factories import headers_for
 from tests.servers import running_server
@@ -186,6 +189,21 @@ async def test_problems_of_xml_and_geojson_lists_are_named_by_item(
     assert "DTD" in " ".join(e["msg"] for e in refused.json()["errors"])
 
 
+async def test_a_coordinate_too_large_for_a_number_is_a_problem_of_its_feature(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # JSON holds integers of any length; one past a float's range once made the import a 500
+    huge = "9" * 400
+    text = json.dumps(WELLS).replace("[76.9, 43.25]", f"[76.9, 43.25, {huge}]")
+    text = text.replace("[77.1, 43.35, 900]", f"[{huge}, 43.35]")
+    refused = await import_form(client, coordinator, parts(**{"wells.geojson": text.encode()}))
+    assert refused.status_code == 422, refused.text
+    assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
+        ("media", "wells.geojson", 1, "geometry"),
+        ("media", "wells.geojson", 2, "geometry"),
+    ]
+
+
 # --- media stored and served ------------------------------------------------------------------
 
 
@@ -307,6 +325,42 @@ async def test_wrong_typed_and_unused_files_are_refused_together(
     ] == []
 
 
+async def test_bad_files_are_named_with_the_workbooks_and_lists_problems(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # One 422 for everything: a row the form cannot map, a list item without a value and the
+    # media parts that do not fit were once answered one kind at a time.
+    survey = [*SURVEY, ["integer", "age", "A" * 2001]]  # row 6: a label past 2,000 characters
+    refused = await import_form(
+        client,
+        coordinator,
+        parts(**{"yes.jpg": b"just some text, not a picture", "extra.png": png(),
+                 "posts.xml": b"<root><item><label>No name</label></item></root>"}),
+        survey,
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert sorted(map(tuple, (e["loc"] for e in refused.json()["errors"]))) == [
+        ("file", "survey", 6, "label"),
+        ("media", "extra.png"),
+        ("media", "posts.xml", 1, "name"),
+        ("media", "yes.jpg"),
+    ]
+
+
+async def test_a_list_file_sent_twice_is_refused_as_other_files_are(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # two different posts.xml: one of them was silently read, the other dropped
+    media = [
+        *parts(),
+        ("media", ("posts.xml", b"<root><item><name>p9</name></item></root>", "text/xml")),
+    ]
+    refused = await import_form(client, coordinator, media)
+    assert refused.status_code == 422, refused.text
+    assert [e["loc"] for e in refused.json()["errors"]] == [["media", "posts.xml"]]
+    assert "twice" in refused.json()["errors"][0]["msg"]
+
+
 async def test_a_file_named_but_not_sent_leaves_the_form_without_it(
     app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:
@@ -341,6 +395,7 @@ async def test_a_drafts_media_may_be_sent_later_and_replaced(
     url = f"/api/v1/questionnaires/{form_id}/media"
     sent = await client.put(f"{url}/welcome.mp3", content=WELCOME, headers=coordinator)
     assert sent.status_code == 201, sent.text
+    assert sent.headers["Location"] == f"{url}/welcome.mp3"  # the contract's 201
     assert (sent.json()["md5"], sent.json()["content_type"]) == (md5(WELCOME), "audio/mpeg")
     other = png(4, 4, seed=9)
     again = await client.put(f"{url}/logo.png", content=other, headers=coordinator)
@@ -365,6 +420,52 @@ async def test_a_drafts_media_may_be_sent_later_and_replaced(
     frozen = await client.put(f"{url}/logo.png", content=png(), headers=coordinator)
     assert frozen.status_code == 409, frozen.text
     assert (await client.get(f"{url}/logo.png", headers=coordinator)).content == other
+
+
+async def test_a_put_that_overlaps_a_publish_is_stored_before_it_or_refused(
+    app: FastAPI, client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # The draft check and the insert are one transaction; without a lock on the questionnaire
+    # a publish committed in between (PostgreSQL) left a file put into a published version.
+    form_id = (await import_form(client, coordinator, parts())).json()["id"]
+    url = f"/api/v1/questionnaires/{form_id}/media/logo.png"
+    other = png(5, 5, seed=4)
+    actor = Principal(kind="user", id=uuid.uuid4(), roles=frozenset({Role.coordinator}))
+    received = await receive(_once(other), len(other), "logo.png")
+    try:
+        async with app.state.sessionmaker() as session, session.begin():
+            await form_media.put_file(
+                session, actor, uuid.UUID(form_id), "logo.png", received, app.state.settings
+            )
+            publish = asyncio.create_task(
+                client.post(f"/api/v1/questionnaires/{form_id}/publish", headers=coordinator)
+            )
+            await asyncio.sleep(0.5)
+            # the publish waits for the put, or it would publish media about to change
+            assert not publish.done()
+    finally:
+        received.close()
+    assert (await publish).status_code == 200
+    assert (await client.get(url, headers=coordinator)).content == other
+
+
+async def test_puts_of_one_new_name_at_once_store_it_once(
+    client: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    # Each put deleted nothing and inserted: on PostgreSQL all but one hit the unique name (500)
+    form_id = (await import_form(client, coordinator, parts(**{"logo.png": b""}))).json()["id"]
+    url = f"/api/v1/questionnaires/{form_id}/media/logo.png"
+    images = [png(4, 4, seed=seed) for seed in range(8)]
+    sent = await asyncio.gather(
+        *(client.put(url, content=image, headers=coordinator) for image in images)
+    )
+    assert sorted(answer.status_code for answer in sent) == [200] * 7 + [201]
+    stored = (await client.get(url, headers=coordinator)).content
+    assert stored in images
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 @pytest.fixture

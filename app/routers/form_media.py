@@ -4,6 +4,7 @@ the form's manifest (app/routers/openrosa.py)."""
 
 import uuid
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -135,8 +136,13 @@ async def put_form_media(
             )
     finally:
         received.close()
+    body = stored.model_dump_json()
+    if not created:
+        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
+    location = f"/api/v1/questionnaires/{questionnaire_id}/media/{quote(name, safe='')}"
     return Response(
-        stored.model_dump_json(),
-        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        body,
+        status_code=status.HTTP_201_CREATED,
         media_type="application/json",
+        headers={"Location": location},
     )

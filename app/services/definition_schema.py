@@ -121,7 +121,10 @@ def check_schema(data: Any, model: type[M], default_language: str) -> Checked[M]
     neutral = _Neutral()
     if not isinstance(data, Mapping):
         return Checked(errors, None, neutral)
-    work = copy.deepcopy(dict(data))
+    try:
+        work = copy.deepcopy(dict(data))
+    except RecursionError:  # JSON the parser read, nested past what copying recurses into
+        return Checked(errors, None, neutral)
     language = work.get("default_language")
     if not (isinstance(language, str) and _valid(_LANGUAGE, language)):
         language = default_language

@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
-from app.errors import Conflict, Invalid, TooLarge
+from app.errors import Conflict, Invalid, NotFound, TooLarge
 from app.models.auth import Principal
 from app.models.form_media import (
     FormMediaRead,
@@ -97,12 +97,12 @@ async def check_files(
     seen: set[str] = set()
     for name, upload in parts:
         place: list[str | int] = ["media", name]
-        if name in lists:
-            continue
-        if name in seen:
+        if name in seen:  # a list file too: the reader took the first
             errors.append(_error(place, "a file of this name was sent twice", "duplicate"))
             continue
         seen.add(name)
+        if name in lists:
+            continue
         if name not in wanted:
             message = (
                 "the form does not use this file: no media::image, media::audio or "
@@ -151,11 +151,29 @@ async def import_xlsform(
     the reader, the others are checked as form media."""
     if (workbook.size or 0) > settings.max_upload_bytes:
         raise TooLarge(f"The workbook is larger than {settings.max_upload_bytes} bytes")
-    lists = {name: await part.read() for name, part in parts if list_suffix(name)}
+    lists: dict[str, bytes] = {}
+    for name, part in parts:
+        if list_suffix(name) and name not in lists:  # one sent twice is refused below
+            lists[name] = await part.read()
     used: set[str] = set()
-    data = await xlsform.read_definition(
-        await workbook.read(), filename=filename, limiter=limiter, media=lists, used=used
-    )
+    mapped: dict[str, Any] = {}
+    try:
+        data = await xlsform.read_definition(
+            await workbook.read(),
+            filename=filename,
+            limiter=limiter,
+            media=lists,
+            used=used,
+            mapped=mapped,
+        )
+    except Invalid as error:
+        # one 422 for everything: the files are checked against what the workbook names
+        if mapped:
+            try:
+                await check_files(mapped, parts, used, settings)
+            except Invalid as more:
+                error.errors = [*(error.errors or []), *(more.errors or [])]
+        raise
     definition = data.model_dump(mode="json", by_alias=True, exclude_none=True)
     files = await check_files(definition, parts, used, settings)
     questionnaire = await questionnaires.create(session, actor, data)
@@ -256,11 +274,16 @@ async def open_chunks(
 # --- a draft's media, sent later --------------------------------------------------------------
 
 
-async def kind_to_put(session: AsyncSession, questionnaire_id: uuid.UUID, name: str) -> str:
+async def kind_to_put(
+    session: AsyncSession, questionnaire_id: uuid.UUID, name: str, *, lock: bool = False
+) -> str:
     """The kind of file `name` must be to be put into the questionnaire: NotFound for no
     questionnaire, Conflict unless it is a draft, Invalid when its definition names no such
-    file."""
-    questionnaire = await questionnaires.get_for_write(session, questionnaire_id)
+    file. `lock`: the questionnaire's row stays locked to the end of the transaction, so that
+    a publish waits for the put (PostgreSQL; SQLite's writers wait anyway)."""
+    questionnaire = await session.get(Questionnaire, questionnaire_id, with_for_update=lock)
+    if questionnaire is None:
+        raise NotFound("No such questionnaire")
     if questionnaire.status != Status.draft:
         raise Conflict(f"The questionnaire is {questionnaire.status}; only a draft's media change")
     wanted = referenced(questionnaire.definition)
@@ -283,7 +306,7 @@ async def put_file(
 ) -> tuple[FormMediaRead, bool]:
     """Add or replace one media file of a draft (the rules of the import): what is stored, and
     whether the name was new."""
-    kind = await kind_to_put(session, questionnaire_id, name)
+    kind = await kind_to_put(session, questionnaire_id, name, lock=True)
     media_type = await content_type(received, name, kind)
     others = (
         await run(

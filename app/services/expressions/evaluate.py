@@ -308,8 +308,9 @@ def _substr(env: Env, args: list[Evaluator]) -> str:
     end = number(args[2](env)) if len(args) > 2 else float(len(text))
     if math.isnan(start) or math.isnan(end):
         return ""
-    begin = max(0, min(len(text), int(start)))
-    stop = max(0, min(len(text), int(end)))
+    # clamped before int(): an infinite bound (1 div 0) has no integer
+    begin = int(max(0.0, min(float(len(text)), start)))
+    stop = int(max(0.0, min(float(len(text)), end)))
     return text[begin:stop]
 
 

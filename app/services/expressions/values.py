@@ -207,8 +207,8 @@ def bounded(text: str) -> str:
 
 def round_half_away(value: float, digits: float = 0) -> float:
     # Half away from zero on the double's exact value, as JavaRosa's BigDecimal does.
-    if math.isnan(value) or math.isinf(value) or math.isnan(digits):
-        return value
+    if math.isnan(value) or math.isinf(value) or math.isnan(digits) or math.isinf(digits):
+        return value  # (infinite digits: as for a count past what Decimal quantizes to)
     try:
         places = Decimal(1).scaleb(-int(digits))
         return float(Decimal(value).quantize(places, rounding=ROUND_HALF_UP))
@@ -252,7 +252,10 @@ def to_date(value: Any) -> date | datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if math.isnan(value) or abs(value) > 3_000_000:
             return None
-        return EPOCH + timedelta(days=math.floor(value))
+        try:
+            return EPOCH + timedelta(days=math.floor(value))
+        except OverflowError:  # before 0001-01-01 or after 9999-12-31
+            return None
     return _date_of(value)
 
 

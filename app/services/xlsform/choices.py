@@ -20,6 +20,7 @@ class ChoicesMixin:
     choice_lists: dict[str, list[dict[str, Any]]]
     files: Mapping[str, bytes]
     file_lists: dict[str, str]
+    files_refused: set[str]
     choice_rows: Mapping[tuple[str, str], int]
     item_places: dict[tuple[str, int], Loc]
     option_places: dict[tuple[str | int, ...], Loc]
@@ -106,6 +107,8 @@ class ChoicesMixin:
         file's stem."""
         if file_name in self.file_lists:
             return self.file_lists[file_name]
+        if file_name in self.files_refused:  # its problems are named once
+            return None
         if list_suffix(file_name) is None:
             self.problem(name, "type", f"{file_name}: lists come from .csv, .xml or .geojson")
             return None
@@ -122,6 +125,7 @@ class ChoicesMixin:
         )
         self.problems += problems
         if problems:
+            self.files_refused.add(file_name)
             return None
         listed = slug(file_name.rsplit(".", 1)[0]).replace("-", "_") or "file"
         if not listed[0].isalpha():

@@ -306,7 +306,10 @@ def _odk_point(point: Any) -> str | None:
         return None
     if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in point):
         return None
-    if not all(math.isfinite(n) for n in point):
+    try:
+        if not all(math.isfinite(n) for n in point):
+            return None
+    except OverflowError:  # an integer past a float's range (JSON holds any length)
         return None
     lon, lat = point[0], point[1]
     altitude = point[2] if len(point) == 3 else 0

@@ -38,6 +38,7 @@ class FormMapping(ChoicesMixin):
     settings: dict[str, str] = field(default_factory=dict)  # instance_name, public_key
     files: Mapping[str, bytes] = field(default_factory=dict)  # uploaded media, by name
     file_lists: dict[str, str] = field(default_factory=dict)  # file name -> choice list
+    files_refused: set[str] = field(default_factory=set)  # list files read with problems
     choice_rows: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (list, name)
     # (list, index) -> where the choice came from: ["file", "choices", row] or a file's line
     item_places: dict[tuple[str, int], Loc] = field(default_factory=dict)

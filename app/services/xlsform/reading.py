@@ -53,10 +53,11 @@ async def read_definition(
     limiter: CapacityLimiter,
     media: Mapping[str, bytes] | None = None,
     used: set[str] | None = None,
+    mapped: dict[str, Any] | None = None,
 ) -> QuestionnaireCreate:
     """to_definition in a worker thread: reading a workbook is CPU-bound (a 2 MiB one held
     the event loop for 7.3 s), and at most `limiter` are read at once."""
-    work = partial(to_definition, content, filename=filename, media=media, used=used)
+    work = partial(to_definition, content, filename=filename, media=media, used=used, mapped=mapped)
     return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
@@ -66,10 +67,12 @@ def to_definition(
     filename: str,
     media: Mapping[str, bytes] | None = None,
     used: set[str] | None = None,
+    mapped: dict[str, Any] | None = None,
 ) -> QuestionnaireCreate:
     """The draft definition in an XLSForm, or Invalid listing everything that cannot be mapped.
     `media`: the files uploaded with it, by name (the lists of select_one_from_file); the names
-    of those it made lists of are added to `used`."""
+    of those it made lists of are added to `used`. `mapped` receives the definition as the
+    workbook maps it, also when refused (its media names: the caller checks the files too)."""
     suffix = PurePath(filename).suffix.lower()
     if suffix not in EXTENSIONS:
         _refuse(["file"], "expected an XLSForm workbook (.xlsx or .xls)")
@@ -92,7 +95,9 @@ def to_definition(
     )
     data = shared.restore_all(mapping.form(form, (book.settings or [{}])[0] or {}))
     if used is not None:
-        used.update(mapping.file_lists)
+        used.update(mapping.file_lists, mapping.files_refused)
+    if mapped is not None and isinstance(data, dict):
+        mapped.update(data)
     errors = [
         {"loc": loc, "msg": shared.restore(msg), "type": "xlsform"} for loc, msg in mapping.problems
     ]
