@@ -1,5 +1,6 @@
 """Questionnaire definitions: rules, versions, states, access and ETags (XLSForm: test_xlsform*.py)."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,7 +10,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.models.auth import Role
+from app.models.auth import Principal, Role
+from app.models.questionnaires import Status
+from app.services import questionnaires as questionnaire_service
 from app.services.conditions import evaluate
 from tests.conftest import ROOT
 from tests.factories import almaty_definition, create_questionnaire, headers_for
@@ -372,3 +375,29 @@ async def test_the_question_model_is_kept_and_given_back(
         "/api/v1/questionnaires", json=missing_language, headers=coordinator
     )
     assert error_locations(refused) == [["body", "questions", 3, "constraint_message"]]
+
+
+async def test_a_patch_that_overlaps_a_publish_waits_for_it_and_is_refused(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Without a lock, the PATCH checked "draft" while a publish was under way and then met
+    the trigger that freezes published questionnaires (PostgreSQL: a 500)."""
+    coordinator = await headers_for(app, Role.coordinator)
+    draft = await create_questionnaire(app)
+    actor = Principal(kind="user", id=uuid.uuid4(), roles=frozenset({Role.coordinator}))
+    async with app.state.sessionmaker() as session, session.begin():
+        await questionnaire_service.change_status(session, actor, draft.id, Status.published)
+        patch = asyncio.create_task(
+            client.patch(
+                f"/api/v1/questionnaires/{draft.id}",
+                json={"title": {"ru": "Другое", "en": "Other", "kk": "Басқа"}},
+                headers=coordinator,
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not patch.done()  # it waits for the publish
+    answer = await patch
+    assert answer.status_code == 409, answer.text
+    stored = await client.get(f"/api/v1/questionnaires/{draft.id}", headers=coordinator)
+    assert stored.json()["status"] == "published"
+    assert stored.json()["title"] == draft.definition["title"]

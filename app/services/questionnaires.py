@@ -90,7 +90,11 @@ async def get_readable(
 
 
 async def get_for_write(session: AsyncSession, questionnaire_id: uuid.UUID) -> Questionnaire:
-    questionnaire = await session.get(Questionnaire, questionnaire_id)
+    """The questionnaire, its row locked until the transaction ends (PostgreSQL; SQLite writes
+    one transaction at a time): a PATCH, publish, close or delete that overlaps another then
+    sees its outcome, where it would otherwise check a state about to change (a PATCH after a
+    concurrent publish met the frozen-questionnaire trigger: a 500)."""
+    questionnaire = await session.get(Questionnaire, questionnaire_id, with_for_update=True)
     if questionnaire is None:
         raise NotFound("No such questionnaire")
     return questionnaire
