@@ -21,6 +21,7 @@ from app.errors import NotFound, Unauthorized
 from app.log import note_caller
 from app.models.attachments import MAX_NAME, AttachmentRead, AttachmentStored
 from app.pagination import Page
+from app.routers.bodies import stored_answer
 from app.routers.problems import responses
 from app.services import attachments as service
 from app.services.auth import resolve_token
@@ -77,15 +78,8 @@ async def put_attachment(
             stored, created = await service.store(session, response_id, name, media_type, received)
     finally:
         received.close()
-    body = stored.model_dump_json()
-    if not created:
-        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
-    return Response(
-        body,
-        status_code=status.HTTP_201_CREATED,
-        media_type="application/json",
-        headers={"Location": f"/api/v1/responses/{response_id}/attachments/{quote(name)}"},
-    )
+    location = f"/api/v1/responses/{response_id}/attachments/{quote(name)}"
+    return stored_answer(stored.model_dump_json(), created, location)
 
 
 @router.get(

@@ -1,11 +1,12 @@
 """Reading a single submission's body: JSON (as FastAPI reads a body parameter), or
-multipart/form-data with the JSON in part `response` and one part per file."""
+multipart/form-data with the JSON in part `response` and one part per file; and the answer to
+an exactly-once write."""
 
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
@@ -147,3 +148,16 @@ async def read_multipart(
         await form.close()
         raise
     return item, form, files
+
+
+def stored_answer(body: str, created: bool, location: str) -> Response:
+    """The answer to an exactly-once write: 201 with `Location` when it stored something new,
+    200 when the same was stored before."""
+    if not created:
+        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
+    return Response(
+        body,
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+        headers={"Location": location},
+    )

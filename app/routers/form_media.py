@@ -25,6 +25,7 @@ from app.models.auth import Role
 from app.models.form_media import FormMediaRead
 from app.pagination import Page, position
 from app.routers.attachments import RAW_BODY, Name, disposition
+from app.routers.bodies import stored_answer
 from app.routers.problems import responses
 from app.services import form_media as service
 from app.services import questionnaires
@@ -136,13 +137,5 @@ async def put_form_media(
             )
     finally:
         received.close()
-    body = stored.model_dump_json()
-    if not created:
-        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
     location = f"/api/v1/questionnaires/{questionnaire_id}/media/{quote(name, safe='')}"
-    return Response(
-        body,
-        status_code=status.HTTP_201_CREATED,
-        media_type="application/json",
-        headers={"Location": location},
-    )
+    return stored_answer(stored.model_dump_json(), created, location)

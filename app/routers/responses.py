@@ -124,14 +124,7 @@ Filters = Annotated[ResponseFilters, Depends(_filters)]
 
 def _stored_answer(stored: service.Stored) -> Response:
     body = ResponseRead.model_validate(stored.body).model_dump_json()
-    if not stored.created:
-        return Response(body, status_code=status.HTTP_200_OK, media_type="application/json")
-    return Response(
-        body,
-        status_code=status.HTTP_201_CREATED,
-        media_type="application/json",
-        headers={"Location": f"/api/v1/responses/{stored.body['id']}"},
-    )
+    return bodies.stored_answer(body, stored.created, f"/api/v1/responses/{stored.body['id']}")
 
 
 @router.post(
