@@ -183,8 +183,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of `engine`; `info` (what the app keeps per database, e.g. its compiled
+    questionnaires) reaches every session as Session.info."""
+    return async_sessionmaker(
+        engine, class_=AsyncSession, expire_on_commit=False, autoflush=False, info=info or {}
+    )
 
 
 async def session_scope(

@@ -17,7 +17,7 @@ from app.log import note_caller
 from app.models.auth import Principal, Role
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.security import TokenService
-from app.services.auth import resolve_token
+from app.services.auth import RememberedPrincipals, resolve_token
 
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -62,7 +62,13 @@ async def get_read_units(request: Request) -> UnitOfWork:
     return lambda: asynccontextmanager(session_scope)(sessionmaker, write=False)
 
 
+async def get_remembered_principals(request: Request) -> RememberedPrincipals:
+    remembered: RememberedPrincipals = request.app.state.remembered_principals
+    return remembered
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RememberedPrincipalsDep = Annotated[RememberedPrincipals, Depends(get_remembered_principals)]
 UploadWork = Annotated[CapacityLimiter, Depends(get_upload_work)]
 UnitsOfWorkDep = Annotated[UnitOfWork, Depends(get_units_of_work)]
 ReadUnitsDep = Annotated[UnitOfWork, Depends(get_read_units)]

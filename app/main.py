@@ -39,10 +39,11 @@ from app.routers import (
     territories,
 )
 from app.security import TokenService
-from app.services.auth import ensure_bootstrap_admin
+from app.services.auth import RememberedPrincipals, ensure_bootstrap_admin
 from app.services.openrosa.media import MediaCache
 from app.services.openrosa.submission import ShapeCache
 from app.services.openrosa.xform import XFormCache
+from app.services.questionnaires import COMPILED_INFO_KEY, CompiledQuestionnaires
 from app.services.responses.pg_store import PgResponseStore
 from app.services.responses.session_store import SessionResponseStore
 from app.streaming import StreamSlots
@@ -75,7 +76,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             logger.info("bootstrap admin created", extra={"email": settings.bootstrap_admin_email})
     app.state.raw_pool = await create_raw_pool(settings)
     if app.state.raw_pool is not None:
-        app.state.response_store = PgResponseStore(app.state.sessionmaker, app.state.raw_pool)
+        app.state.response_store = PgResponseStore(
+            app.state.sessionmaker,
+            app.state.raw_pool,
+            app.state.compiled_questionnaires,
+            app.state.remembered_principals,
+        )
     app.state.metrics.start(sqlalchemy=app.state.engine, asyncpg=app.state.raw_pool)
     # Everything loaded so far lives as long as the process: keep it out of the garbage
     # collector's sweeps, which otherwise show up as stalls in the latency tail (bench/submit.py:
@@ -122,10 +128,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # which the client chooses. /path/ is simply 404.
     app.router.redirect_slashes = False
     app.state.engine = create_engine(settings)
-    app.state.sessionmaker = create_sessionmaker(app.state.engine)
+    # Published questionnaires compiled once (the sessions of both engines share them), and the
+    # principals the PostgreSQL submission path resolved (services/auth.py).
+    app.state.compiled_questionnaires = CompiledQuestionnaires()
+    app.state.remembered_principals = RememberedPrincipals()
+    per_database = {COMPILED_INFO_KEY: app.state.compiled_questionnaires}
+    app.state.sessionmaker = create_sessionmaker(app.state.engine, per_database)
     # Exports stream for as long as the client reads: they get connections of their own.
     app.state.export_engine = create_engine(settings, pool_size=settings.export_concurrency)
-    app.state.export_sessionmaker = create_sessionmaker(app.state.export_engine)
+    app.state.export_sessionmaker = create_sessionmaker(app.state.export_engine, per_database)
     app.state.export_slots = StreamSlots(settings.export_concurrency)
     app.state.raw_pool = None  # PostgreSQL: set by the lifespan (the submission hot path)
     # The response store, chosen once for the engine (services/responses/stores.py): the

@@ -10,6 +10,7 @@ from app.deps import (
     AdminUser,
     CurrentUser,
     PageDep,
+    RememberedPrincipalsDep,
     SessionDep,
     SettingsDep,
     TokensDep,
@@ -108,10 +109,14 @@ async def get_user(user_id: uuid.UUID, _: AdminUser, session: SessionDep) -> Use
     "/users/{user_id}", response_model=UserRead, responses=responses(401, 403, 404, 409, 422)
 )
 async def update_user(
-    user_id: uuid.UUID, data: UserUpdate, admin: AdminUser, session: SessionDep
+    user_id: uuid.UUID,
+    data: UserUpdate,
+    admin: AdminUser,
+    session: SessionDep,
+    remembered: RememberedPrincipalsDep,
 ) -> UserRead:
     """Changes name, roles, active state or password; a deactivation ends the user's tokens."""
-    return _user(await service.update_user(session, admin, user_id, data))
+    return _user(await service.update_user(session, admin, user_id, data, remembered))
 
 
 @router.post(

@@ -79,39 +79,48 @@ async def resolve_token(session: AsyncSession, tokens: TokenService, token: str)
     return user_principal(user)
 
 
-# Token hash -> (principal, expiry), for the submission hot path only. A collector's binding never
-# changes; whether it was revoked, or a user deactivated or given other roles, is checked again by
-# the very statement that stores the response (services/responses_pg.py), so that holds at once.
-_remembered: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-_REMEMBERED_LIMIT = 10_000
+class RememberedPrincipals:
+    """Token hash -> (principal, expiry), for the submission hot path only; one per app
+    (app.state.remembered_principals). A collector's binding never changes; whether it was
+    revoked, or a user deactivated or given other roles, is checked again by the very statement
+    that stores the response (services/responses/pg_store.py), so that holds at once."""
 
+    def __init__(self, limit: int = 10_000) -> None:
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._limit = limit
 
-def remembered(token: str) -> Principal | None:
-    """A principal resolve_token_raw found for this token earlier, while the token is valid."""
-    key = hash_token(token)
-    entry = _remembered.get(key)
-    if entry is None:
-        return None
-    if entry[1] <= time.time():
-        del _remembered[key]
-        return None
-    return entry[0]
+    def get(self, token: str) -> Principal | None:
+        """The principal resolve_token_raw found for this token earlier, while it is valid."""
+        key = hash_token(token)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[key]
+            return None
+        return entry[0]
 
+    def remember(self, token: str, principal: Principal, expires_at: float) -> None:
+        self._entries[hash_token(token)] = (principal, expires_at)
+        if len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
 
-def forget(principal_id: uuid.UUID) -> None:
-    """Called when the storing statement found the principal no longer as remembered."""
-    for key, (principal, _) in list(_remembered.items()):
-        if principal.id == principal_id:
-            del _remembered[key]
+    def forget(self, principal_id: uuid.UUID) -> None:
+        """When the principal changed (or the storing statement found it no longer as
+        remembered): its tokens are resolved afresh."""
+        for key, (principal, _) in list(self._entries.items()):
+            if principal.id == principal_id:
+                del self._entries[key]
 
 
 async def resolve_token_raw(
-    connection: asyncpg.Connection, tokens: TokenService, token: str
+    connection: asyncpg.Connection,
+    tokens: TokenService,
+    token: str,
+    remembered: RememberedPrincipals,
 ) -> Principal:
     """resolve_token on a bare asyncpg connection (PostgreSQL), for the submission hot path.
-
-    What it finds is remembered (see `remembered`).
-    """
+    What it finds is remembered."""
     if is_collector_token(token):
         row = await connection.fetchrow(
             "SELECT id, questionnaire_ids FROM collector "
@@ -136,9 +145,7 @@ async def resolve_token_raw(
         principal = Principal(
             kind="user", id=user_id, roles=roles, email=row["email"], token_version=version
         )
-    _remembered[hash_token(token)] = (principal, expires_at)
-    if len(_remembered) > _REMEMBERED_LIMIT:
-        _remembered.popitem(last=False)
+    remembered.remember(token, principal, expires_at)
     return principal
 
 
@@ -334,7 +341,11 @@ async def _active_admins(session: AsyncSession) -> list[User]:
 
 
 async def update_user(
-    session: AsyncSession, actor: Principal, user_id: uuid.UUID, data: UserUpdate
+    session: AsyncSession,
+    actor: Principal,
+    user_id: uuid.UUID,
+    data: UserUpdate,
+    remembered: RememberedPrincipals,
 ) -> User:
     user = await get_user(session, user_id)
     changes = data.model_dump(exclude_unset=True)
@@ -364,7 +375,7 @@ async def update_user(
     if "password" in changes or changes.get("is_active") is False:
         # Every token issued before ends, and stays ended after a reactivation.
         user.token_version += 1
-        forget(user.id)
+        remembered.forget(user.id)
     user.updated_at = utcnow()
     detail = {name: ("changed" if name == "password" else changes[name]) for name in changes}
     audit.record(session, actor, "user.update", "user", user.id, changes=detail)

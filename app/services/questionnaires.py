@@ -307,32 +307,47 @@ async def count_versions(session: AsyncSession, slug: str) -> int:
 
 # --- compiled definitions for submissions -----------------------------------------------------
 
-_COMPILED_LIMIT = 512
-# Published definitions never change, so a compiled one stays valid; status is re-checked when
-# a response is stored, so a close is seen at once.
-_compiled: OrderedDict[uuid.UUID, CompiledQuestionnaire] = OrderedDict()
+
+class CompiledQuestionnaires:
+    """Published questionnaires compiled once, by id; one per app (app.state), reached by the
+    sessions of its database through their `info` (db.create_sessionmaker). Published
+    definitions never change, so a compiled one stays valid; status is re-checked when a
+    response is stored, so a close is seen at once."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self._entries: OrderedDict[uuid.UUID, CompiledQuestionnaire] = OrderedDict()
+        self._limit = limit
+
+    def get(self, questionnaire_id: uuid.UUID) -> CompiledQuestionnaire | None:
+        """A published questionnaire compiled earlier, without touching the database."""
+        cached = self._entries.get(questionnaire_id)
+        if cached is not None:
+            self._entries.move_to_end(questionnaire_id)
+        return cached
+
+    def put(self, questionnaire_id: uuid.UUID, compiled: CompiledQuestionnaire) -> None:
+        self._entries[questionnaire_id] = compiled
+        if len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
 
 
-def cached_compiled(questionnaire_id: uuid.UUID) -> CompiledQuestionnaire | None:
-    """A published questionnaire compiled earlier, without touching the database."""
-    cached = _compiled.get(questionnaire_id)
-    if cached is not None:
-        _compiled.move_to_end(questionnaire_id)
-    return cached
+# The key of a session's CompiledQuestionnaires in Session.info.
+COMPILED_INFO_KEY = "compiled_questionnaires"
 
 
 async def compiled(session: AsyncSession, questionnaire_id: uuid.UUID) -> CompiledQuestionnaire:
-    cached = cached_compiled(questionnaire_id)
+    """The questionnaire compiled, from the session's cache when it has one (a session of the
+    CLI or a migration has none and compiles afresh)."""
+    cache: CompiledQuestionnaires | None = session.info.get(COMPILED_INFO_KEY)
+    cached = cache.get(questionnaire_id) if cache is not None else None
     if cached is not None:
         return cached
     questionnaire = await session.get(Questionnaire, questionnaire_id)
     if questionnaire is None:
         raise NotFound("No such questionnaire")
     result = _compile(questionnaire)
-    if questionnaire.status == Status.published:
-        _compiled[questionnaire_id] = result
-        if len(_compiled) > _COMPILED_LIMIT:
-            _compiled.popitem(last=False)
+    if cache is not None and questionnaire.status == Status.published:
+        cache.put(questionnaire_id, result)
     return result
 
 

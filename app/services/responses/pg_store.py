@@ -26,6 +26,8 @@ from app.security import TokenService
 from app.services import auth as auth_service
 from app.services import questionnaires as questionnaire_service
 from app.services.answers import AnswerPage, CompiledQuestionnaire, PageRows
+from app.services.auth import RememberedPrincipals
+from app.services.questionnaires import CompiledQuestionnaires
 from app.services.responses.stores import Accept, Inserted, Row
 
 # (column, PostgreSQL type) of the `response` row.
@@ -245,9 +247,17 @@ def _escaped(text: str) -> str:
 class PgResponseStore:
     """The ResponseStore of PostgreSQL: a bare asyncpg pool on the hot path."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
+        compiled: CompiledQuestionnaires,
+        remembered: RememberedPrincipals,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.pool = pool
+        self.compiled = compiled
+        self.remembered = remembered
 
     async def submitter(
         self,
@@ -259,19 +269,22 @@ class PgResponseStore:
         """With the questionnaire compiled in memory, resolving the token is the only query,
         and a bare asyncpg connection runs it for a fraction of a session's cost. A remembered
         principal that `accept` refuses is looked up afresh (it may have gained a role)."""
-        questionnaire = questionnaire_service.cached_compiled(questionnaire_id)
+        questionnaire = self.compiled.get(questionnaire_id)
         if questionnaire is None:
             async with self.sessionmaker() as session:
                 questionnaire = await questionnaire_service.compiled(session, questionnaire_id)
         if token is None:
             return None, questionnaire
-        principal = auth_service.remembered(token)
+        principal = self.remembered.get(token)
         if principal is not None and accept(principal, questionnaire):
             return principal, questionnaire
         if principal is not None:
-            auth_service.forget(principal.id)
+            self.remembered.forget(principal.id)
         async with raw_connection(self.pool) as connection:
-            return await auth_service.resolve_token_raw(connection, tokens, token), questionnaire
+            resolved = await auth_service.resolve_token_raw(
+                connection, tokens, token, self.remembered
+            )
+        return resolved, questionnaire
 
     async def insert(
         self,
@@ -295,6 +308,8 @@ class PgResponseStore:
                 # The only reference a valid row can break is its territory.
                 return Inserted(Status.published.value, True, set(), territory_refused=True)
         assert record is not None  # noqa: S101 - the statement always returns one row
+        if not record["authorized"]:
+            self._forget(principal)
         return Inserted(record["status"], record["authorized"], set(record["inserted"]))
 
     async def heads(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Mapping[str, Any]]:
@@ -331,4 +346,12 @@ class PgResponseStore:
             allowed: bool = await connection.fetchval(
                 f"SELECT {_still_allowed(1)}", *_principal_args(principal)
             )
+        if not allowed:
+            self._forget(principal)
         return allowed
+
+    def _forget(self, principal: Principal | None) -> None:
+        """The principal was revoked, deactivated or given other roles since it was remembered:
+        the next request with its token resolves it afresh."""
+        if principal is not None:
+            self.remembered.forget(principal.id)

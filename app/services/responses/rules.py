@@ -32,7 +32,6 @@ from app.models.responses import (
     ResponseIn,
 )
 from app.security import TokenService
-from app.services import auth as auth_service
 from app.services.answers import CompiledQuestionnaire
 from app.services.openrosa.envelope import refuse_plaintext
 from app.services.responses.stores import Inserted, ResponseStore, Row
@@ -232,10 +231,8 @@ def _unknown_territory(code: str | None) -> Invalid:
 
 
 def _no_longer_allowed(principal: Principal | None) -> Unauthorized:
-    """The remembered principal was revoked, deactivated or given other roles: forget it; the
-    next request with the token resolves it afresh."""
-    if principal is not None:
-        auth_service.forget(principal.id)
+    """The principal was revoked, deactivated or given other roles since it was checked (the
+    store forgot it, if it remembered it: the next request resolves the token afresh)."""
     if principal is not None and principal.kind == "collector":
         return Unauthorized("Unknown or revoked collector token")
     return Unauthorized("This account changed since the token was checked; try again")
