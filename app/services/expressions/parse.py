@@ -63,6 +63,12 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
 }
 # Their value depends on when or where they run: a calculation using one takes the client's value.
 VOLATILE_FUNCTIONS = frozenset({"now", "today", "uuid", "random", "once"})
+# XPath over a secondary instance (xml-external, a list file): the server evaluates every
+# expression with the answers alone, and has no path steps or predicates.
+INSTANCE_PROBLEM = (
+    "instance() reads a secondary instance (an xml-external or list file): the service "
+    "evaluates expressions with the answers alone and cannot read one"
+)
 # Only made from JSON conditions, never parsed: whether a question has an answer.
 ANSWERED = "answered"
 
@@ -114,6 +120,10 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             if text[position:].strip() == "":
                 break
             start = len(text) - len(text[position:].lstrip())
+            # instance('x')/root/item[...]: a path, which is not read
+            at = next((t[2] for t in tokens if t[:2] == ("name", "instance")), None)
+            if at is not None:
+                raise ExpressionError(INSTANCE_PROBLEM, at)
             raise ExpressionError(f"cannot read {text[start : start + 12]!r}", start)
         kind = match.lastgroup
         if kind == "key":  # the group inside ref
@@ -205,6 +215,8 @@ class _Parser:
             raise ExpressionError(
                 f"unexpected name '{value}' (refer to questions as ${{name}})", position
             )
+        if value == "instance":
+            raise ExpressionError(INSTANCE_PROBLEM, position)
         if value not in FUNCTIONS:
             raise ExpressionError(f"unknown function '{value}'", position)
         self.at += 1
