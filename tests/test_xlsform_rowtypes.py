@@ -33,13 +33,16 @@ XF = "{http://www.w3.org/2002/xforms}"
 ODK = "{http://www.opendatakit.org/xforms}"
 MANIFEST = "{http://openrosa.org/xforms/xformsManifest}"
 HEADER = ["type", "name", "label::English (en)", "default", "calculation", "parameters",
-          "required", "constraint"]  # fmt: skip
+          "required", "constraint", "relevant"]  # fmt: skip
 POLLING = (
     b"<root>"
     b"<item><name>st_101</name><label>School No. 4</label><akimat>talgar</akimat></item>"
     b"<item><name>st_102</name><label>House of culture</label><akimat>talgar</akimat></item>"
     b"</root>"
 )
+
+
+LOOKUP = "instance('polling')/root/item[name = concat('st_', ${station})]/label"
 
 
 def row(kind: str, name: str, label: str | None = None, **cells: str) -> list[Any]:
@@ -56,6 +59,7 @@ SURVEY = [
     row("xml-external", "polling"),
     row("text", "station", "Polling station number", required="yes"),
     row("hidden", "station_code", calculation="concat('KZ-', ${station})"),
+    row("calculate", "station_name", calculation=LOOKUP),
     row("integer", "voters", "Voters on the list", constraint=". >= 0"),
 ]
 SETTINGS = [["form_id", "form_title", "default_language"],
@@ -121,6 +125,9 @@ async def test_the_rows_import_as_questions_of_kenes_types_and_a_form_instance(
         "key": "station_code", "type": "calculate",
         "calculation": "concat('KZ-', ${station})"}  # fmt: skip
     assert "polling" not in questions
+    # a lookup in the secondary instance: the client's value is kept (the server has none)
+    assert questions["station_name"] == {
+        "key": "station_name", "type": "calculate", "calculation": LOOKUP}  # fmt: skip
     assert form["settings"]["external_instances"] == ["polling"]
     # the visible questions are as before: no flags where none was set
     assert set(questions["station"]) == {"key", "type", "label", "required", "max_length"}
@@ -207,6 +214,7 @@ async def test_an_openrosa_submission_stores_the_point_the_recording_and_hidden_
         files = {}
         if number == 0:  # the recording comes with the instance, named in it
             values["recording"] = "1733040000000.mp3"
+            values["station_name"] = "School No. 4"
             files["1733040000000.mp3"] = ("1733040000000.mp3", RECORDING, "audio/mpeg")
         xml = instance_xml(
             xform, values, respondent={"group": "respondent"}, instance_id=instance_id
@@ -220,7 +228,7 @@ async def test_an_openrosa_submission_stores_the_point_the_recording_and_hidden_
     assert first.json()["answers"] == {
         "arrival": {"lat": 43.2567, "lon": 76.9286, "altitude": 812.5, "accuracy": 4.8},
         "recording": "1733040000000.mp3", "form_series": "akim-2026", "station": "100",
-        "station_code": "KZ-100", "voters": 500}  # fmt: skip
+        "station_code": "KZ-100", "station_name": "School No. 4", "voters": 500}  # fmt: skip
     third = (await client.get(f"/api/v1/responses/{sent[2]}", headers=admin)).json()
     assert "arrival" not in third["answers"] and "recording" not in third["answers"]
     listed = await client.get(f"/api/v1/responses/{sent[0]}/attachments", headers=admin)
@@ -284,16 +292,28 @@ async def test_the_rows_round_trip_through_the_exported_workbook(
 async def test_what_cannot_be_taken_is_named_by_row_and_column(
     client: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:
-    lookup = row("calculate", "station_name",
-                 calculation="instance('polling')/root/item[name = ${station}]/label")  # fmt: skip
+    # only a calculation reads an instance (the server cannot: it keeps the client's value);
+    # the instance is the form's; the path is element steps with predicates
+    unusable = [
+        row("text", "check", "Check", relevant=f"{LOOKUP} != ''"),  # row 11
+        row("calculate", "elsewhere", calculation="instance('nowhere')/root/item/label"),
+        row("calculate", "by_attribute", calculation="instance('polling')/root/item/@id"),
+    ]
     refused = await import_form(
-        client, coordinator, observation_workbook([*SURVEY, lookup]), **{"polling.xml": POLLING}
+        client, coordinator, observation_workbook([*SURVEY, *unusable]), **{"polling.xml": POLLING}
     )
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
-    [error] = refused.json()["errors"]
-    assert error["loc"] == ["file", "survey", 10, "calculation"]
-    assert "instance() reads a secondary instance" in error["msg"]
+    errors = {tuple(e["loc"]): e["msg"] for e in refused.json()["errors"]}
+    assert set(errors) == {
+        ("file", "survey", 11, "relevant"),
+        ("file", "survey", 12, "calculation"),
+        ("file", "survey", 13, "calculation"),
+    }
+    assert "only a calculation may read a secondary instance" in errors[
+        ("file", "survey", 11, "relevant")]  # fmt: skip
+    assert "no instance 'nowhere'" in errors[("file", "survey", 12, "calculation")]
+    assert "element steps" in errors[("file", "survey", 13, "calculation")]
     # an instance's name is an instance id in the XForm: not a question's or a list's too
     form = await import_form(
         client, coordinator, observation_workbook(), **{"polling.xml": POLLING}
@@ -349,8 +369,11 @@ async def test_odks_engine_fills_the_form_with_its_instance_fetched_from_the_man
     )
     assert stored.status_code == 200, stored.text
     answers = stored.json()["answers"]
-    assert {k: answers.get(k) for k in ("station", "voters", "form_series", "station_code")} == {
-        "station": "101", "voters": 640, "form_series": "akim-2026", "station_code": "KZ-101"}  # fmt: skip
+    keys = ("station", "voters", "form_series", "station_code", "station_name")
+    # the lookup: the engine read polling.xml, the server kept its value
+    assert {k: answers.get(k) for k in keys} == {
+        "station": "101", "voters": 640, "form_series": "akim-2026", "station_code": "KZ-101",
+        "station_name": "School No. 4"}  # fmt: skip
 
 
 async def test_an_instances_file_may_come_later_and_serve_a_list_too(

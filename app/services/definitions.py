@@ -101,7 +101,14 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             if question.get("choices"):  # conditions compare with its list's options
                 seen = {**question, "options": options_of(question, choice_lists)}
             earlier[id(question)] = seen
-    yield from compile_definition(data["questions"], default, choice_lists=choice_lists).problems
+    # the instances an XForm of it has: its xml-external ones, and the lists selects use
+    secondary = {
+        *((data.get("settings") or {}).get("external_instances") or ()),
+        *(str(q["choices"]) for _, q, _ in entries if q.get("choices")),
+    }
+    yield from compile_definition(
+        data["questions"], default, choice_lists=choice_lists, secondary=secondary
+    ).problems
 
 
 def walk(
