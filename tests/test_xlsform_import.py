@@ -99,8 +99,8 @@ def workbook_with(rows: list[list[Any]]) -> bytes:
 @pytest.mark.parametrize(
     ("row", "column"),
     [
-        (["start-geopoint", "where", "Где", "Where", "Қайда"], "type"),
-        (["background-audio", "recording", "Запись", "Recording", "Жазба"], "type"),
+        (["csv-external", "prices", "Цены", "Prices", "Бағалар"], "type"),
+        (["osm", "building", "Здание", "Building", "Ғимарат"], "type"),
         (["integer", "n1", "Число", "Number", "Сан", None, None, None, None, "bogus(${aware}) > 1"], "relevant"),
         (["select_one nowhere", "s1", "Выбор", "Choice", "Таңдау"], None),  # pyxform's own check
         (["begin_group", "g1", "Группа", "Group", "Топ"], None),  # never ended: pyxform's
@@ -344,9 +344,9 @@ async def test_every_problem_of_a_bad_xlsform_is_listed_by_row(
     survey = [
         ["type", "name", "label", "relevant", "constraint"],
         ["text", "a", "A"],
-        ["start-geopoint", "where", "Where?"],  # row 3
+        ["csv-external", "prices", "Prices"],  # row 3
         ["integer", "b", "B", "bogus(${a})"],  # row 4
-        ["hidden", "secret", "Secret"],  # row 5
+        ["osm", "building", "Building"],  # row 5
         ["integer", "c", "C", None, ". >"],  # row 6
         ["select_one_from_file towns.csv", "town", "Town"],  # row 7
         ["text", "d", "D", "${a} = 'x' and (" * 70 + "1" + ")" * 70],  # row 8

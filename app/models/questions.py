@@ -1,114 +1,49 @@
-"""Questions of a questionnaire (every type, conditions, choice lists, settings) and the
-basic types of definitions (keys, languages, trilingual texts)."""
+"""Questions of a questionnaire (every type, choice lists, settings); the basic types of
+definitions are in basics.py, conditions in conditions.py (both re-exported here)."""
 
-import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from annotated_types import MaxLen, MinLen
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    JsonValue,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StringConstraints,
-    Tag,
 )
 
-# XLSForm names (capitals, dots and hyphens too), as the contract allows.
-KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
-LANGUAGES = ("kk", "ru", "en")
-MAX_QUESTIONS = 2000
-MAX_OPTIONS = 10_000
-MAX_MULTIPLE_OPTIONS = 1000
+from app.models.basics import (
+    KEY_PATTERN,
+    LANGUAGE_TAG_PATTERN,
+    LANGUAGES,
+    MAX_LANGUAGE_TAG,
+    MAX_MULTIPLE_OPTIONS,
+    MAX_OPTIONS,
+    MAX_QUESTIONS,
+    FiniteNumber,
+    I18nText,
+    Key,
+    Label,
+    Language,
+)
+from app.models.conditions import Condition
 
-# A BCP 47 language tag (well-formed: a 2-8 letter language, then subtags of 1-8 letters or
-# digits: "kk", "ru", "en-GB", "uz-Cyrl", "es-419"); the service's own texts come in LANGUAGES.
-LANGUAGE_TAG_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
-MAX_LANGUAGE_TAG = 35
-Language = Annotated[
-    str, StringConstraints(pattern=LANGUAGE_TAG_PATTERN, max_length=MAX_LANGUAGE_TAG)
+__all__ = [
+    "KEY_PATTERN",
+    "LANGUAGES",
+    "LANGUAGE_TAG_PATTERN",
+    "MAX_LANGUAGE_TAG",
+    "MAX_MULTIPLE_OPTIONS",
+    "MAX_OPTIONS",
+    "MAX_QUESTIONS",
+    "Condition",
+    "FiniteNumber",
+    "I18nText",
+    "Key",
+    "Label",
+    "Language",
 ]
-Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-I18nText = Annotated[dict[Language, Label], MinLen(1)]
-# NaN, Infinity and 1e400 parse as floats; stored, they broke every later read (SQLite) or the
-# insert itself (PostgreSQL's JSONB has no NaN).
-FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
-
-
-# --- conditions ("relevant") ------------------------------------------------------------------
-
-Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "answered", "contains"]
-
-
-def _finite(value: Any) -> Any:
-    """No NaN or infinity anywhere in a value (JSON has neither; PostgreSQL refuses them)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return value
-
-
-class Comparison(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    question: Key
-    op: Operator
-    value: Annotated[JsonValue, AfterValidator(_finite)] = None
-
-
-class AllOf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    all: Annotated[list["Condition"], MinLen(1), MaxLen(50)]
-
-
-class AnyOf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    any: Annotated[list["Condition"], MinLen(1), MaxLen(50)]
-
-
-class NotOf(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
-
-    not_: "Condition" = Field(alias="not")
-
-
-def _condition_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        for kind in ("question", "all", "any", "not"):
-            if kind in value:
-                return kind
-        return None
-    if isinstance(value, BaseModel):
-        return {Comparison: "question", AllOf: "all", AnyOf: "any", NotOf: "not"}.get(type(value))
-    return None
-
-
-Condition = Annotated[
-    Annotated[Comparison, Tag("question")]
-    | Annotated[AllOf, Tag("all")]
-    | Annotated[AnyOf, Tag("any")]
-    | Annotated[NotOf, Tag("not")],
-    Discriminator(
-        _condition_kind,
-        custom_error_type="condition",
-        custom_error_message="a condition has 'question', 'all', 'any' or 'not'",
-    ),
-]
-
 
 # --- questions --------------------------------------------------------------------------------
 
@@ -173,6 +108,9 @@ class Settings(BaseModel):
     instance_name: Expression | None = None
     # base64 DER RSA public key: the form takes encrypted submissions only (services/openrosa)
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] | None = None
+    # XLSForm's xml-external: secondary instances, each read by clients from the form media
+    # file `<name>.xml` (listed in the manifest); no answer of their own
+    external_instances: Annotated[list[Key], MinLen(1), MaxLen(100)] | None = None
 
 
 class QuestionBase(BaseModel):
@@ -223,9 +161,17 @@ class Rank(ChoiceBase):
     options: Annotated[list[Option], MinLen(1), MaxLen(MAX_MULTIPLE_OPTIONS)] | None = None
 
 
+# A flag of an XLSForm type that is a Kenes type asked another way (hidden, start-geopoint,
+# background-audio): left out of the stored definition when not set.
+Flag = Annotated[StrictBool | None, Field(default=None, exclude_if=lambda value: value is None)]
+
+
 class Text(QuestionBase):
+    """`hidden`: no widget (XLSForm's hidden); the value is the default, or empty."""
+
     type: Literal["text"]
     max_length: Annotated[StrictInt, Field(ge=1, le=10_000)] = 2000
+    hidden: Flag = None
 
 
 class Integer(QuestionBase):
@@ -268,9 +214,11 @@ class DateTime(QuestionBase):
 
 
 class Geopoint(QuestionBase):
-    """{"lat", "lon", "altitude"?, "accuracy"?}"""
+    """{"lat", "lon", "altitude"?, "accuracy"?}; `at_start`: no widget, the device records
+    the point once, when the form is opened (XLSForm's start-geopoint)."""
 
     type: Literal["geopoint"]
+    at_start: Flag = None
 
 
 class Geotrace(QuestionBase):
@@ -301,8 +249,17 @@ class Image(QuestionBase):
     type: Literal["image"]
 
 
+# ODK's recording qualities (`external`: another app records; not in the background)
+AudioQuality = Literal["voice-only", "low", "normal", "external"]
+
+
 class Audio(QuestionBase):
+    """`background`: no widget, the device records while the form is filled (XLSForm's
+    background-audio), at `quality` (XLSForm's parameters; ODK's default voice-only)."""
+
     type: Literal["audio"]
+    background: Flag = None
+    quality: Annotated[AudioQuality | None, Field(exclude_if=lambda value: value is None)] = None
 
 
 class Video(QuestionBase):

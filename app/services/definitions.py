@@ -71,6 +71,7 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
                         "a property's name is like a question key (letters, digits, _ . -)",
                     )
     yield from settings_problems(data)
+    yield from _external_problems(data, choice_lists)
     entries = list(walk(data["questions"]))
     in_scopes = list(scoped(data["questions"], ["questions"]))
     yield from _shared_keys(in_scopes)
@@ -100,7 +101,14 @@ def _definition_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
             if question.get("choices"):  # conditions compare with its list's options
                 seen = {**question, "options": options_of(question, choice_lists)}
             earlier[id(question)] = seen
-    yield from compile_definition(data["questions"], default, choice_lists=choice_lists).problems
+    # the instances an XForm of it has: its xml-external ones, and the lists selects use
+    secondary = {
+        *((data.get("settings") or {}).get("external_instances") or ()),
+        *(str(q["choices"]) for _, q, _ in entries if q.get("choices")),
+    }
+    yield from compile_definition(
+        data["questions"], default, choice_lists=choice_lists, secondary=secondary
+    ).problems
 
 
 def walk(
@@ -193,6 +201,8 @@ def _question_problems(
         yield [*loc, "max"], "a scale runs from min to a larger max, at most 100 steps"
     elif qtype == "note" and question.get("required"):
         yield [*loc, "required"], "a note is never answered"
+    elif qtype == "audio" and question.get("background") and question.get("quality") == "external":
+        yield [*loc, "quality"], "background audio is recorded by the device, not another app"
     elif qtype == "repeat":
         least, most = question.get("min_count"), question.get("max_count")
         if least is not None and most is not None and least > most:
@@ -230,6 +240,28 @@ def settings_problems(data: Mapping[str, Any]) -> Iterator[tuple[Loc, str]]:
         problem = instance_name_problem(settings["instance_name"], data["questions"])
         if problem:
             yield ["settings", "instance_name"], problem
+
+
+# Instances of the XForm Kenes writes besides the form's choice lists (services/openrosa)
+RESERVED_INSTANCES = ("territories",)
+
+
+def _external_problems(
+    data: Mapping[str, Any], choice_lists: Mapping[str, Any]
+) -> Iterator[tuple[Loc, str]]:
+    """Secondary instances (xml-external): each name once, and not the name of a question,
+    a choice list or an instance of Kenes's own (each is an instance id in the XForm)."""
+    names = (data.get("settings") or {}).get("external_instances") or []
+    keys = {question["key"] for _, question, _ in walk(data["questions"])}
+    loc: Loc = ["settings", "external_instances"]
+    yield from _duplicates(names, loc, key="name")
+    for index, name in enumerate(names):
+        if name in keys:
+            yield [*loc, index], f"'{name}' is also a question's name"
+        elif name in choice_lists:
+            yield [*loc, index], f"'{name}' is also a choice list's name"
+        elif name in RESERVED_INSTANCES or name.startswith("_"):
+            yield [*loc, index], f"'{name}' is a name the service's own forms use"
 
 
 def _duplicates(values: list[str], loc: Loc, key: str = "key") -> Iterator[tuple[Loc, str]]:

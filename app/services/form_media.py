@@ -9,7 +9,9 @@ Rules (ODK Central's, where it has one):
 - a named file that is not uploaded is no error: ODK clients show the form without it; the
   media listing says `received: false` and the manifest lists only what is stored;
 - each file's type is read from its bytes and must suit how the form shows it (an image
-  column takes image/*, audio audio/* (or an audio container), video video/*);
+  column takes image/*, audio audio/* (or an audio container), video video/*); the file
+  `<name>.xml` of a secondary instance (settings.external_instances, XLSForm's xml-external)
+  must be well-formed XML without a DTD, and is served as text/xml;
 - at most `form_media_max_files` files, each at most `form_media_max_file_bytes`, together at
   most `form_media_max_bytes` (413 naming the part).
 """
@@ -18,8 +20,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
+import anyio.to_thread
 from anyio import CapacityLimiter
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +48,7 @@ from app.services.openrosa.media import TERRITORIES_FILE
 from app.services.xlsform.files import list_suffix
 
 KINDS = ("image", "audio", "video")
+XML = "xml"  # the kind of a secondary instance's file
 m = questionnaire_media_table.c
 chunk_owner = questionnaire_media_chunk_table.c.media_id
 
@@ -54,7 +61,34 @@ def referenced(definition: Mapping[str, Any]) -> dict[str, str]:
         for kind in KINDS:
             for name in (media.get(kind) or {}).values():
                 found.setdefault(str(name), kind)
+    for name in (definition.get("settings") or {}).get("external_instances") or ():
+        found.setdefault(f"{name}.xml", XML)
     return found
+
+
+async def media_type(received: Received, name: str, kind: str) -> str:
+    """The type of a form media file read from its bytes, Invalid unless it suits `kind`."""
+    if kind != XML:
+        return await content_type(received, name, kind)
+    problem = await anyio.to_thread.run_sync(_xml_problem, received)
+    if problem:
+        raise Invalid(
+            f"The file {name!r} is not usable XML",
+            errors=[{"loc": ["body", name], "msg": problem, "type": "content_type"}],
+        )
+    return "text/xml"
+
+
+def _xml_problem(received: Received) -> str | None:
+    """Why a secondary instance's file is not one clients can read (None: it is)."""
+    received.spool.seek(0)
+    try:
+        fromstring(received.spool.read(), forbid_dtd=True)
+    except DefusedXmlException:
+        return "a secondary instance may not declare a DTD or entities"
+    except ParseError as error:
+        return f"not well-formed XML ({error})"
+    return None
 
 
 def _media_of(definition: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -101,12 +135,13 @@ async def check_files(
             errors.append(_error(place, "a file of this name was sent twice", "duplicate"))
             continue
         seen.add(name)
-        if name in lists:
+        if name in lists and name not in wanted:  # (an xml-external's file is stored too)
             continue
         if name not in wanted:
             message = (
                 "the form does not use this file: no media::image, media::audio or "
-                "media::video cell names it, and no select_one_from_file reads it"
+                "media::video cell names it, no select_one_from_file reads it, and no "
+                "xml-external row is named after it"
             )
             errors.append(_error(place, message, "unused_media"))
             continue
@@ -126,11 +161,11 @@ async def check_files(
                 f"together (at {name!r})"
             )
         try:
-            media_type = await content_type(received, name, wanted[name])
+            found = await media_type(received, name, wanted[name])
         except Invalid as error:
             errors += [{**e, "loc": place} for e in error.errors or []]
             continue
-        files.append(FormFile(name, wanted[name], media_type, received))
+        files.append(FormFile(name, wanted[name], found, received))
     if errors:
         raise Invalid("The form's media files cannot be taken", errors=errors)
     return files
@@ -288,7 +323,10 @@ async def kind_to_put(
         raise Conflict(f"The questionnaire is {questionnaire.status}; only a draft's media change")
     wanted = referenced(questionnaire.definition)
     if name not in wanted or name == TERRITORIES_FILE:
-        message = "the definition names no such media file (media::image, audio or video)"
+        message = (
+            "the definition names no such media file (media::image, audio or video, or an "
+            "xml-external's <name>.xml)"
+        )
         raise Invalid(
             f"The questionnaire does not use {name!r}",
             errors=[_error(["path", "name"], message, "unused_media")],
@@ -307,7 +345,7 @@ async def put_file(
     """Add or replace one media file of a draft (the rules of the import): what is stored, and
     whether the name was new."""
     kind = await kind_to_put(session, questionnaire_id, name, lock=True)
-    media_type = await content_type(received, name, kind)
+    found = await media_type(received, name, kind)
     others = (
         await run(
             session,
@@ -332,7 +370,7 @@ async def put_file(
             m.questionnaire_id == questionnaire_id, m.name == name
         ),
     )
-    await store(session, questionnaire_id, [FormFile(name, kind, media_type, received)])
+    await store(session, questionnaire_id, [FormFile(name, kind, found, received)])
     audit.record(
         session,
         actor,
@@ -346,7 +384,7 @@ async def put_file(
     read = FormMediaRead(
         name=name,
         kind=kind,
-        content_type=media_type,
+        content_type=found,
         size=received.size,
         md5=received.md5,
         sha256=received.sha256,

@@ -19,6 +19,7 @@ from app.services.expressions.parse import (
     VOLATILE_FUNCTIONS,
     ExpressionError,
     Node,
+    instances,
     node_count,
     references,
     uses,
@@ -93,7 +94,8 @@ def compile_expression(node: Node, source: str | None, resolve: Resolver) -> Exp
         node=node,
         evaluator=_compile(node, resolved),
         size=node_count(node),
-        volatile=uses(node, VOLATILE_FUNCTIONS),
+        # a secondary instance is the client's alone: what reads one keeps the client's value
+        volatile=uses(node, VOLATILE_FUNCTIONS) or bool(instances(node)),
         current=uses_current(node),
         references=frozenset(resolved),
     )
@@ -133,6 +135,8 @@ def _compile(node: Node, resolved: Mapping[str, Resolved]) -> Evaluator:  # noqa
         return _function(node[1], node[2], resolved)
     if kind == "oneof":
         return _one_of(_compile(node[1], resolved), node[2])
+    if kind == "instance":  # never evaluated: only a calculation (volatile) may hold one
+        return lambda env: ""
     raise ExpressionError(f"cannot evaluate {kind}")
 
 

@@ -13,6 +13,7 @@ from app.services.expressions.parse import (
     ExpressionError,
     Node,
     from_condition,
+    instances,
     parse,
     properties,
 )
@@ -149,11 +150,15 @@ def compile_definition(
     language: str,
     loc: Loc | None = None,
     choice_lists: Mapping[str, Any] | None = None,
+    secondary: Iterable[str] | None = None,
 ) -> FormExpressions:
     """Every expression of the definition compiled, and the problems of those that cannot be
     (JSON conditions' problems are found by services/conditions.py, with their inner places).
 
-    A choice_filter's bare names must be properties of its options (or `name`, the value)."""
+    A choice_filter's bare names must be properties of its options (or `name`, the value).
+    Only a calculation may read a secondary instance, one of `secondary` (the form's
+    xml-external names, and the choice lists a select uses: instances of the XForm too): the
+    server has none, so it keeps the client's value (services/answers/checking.py)."""
     choice_lists = choice_lists or {}
     result = FormExpressions()
     known: dict[str, frozenset[str]] = {}  # per choice list: its properties
@@ -183,6 +188,10 @@ def compile_definition(
                 # a JSON condition whose values are of the wrong shape: services/conditions.py
                 # names the place
                 continue
+            problem = _instance_problem(compiled.node, name, secondary)
+            if problem:
+                result.problems.append(([*place, name], problem))
+                continue
             if compiled.current and name not in ("constraint", "required"):
                 result.problems.append(
                     ([*place, name], "'.' (this answer) is only used in constraint and required")
@@ -202,6 +211,26 @@ def compile_definition(
         if question.get("type") != "group":
             earlier.add(id(question))
     return result
+
+
+def _instance_problem(node: Node, name: str, secondary: Iterable[str] | None) -> str | None:
+    read = instances(node)
+    if not read:
+        return None
+    if name != "calculation":
+        return (
+            "only a calculation may read a secondary instance (instance()): the server has "
+            "no secondary instances, so it keeps the client's value of such a calculation"
+        )
+    if secondary is None:  # a stored version (checked when it was saved)
+        return None
+    unknown = sorted(read - set(secondary))
+    if unknown:
+        return (
+            f"no instance '{unknown[0]}': an xml-external row, or a choice list a select "
+            "uses, names an instance"
+        )
+    return None
 
 
 def _check_properties(
@@ -298,6 +327,8 @@ def instance_name_expression(
         return Resolved(choice_labels=labels.of(found[1]))
 
     compiled = compile_expression(parse(text), text, resolve)
+    if instances(compiled.node):
+        raise ExpressionError("an instance_name does not read a secondary instance")
     if compiled.current:
         raise ExpressionError("'.' (this answer) is only used in constraint and required")
     return compiled

@@ -4,7 +4,11 @@ Nodes are tuples: ("num", float), ("str", str), ("ref", key), ("cur",) for `.`, 
 `..` (only as position()'s argument), ("prop", name) for a bare name (only in a choice_filter:
 the option's property), ("neg", node), ("op", operator, left, right),
 ("and", nodes), ("or", nodes), ("call", name, arguments); from JSON conditions only,
-("oneof", node, literals): node = one of the literals (an `in` of 10,000 values is one step).
+("oneof", node, literals): node = one of the literals (an `in` of 10,000 values is one step);
+("instance", id, steps) for `instance('id')/root/item[predicate]/label`, a path into a
+secondary instance, each step (element name, predicate or None), bare names in a predicate
+the properties (child elements) of the item. The server has no secondary instances: only a
+calculation may read one, and it keeps the client's value (services/expressions/forms.py).
 """
 
 import re
@@ -63,6 +67,11 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
 }
 # Their value depends on when or where they run: a calculation using one takes the client's value.
 VOLATILE_FUNCTIONS = frozenset({"now", "today", "uuid", "random", "once"})
+# A path into a secondary instance that is not element steps with predicates
+INSTANCE_PROBLEM = (
+    "instance('name') is read as a path of element steps, each with an optional "
+    "[predicate] (instance('name')/root/item[name = ${key}]/label)"
+)
 # Only made from JSON conditions, never parsed: whether a question has an answer.
 ANSWERED = "answered"
 
@@ -71,7 +80,7 @@ _TOKEN = re.compile(
       (?P<ref>\$\{(?P<key>[^}]*)\})
     | (?P<num>\d+(?:\.\d*)?|\.\d+)
     | (?P<str>'[^']*'|"[^"]*")
-    | (?P<op>!=|<=|>=|=|<|>|\+|-|\*|\(|\)|,|\.\.|\.)
+    | (?P<op>!=|<=|>=|=|<|>|\+|-|\*|\(|\)|,|\.\.|\.|/|\[|\])
     | (?P<name>[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?)
     )""",
     re.VERBOSE,
@@ -114,6 +123,10 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             if text[position:].strip() == "":
                 break
             start = len(text) - len(text[position:].lstrip())
+            # instance('x')/root/item[...]: a path, which is not read
+            at = next((t[2] for t in tokens if t[:2] == ("name", "instance")), None)
+            if at is not None:
+                raise ExpressionError(INSTANCE_PROBLEM, at)
             raise ExpressionError(f"cannot read {text[start : start + 12]!r}", start)
         kind = match.lastgroup
         if kind == "key":  # the group inside ref
@@ -205,6 +218,8 @@ class _Parser:
             raise ExpressionError(
                 f"unexpected name '{value}' (refer to questions as ${{name}})", position
             )
+        if value == "instance":
+            return self.instance(position)
         if value not in FUNCTIONS:
             raise ExpressionError(f"unknown function '{value}'", position)
         self.at += 1
@@ -220,6 +235,33 @@ class _Parser:
             takes = str(least) if least == most else f"{least} to {most if most else 'any'}"
             raise ExpressionError(f"{value}() takes {takes} arguments", position)
         return ("call", value, tuple(arguments))
+
+    def instance(self, position: int) -> Node:
+        """`instance('id')` and its steps (at least one), `(` next."""
+        self.expect("(")
+        token = self.peek()
+        if token is None or token[0] != "str":
+            raise ExpressionError("instance() names its instance as a quoted string", position)
+        self.at += 1
+        self.expect(")")
+        steps: list[tuple[str, Node | None]] = []
+        while self.peek() is not None and self.peek()[:2] == ("op", "/"):  # type: ignore[index]
+            self.at += 1
+            step = self.peek()
+            if step is None or step[0] != "name":
+                raise ExpressionError(INSTANCE_PROBLEM, position)
+            self.at += 1
+            predicate = None
+            if self.peek() is not None and self.peek()[:2] == ("op", "["):  # type: ignore[index]
+                self.at += 1
+                outer, self.names = self.names, True  # bare names: the item's properties
+                predicate = self.expression()
+                self.names = outer
+                self.expect("]")
+            steps.append((step[1], predicate))
+        if not steps:
+            raise ExpressionError(INSTANCE_PROBLEM, position)
+        return ("instance", token[1][1:-1], tuple(steps))
 
 
 def parse(text: str, names: bool = False) -> Node:
@@ -248,6 +290,8 @@ def children(node: Node) -> tuple[Node, ...]:
         return tuple(node[1])
     if kind == "call":
         return tuple(node[2])
+    if kind == "instance":
+        return tuple(predicate for _, predicate in node[2] if predicate is not None)
     return ()
 
 
@@ -298,8 +342,22 @@ def references(node: Node) -> set[str]:
 
 
 def properties(node: Node) -> set[str]:
-    """The bare names (option properties) a choice_filter reads."""
-    return {current[1] for current, _ in _walk(node) if current[0] == "prop"}
+    """The bare names (option properties) a choice_filter reads (not those of an instance's
+    items)."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current[0] == "prop":
+            found.add(current[1])
+        elif current[0] != "instance":
+            stack.extend(children(current))
+    return found
+
+
+def instances(node: Node) -> set[str]:
+    """The secondary instances the expression reads, by id."""
+    return {current[1] for current, _ in _walk(node) if current[0] == "instance"}
 
 
 def uses(node: Node, names: frozenset[str]) -> bool:

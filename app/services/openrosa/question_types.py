@@ -207,11 +207,26 @@ def _number_columns(kind: str, question: Mapping[str, Any], sheets: Sheets) -> R
 
 
 def _text_columns(question: Mapping[str, Any], sheets: Sheets) -> Row:
+    """A text, or with `hidden` XLSForm's hidden: a string without a widget."""
+    kind = "hidden" if question.get("hidden") else "text"
     limit = question.get("max_length", DEFAULT_MAX_LENGTH)
     if sheets.exact and limit == DEFAULT_MAX_LENGTH:
-        return {"type": "text"}
+        return {"type": kind}
     characters = sheets.word("characters", n=limit)
-    return {"type": "text", **_rule(sheets, f"string-length(.) <= {limit}", characters)}
+    return {"type": kind, **_rule(sheets, f"string-length(.) <= {limit}", characters)}
+
+
+def _geopoint_columns(question: Mapping[str, Any], sheets: Sheets) -> Row:
+    """With `at_start`, XLSForm's start-geopoint: odk:setgeopoint when the form opens."""
+    return {"type": "start-geopoint" if question.get("at_start") else "geopoint"}
+
+
+def _audio_columns(question: Mapping[str, Any], sheets: Sheets) -> Row:
+    """With `background`, XLSForm's background-audio: odk:recordaudio while it is filled."""
+    row = {"type": "background-audio" if question.get("background") else "audio"}
+    if question.get("quality"):
+        row["parameters"] = f"quality={question['quality']}"
+    return row
 
 
 def _scale_columns(question: Mapping[str, Any], sheets: Sheets) -> Row:
@@ -241,7 +256,7 @@ QUESTION_TYPES: dict[str, QuestionType] = {
     "date": QuestionType(_same_type, _as_text),
     "time": QuestionType(_same_type, _as_text),
     "datetime": QuestionType(_same_type, _as_text),
-    "geopoint": QuestionType(_same_type, _as_geopoint),
+    "geopoint": QuestionType(_geopoint_columns, _as_geopoint),
     "geotrace": QuestionType(_same_type, _as_points),
     "geoshape": QuestionType(_same_type, _as_points),
     "barcode": QuestionType(_same_type, _as_text),
@@ -249,7 +264,7 @@ QUESTION_TYPES: dict[str, QuestionType] = {
     "rank": QuestionType(partial(_choice_columns, "rank"), _as_list),
     # the answer is the name of a file attached to the submission
     "image": QuestionType(_same_type, _as_text),
-    "audio": QuestionType(_same_type, _as_text),
+    "audio": QuestionType(_audio_columns, _as_text),
     "video": QuestionType(_same_type, _as_text),
     "file": QuestionType(_same_type, _as_text),
     # recorded by the device (start, end, deviceid, ...), stored as sent

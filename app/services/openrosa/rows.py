@@ -369,6 +369,7 @@ def xlsform_rows(
     sheets = Sheets(definition, default, exact=False, shared=shared)
     respondent(sheets, definition["respondent_groups"], territories)
     sheets.questions(definition["questions"])
+    sheets.survey += _externals(definition)
     sheets.survey += [
         {"type": "start", "name": sheets.names[START]},
         {"type": "end", "name": sheets.names[END]},
@@ -389,6 +390,12 @@ def _settings(definition: Mapping[str, Any]) -> Row:
     return {name: settings[name] for name in ("instance_name", "public_key") if settings.get(name)}
 
 
+def _externals(definition: Mapping[str, Any]) -> list[Row]:
+    """An xml-external row per secondary instance: `<instance id=name src=jr://file/name.xml>`."""
+    names = (definition.get("settings") or {}).get("external_instances") or ()
+    return [{"type": "xml-external", "name": name} for name in names]
+
+
 def author_rows(
     definition: Mapping[str, Any], *, slug: str, version: int, default: str, access: str
 ) -> dict[str, list[Row]]:
@@ -396,6 +403,7 @@ def author_rows(
     sheets = Sheets(definition, default, exact=True)
     sheets.respondent_groups(definition["respondent_groups"])
     sheets.questions(definition["questions"])
+    sheets.survey += _externals(definition)
     settings = {
         "form_id": slug,
         "version": str(version),

@@ -24,6 +24,7 @@ class ChoicesMixin:
     choice_rows: Mapping[tuple[str, str], int]
     item_places: dict[tuple[str, int], Loc]
     option_places: dict[tuple[str | int, ...], Loc]
+    externals: list[str]
 
     def text(self, value: Any, name: Any, column: str) -> dict[str, str] | None:
         raise NotImplementedError
@@ -130,7 +131,8 @@ class ChoicesMixin:
         listed = slug(file_name.rsplit(".", 1)[0]).replace("-", "_") or "file"
         if not listed[0].isalpha():
             listed = f"file_{listed}"
-        while listed in self.lists or listed in self.choice_lists:
+        # (an xml-external of the same file is an instance of that name in the XForm)
+        while listed in self.lists or listed in self.choice_lists or listed in self.externals:
             listed += "_file"
         for index, (line, choice) in enumerate(choices):
             self.item_places[(listed, index)] = ["media", file_name, line]

@@ -6,19 +6,21 @@ problem of the definition names its sheet row and column). What cannot be mapped
 of its row; all of them are reported together.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.services.xlsform.choices import ChoicesMixin
 from app.services.xlsform.vocabulary import (
     COLUMNS,
+    FLAGS,
     GROUP_LIST,
     META_KINDS,
     RELATIVE,
     SELECTS,
     TYPES,
     UNCHECKED,
+    XML_EXTERNAL,
     bounds_in,
     language_code,
     slug,
@@ -35,7 +37,7 @@ class FormMapping(ChoicesMixin):
     problems: list[tuple[Loc, str]] = field(default_factory=list)
     places: dict[tuple[str | int, ...], int] = field(default_factory=dict)  # definition -> row
     lists: Mapping[str, Any] = field(default_factory=dict)  # the choices sheet, by list
-    settings: dict[str, str] = field(default_factory=dict)  # instance_name, public_key
+    settings: dict[str, Any] = field(default_factory=dict)  # instance_name, public_key, ...
     files: Mapping[str, bytes] = field(default_factory=dict)  # uploaded media, by name
     file_lists: dict[str, str] = field(default_factory=dict)  # file name -> choice list
     files_refused: set[str] = field(default_factory=set)  # list files read with problems
@@ -45,6 +47,7 @@ class FormMapping(ChoicesMixin):
     # (definition place of an inline option) -> its row of the choices sheet
     option_places: dict[tuple[str | int, ...], Loc] = field(default_factory=dict)
     choice_lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    externals: list[str] = field(default_factory=list)  # xml-external rows' names, in order
 
     def row_of(self, name: Any) -> int | str:
         return self.rows.get(str(name), "?")
@@ -65,6 +68,9 @@ class FormMapping(ChoicesMixin):
         found = self.choice_loc(loc)
         if found is not None:
             return found
+        if loc[:2] == ["settings", "external_instances"] and len(loc) > 2:
+            name = self.externals[loc[2]] if isinstance(loc[2], int) else None
+            return ["file", "survey", self.row_of(name), "name"]
         if loc and loc[0] == "settings":
             # settings are on the settings sheet's one row; the whole of them: the first
             column = loc[1] if len(loc) > 1 else next(iter(self.settings), "settings")
@@ -109,6 +115,7 @@ class FormMapping(ChoicesMixin):
             else:
                 self.default = code
         self.lists = form.get("choices") or {}
+        self.externals = list(_externals(form.get("children") or []))
         groups = self.groups(self.lists.get(GROUP_LIST))
         questions = self.children(form.get("children") or [], ("questions",))
         title = form.get("title") or form.get("id_string") or "form"
@@ -131,13 +138,15 @@ class FormMapping(ChoicesMixin):
             definition["description"] = description
         if self.choice_lists:
             definition["choice_lists"] = self.choice_lists
-        form_settings = {
+        form_settings: dict[str, Any] = {
             name: str(form[name]).strip()
             for name in ("instance_name", "public_key")
             if form.get(name) not in (None, "")
         }
         if "instance_name" in form_settings:
             form_settings["instance_name"] = self.expression(form_settings["instance_name"])
+        if self.externals:
+            form_settings["external_instances"] = self.externals
         if form_settings:
             definition["settings"] = self.settings = form_settings
         return definition
@@ -177,6 +186,8 @@ class FormMapping(ChoicesMixin):
                 questions += self.children(audits, path)[: len(audits)]
                 continue
             if str(name) in made and str(name).removesuffix("_count") in self.rows:
+                continue
+            if kind == XML_EXTERNAL:  # the form's (settings.external_instances), no answer
                 continue
             place = (*path, len(questions))
             question = self.question(element, kind, place, made)
@@ -219,8 +230,14 @@ class FormMapping(ChoicesMixin):
                 row = self.choice_rows.get((listed, option["value"]))
                 if row is not None:  # (or_other's "other" has none)
                     self.option_places[(*place, "options", index)] = ["file", "choices", row]
+        elif kind == "hidden" and bind.get("calculate"):
+            question["type"] = "calculate"  # what pyxform writes for a calculate, the same
         elif kind in TYPES:
             question["type"] = TYPES[kind]
+            if kind in FLAGS:
+                question[FLAGS[kind]] = True
+            if question["type"] == "audio":
+                self.quality(question, element)
         elif kind == "range":
             if not self.scale(question, element, name):
                 return None
@@ -286,6 +303,14 @@ class FormMapping(ChoicesMixin):
             self.problem(name, "type", f"an empty {kind}")
             return None
         return question
+
+    def quality(self, question: dict[str, Any], element: Mapping[str, Any]) -> None:
+        """An audio's `quality` parameter (pyxform puts it on the recordaudio action of a
+        background-audio, on the bind of an audio)."""
+        actions = element.get("actions") or [{}]
+        found = (element.get("bind") or {}).get("odk:quality") or actions[0].get("odk:quality")
+        if found:
+            question["quality"] = str(found)
 
     def repeat_counts(
         self, question: dict[str, Any], element: Mapping[str, Any], name: Any
@@ -370,3 +395,11 @@ class FormMapping(ChoicesMixin):
         if found is not None:
             question.pop("constraint")
             question.update(found)
+
+
+def _externals(elements: list[Mapping[str, Any]]) -> Iterator[str]:
+    """The names of the form's xml-external rows, in order (groups included)."""
+    for element in elements:
+        if element.get("type") == XML_EXTERNAL:
+            yield str(element.get("name"))
+        yield from _externals(list(element.get("children") or []))

@@ -35,7 +35,17 @@ TYPES = {
     "audio": "audio",
     "video": "video",
     "file": "file",
+    # Kenes types asked another way (no widget): the flag that says so (FLAGS)
+    "hidden": "text",
+    "start-geopoint": "geopoint",
+    "background-audio": "audio",
 }
+# XLSForm types that are a Kenes type with a flag: hidden (the value is the default, or empty;
+# with a calculation it is a calculate, which pyxform writes the same), start-geopoint (recorded
+# when the form opens: odk:setgeopoint), background-audio (odk:recordaudio).
+FLAGS = {"hidden": "hidden", "start-geopoint": "at_start", "background-audio": "background"}
+# A secondary instance from the form media file `<name>.xml` (settings.external_instances).
+XML_EXTERNAL = "xml-external"
 # Answered by the device: {"type": "meta", "meta": <kind>} (pyxform reads `imei` as deviceid).
 META_KINDS = {
     "start",
