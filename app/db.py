@@ -140,7 +140,14 @@ async def create_raw_pool(settings: Settings) -> asyncpg.Pool | None:
         reset=_keep_session,
         # No statement holds a connection for long (so no request waits long for one), checked
         # by the server: a deadline per acquire would cost a timer on every submission.
-        server_settings={"statement_timeout": str(POOL_TIMEOUT * 1000)},
+        server_settings={
+            "statement_timeout": str(POOL_TIMEOUT * 1000),
+            # The statements here are prepared once per connection and no plan of theirs
+            # depends on the values: a generic plan from the start. Left to choose, PostgreSQL
+            # plans the first five executions on each new connection afresh (custom plans);
+            # for a batch of 1000 survey responses that was 33-54 ms of its CPU instead of 28.
+            "plan_cache_mode": "force_generic_plan",
+        },
     )
     return pool
 

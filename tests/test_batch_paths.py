@@ -1,17 +1,26 @@
 """The batch path's short cuts give what the general code gives: a question no expression
-touches is checked by Checking.scope's short way, and PostgreSQL array literals are built per
-kind (numbers in one call, text escaped only when needed). Checked on generated inputs."""
+touches is checked by Checking.scope's short way, PostgreSQL array literals are built per
+kind (numbers in one call, text escaped only when needed, a value every row shares written
+once), and a batch body read in one pydantic-core call gives the items, results and rows that
+decoding it member by member gives. Checked on generated inputs."""
 
 import copy
+import json
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
+from app.errors import AppError
+from app.models.responses import BatchIn, ReadBatch
+from app.routers import responses as responses_router
 from app.services.answer_codecs.basic import checker
 from app.services.answers import CompiledQuestionnaire, compile_questionnaire
+from app.services.responses import rules
 from app.services.responses.pg_store import KIND_TYPES, _literal
 from tests.conftest import postgres_only
 from tests.factories import almaty_answers, almaty_definition, household_definition
@@ -93,7 +102,12 @@ def _values(rng: random.Random, kind: str, count: int) -> list[Any]:
         alphabet = ['"', "\\", ",", "{", "}", " ", "NULL", "null", "a", "Ж", "'", "\n", "\t", "€"]
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
 
-    nulls = rng.random() < 0.5
+    roll = rng.random()
+    if roll < 0.15:  # one object every row shares (the questionnaire, the time received)
+        return [one()] * count
+    if roll < 0.2:
+        return [None] * count
+    nulls = roll < 0.6
     return [None if nulls and rng.random() < 0.3 else one() for _ in range(count)]
 
 
@@ -147,3 +161,109 @@ def test_multiple_choice_checks_follow_the_rules_with_one_column_or_several() ->
             if rng.random() < 0.05:
                 value = rng.choice(["o1", None, {"o1": 1}, 3])
             assert check(value) == _expected_multiple(value, options, least or 1, most)
+
+
+def _mutated_item(rng: random.Random, valid: dict[str, Any], pool: list[Any]) -> Any:
+    """A batch item: valid, or wrong in its answers, its respondent, its other fields, or not
+    an object at all."""
+    item: dict[str, Any] = {
+        "id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "respondent": {"group": rng.choice(["student", "ngo", "sme"]), "gender": "female",
+                       "age_band": "25-34", "territory_code": "750000000"},
+        "answers": _mutated(rng, valid, pool) if rng.random() < 0.5 else copy.deepcopy(valid),
+        "language": "ru",
+        "channel": "web",
+        "submitted_at": "2026-10-05T15:17:30.889Z",
+    }  # fmt: skip
+    roll = rng.random()
+    odd = rng.choice(ODD_VALUES + [None, "not-a-uuid", "2026-10-05T15:17:30", "2026-10-05"])
+    if roll < 0.05:
+        return rng.choice([7, "x", None, [], [item]])
+    if roll < 0.12:
+        item[rng.choice(["id", "language", "channel", "submitted_at", "started_at"])] = odd
+    elif roll < 0.18:
+        item["respondent"][rng.choice(["group", "gender", "age_band", "territory_code"])] = odd
+    elif roll < 0.22:
+        # not the id: one would be drawn for it
+        del item[rng.choice(["respondent", "answers", "language", "submitted_at"])]
+    elif roll < 0.25:
+        item["extra"] = 1
+    elif roll < 0.3:
+        item["started_at"] = "2026-10-05T20:17:30.889+05:00"  # converted to UTC
+    elif roll < 0.33:
+        item["answers"] = odd
+    return item
+
+
+def _outcome(form: CompiledQuestionnaire, batch: BatchIn | ReadBatch) -> Any:
+    results, pending, rows = rules._prepare_batch(form, None, batch.responses)
+    return (
+        [result.model_dump() for result in results],
+        {key: (index, row.head, row.pages) for key, (index, row) in pending.items()},
+        [row.id for row in rows],
+    )
+
+
+def test_a_batch_read_whole_gives_what_reading_it_member_by_member_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(14)
+    received = datetime(2026, 10, 6, 8, 0, tzinfo=UTC)
+    monkeypatch.setattr(rules, "utcnow", lambda: received)
+    monkeypatch.setattr(rules, "record_keys", lambda count: list(range(count)))
+    valid = almaty_answers()
+    pool = ODD_VALUES + [v for v in valid.values() if v is not None]
+    statuses: set[str] = set()
+    form = _compiled(almaty_definition(), plain=True)
+    for _ in range(40):
+        items = [_mutated_item(rng, valid, pool) for _ in range(rng.randint(1, 40))]
+        if rng.random() < 0.5 and isinstance(items[0], dict):  # an id twice: same, or not
+            items.append({**items[0], "language": rng.choice(["ru", "kk"])})
+        body = json.dumps({"responses": items}, ensure_ascii=rng.random() < 0.5).encode()
+        whole = responses_router._decode_batch(body)
+        assert type(whole) is ReadBatch
+        with monkeypatch.context() as patched:
+            patched.setattr(responses_router, "WHOLE_BATCH_BYTES", 0)
+            pieces = responses_router._decode_batch(body)
+        assert type(pieces) is BatchIn
+        outcome = _outcome(form, whole)
+        assert outcome == _outcome(form, pieces)
+        statuses.update(result["status"] for result in outcome[0])
+    assert statuses == {"created", "invalid", "duplicate", "conflict"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"responses": []}',
+        b'{"responses": [1], "other": 2}',
+        b'{"responses": [1,]}',
+        b'{"responses": [{"answers": {"a": "x\\u0000"}}]}',
+        b'{"responses": [{"answers": {"a": "\\ud800"}}]}',
+        '{"responses": [{"answers": {"a": "é"}}]}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"responses": [1]}',
+        b'{"responses": [' + b"1," * 1000 + b"1]}",
+    ],
+)
+def test_a_body_the_whole_read_refuses_is_answered_as_before(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a batch, not JSON, not UTF-8, or text that may not be storable: the same answer
+    (or the same items) whichever way the body is read."""
+
+    def outcome() -> Any:
+        try:
+            batch = responses_router._decode_batch(body)
+        except RequestValidationError as error:
+            return "422", error.errors()
+        except AppError as error:
+            return type(error).__name__, str(error), error.errors
+        return "ok", type(batch), batch.responses  # the same type: read member by member
+
+    whole = outcome()
+    with monkeypatch.context() as patched:
+        patched.setattr(responses_router, "WHOLE_BATCH_BYTES", 0)
+        assert outcome() == whole

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen, MinLen
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -165,6 +165,19 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=examples(ex.BATCH_IN))
 
     responses: Annotated[list[Any], MinLen(1), MaxLen(MAX_BATCH)]
+
+
+class ReadBatch(BaseModel):
+    """A batch as read from its bytes in one pydantic-core call: each item a ResponseIn, or as
+    sent when it is not one (the rules then word its problems, as for BatchIn's items)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    responses: Annotated[
+        list[Annotated[ResponseIn | Any, Field(union_mode="left_to_right")]],
+        MinLen(1),
+        MaxLen(MAX_BATCH),
+    ]
 
 
 class RespondentRead(BaseModel):

@@ -210,19 +210,28 @@ def _line(row: Row, top: Sequence[int]) -> list[Any]:
 
 
 _TEXT = {"text", "varchar"}
-# Kinds whose values print without a quote or a backslash (UUID, datetime, date): quoted as
-# they are (a datetime's text has a space), nothing to escape.
-_PLAIN_QUOTED = {"timestamptz", "date", "uuid"}
+_NUMBERS = {"smallint", "int", "bigint", "float", "float8"}
 
 
 def _literal(kind: str, values: Sequence[Any]) -> str:
     """A PostgreSQL array literal of `values` (None is NULL); text is always quoted, so an
     empty string or the word NULL stays text.
 
-    Numbers (int and float only: bool never reaches a column) are the repr of the whole list,
-    one C call, with None as NULL; text is escaped only when some value needs it."""
+    A value every row shares (the questionnaire, the caller, the time received: one object)
+    is written once and repeated. Numbers (int and float only: bool never reaches a column)
+    are the repr of the whole list, one C call, with None as NULL; text is escaped only when
+    some value needs it. UUIDs go as their 32 hex digits and times as ISO 8601 (both read by
+    PostgreSQL as they are, nothing to quote): a quarter and two thirds of str()'s cost."""
     if not values:
         return "{}"
+    if kind in _NUMBERS:
+        return "{" + repr(list(values))[1:-1].replace("None", "NULL") + "}"
+    first = values[0]
+    if len(values) > 1 and values[-1] is first and values.count(first) == len(values):
+        # count() compares by identity first: one C pass when every value is the same object
+        # (equal values of these kinds, if not the same object, are the same to PostgreSQL).
+        single = "NULL" if first is None else _literal(kind, (first,))[1:-1]
+        return "{" + ",".join([single] * len(values)) + "}"
     if kind in _TEXT:
         texts: list[str | None] = [v if type(v) is str or v is None else str(v) for v in values]
         present = [t for t in texts if t is not None]
@@ -233,10 +242,12 @@ def _literal(kind: str, values: Sequence[Any]) -> str:
         if len(present) == len(texts):
             return '{"' + '","'.join(present) + '"}'
         items = ["NULL" if t is None else f'"{t}"' for t in texts]
-    elif kind in _PLAIN_QUOTED:
-        items = ["NULL" if v is None else f'"{v}"' for v in values]
+    elif kind == "uuid":
+        items = ["NULL" if v is None else v.hex for v in values]
+    elif kind == "timestamptz":
+        items = ["NULL" if v is None else v.isoformat() for v in values]
     else:
-        return "{" + repr(list(values))[1:-1].replace("None", "NULL") + "}"
+        items = ["NULL" if v is None else f'"{v}"' for v in values]  # date
     return "{" + ",".join(items) + "}"
 
 

@@ -320,15 +320,14 @@ async def store_batch(
     1,000 responses to a 300-question form is most of a second of CPU, which would stall every
     other request on the event loop."""
     _refuse_draft(questionnaire)
-    results, pending = await anyio.to_thread.run_sync(
+    results, pending, rows = await anyio.to_thread.run_sync(
         _prepare_batch, questionnaire, principal, items, limiter=checking
     )
-    # Sorted by id: concurrent batches with overlapping ids then take their row locks in the
-    # same order and wait for each other instead of deadlocking.
-    # (By the id's integer: UUID's own comparison is a Python method, called ~10,000 times.)
-    rows = sorted((row for _, row in pending.values()), key=lambda row: row.id.int)
     inserted = await _insert_batch(responses, principal, questionnaire, rows, results)
-    leftover = [row for row in rows if row.id not in inserted.ids]
+    # Usually every row is new: then there is nothing left to look up (1000 UUID hashes,
+    # each a Python method, on the event loop).
+    leftover = [] if len(inserted.ids) == len(rows) else rows
+    leftover = [row for row in leftover if row.id not in inserted.ids]
     leftover = [row for row in leftover if results[pending[row.id][0]].status != "invalid"]
     existing = await responses.heads([row.id for row in leftover]) if leftover else {}
     for row in leftover:
@@ -377,8 +376,13 @@ def _prepare_batch(
     questionnaire: CompiledQuestionnaire,
     principal: Principal | None,
     items: list[Any],
-) -> tuple[list[BatchResult], dict[uuid.UUID, tuple[int, Row]]]:
-    """Results so far (created, invalid, repeated within the batch) and the rows to store."""
+) -> tuple[list[BatchResult], dict[uuid.UUID, tuple[int, Row]], list[Row]]:
+    """Results so far (created, invalid, repeated within the batch), the rows to store by id
+    (with their item's index) and the same rows sorted by id.
+
+    Sorted by id: concurrent batches with overlapping ids then take their row locks in the
+    same order and wait for each other instead of deadlocking. (By the id's integer: UUID's
+    own comparison is a Python method, called ~10,000 times.)"""
     received_at = utcnow()
     results: list[BatchResult] = []
     pending: dict[uuid.UUID, tuple[int, Row]] = {}
@@ -395,7 +399,8 @@ def _prepare_batch(
             else:
                 pending[row.id] = (index, row)
         results.append(result)
-    return results, pending
+    rows = sorted((row for _, row in pending.values()), key=lambda row: row.head["id"].int)
+    return results, pending, rows
 
 
 def _prepare_item(
@@ -406,17 +411,22 @@ def _prepare_item(
     received_at: datetime,
     record_key: int,
 ) -> tuple[BatchResult, Row | None]:
-    if not isinstance(raw, dict):
+    if type(raw) is ResponseIn:  # read as one already (routers/responses.py)
+        item = raw
+    elif not isinstance(raw, dict):
         error = ItemError(loc=["body", "responses", index], msg="expected an object", type="type")
         return BatchResult(index=index, id=None, status="invalid", errors=[error]), None
+    else:
+        try:
+            item = ResponseIn.model_validate(raw)
+        except ValidationError as error:
+            errors = [
+                ItemError(loc=["body", *e["loc"]], msg=e["msg"], type=e["type"])
+                for e in error.errors()
+            ]
+            return BatchResult(index=index, id=_raw_id(raw), status="invalid", errors=errors), None
     try:
-        item = ResponseIn.model_validate(raw)
         row = build_row(questionnaire, principal, item, received_at, record_key)
-    except ValidationError as error:
-        errors = [
-            ItemError(loc=["body", *e["loc"]], msg=e["msg"], type=e["type"]) for e in error.errors()
-        ]
-        return BatchResult(index=index, id=_raw_id(raw), status="invalid", errors=errors), None
     except Invalid as error:
         errors = [ItemError(**e) for e in error.errors or []]
         return BatchResult(index=index, id=item.id, status="invalid", errors=errors), None
