@@ -60,8 +60,11 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Process and thread names are not logged: skip collecting them for every record.
+    # Process and thread names are not logged: skip collecting them for every record. Nor is
+    # the caller's file, function and line: without _srcfile, logging skips walking the stack
+    # for them (the logging HOWTO's "Optimization"; a third of the access line's cost).
     logging.logMultiprocessing = logging.logProcesses = logging.logThreads = False
+    logging._srcfile = None
     # uvicorn's own access log would duplicate ours (which carries the request id).
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

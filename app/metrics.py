@@ -164,12 +164,23 @@ class HttpMetrics:
         self._gc_started = 0.0
         self._pools: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # --- per request (RequestContextMiddleware) ------------------------------------------
 
     def finished(self, method: str, route: str, status: int, elapsed: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(elapsed)
+        children = self._children.get((method, route, status))
+        if children is None:
+            # labels() checks and joins its values on every call; the children it hands out are
+            # kept here, one pair per (method, route template, status) seen, as the metrics
+            # themselves keep them.
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if status == 429:
             self.rate_limited.labels(route).inc()
 

