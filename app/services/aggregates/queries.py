@@ -231,27 +231,39 @@ def measure(
             tally.keys = {label: k for label, (_, k) in zip(labels, counted, strict=True)}
             tally.n = sum(c for c, _ in counted)
             tally.key = sum(k for _, k in counted)
+            tally.complete = True
             return tally
 
-        return Measure(question, expressions, read_choice)
+        def read_plain_choice(values: Sequence[Any]) -> Tally:
+            counts = dict(zip(labels, map(int, values), strict=True))
+            return Tally(n=sum(counts.values()), counts=counts, complete=True)
+
+        return Measure(question, expressions, read_choice if keyed else read_plain_choice)
     if question.type == "multiple_choice":
         options_of = question.option_values
-        chosen = [
-            f"(({columns[n // MASK_BITS]} >> {n % MASK_BITS}) & 1)" for n in range(len(options_of))
-        ]
+        # A count of the rows whose mask has the option's bit: about 6% less work per row than
+        # summing the shifted bit, which PostgreSQL adds up as numeric (bench/aggregates.py, the
+        # 40-option question of the 300-question form, CPU time of the statement).
         options = [
-            count_where(f"{bit} = 1") if keyed else f"coalesce(sum({bit}), 0)" for bit in chosen
+            count_where(f"({columns[n // MASK_BITS]} & {1 << (n % MASK_BITS)}) <> 0")
+            for n in range(len(options_of))
         ]
 
         def read_multiple(values: Sequence[Any]) -> Tally:
             n, key = read(values[0])
             counted = [read(value) for value in values[1:]]
-            tally = Tally(n=n, key=key)
+            tally = Tally(n=n, key=key, complete=True)
             tally.counts = {o: c for o, (c, _) in zip(options_of, counted, strict=True)}
             tally.keys = {o: k for o, (_, k) in zip(options_of, counted, strict=True)}
             return tally
 
-        return Measure(question, [answered, *options], read_multiple)
+        def read_plain_multiple(values: Sequence[Any]) -> Tally:
+            counts = dict(zip(options_of, map(int, values[1:]), strict=True))
+            return Tally(n=int(values[0]), counts=counts, complete=True)
+
+        return Measure(
+            question, [answered, *options], read_multiple if keyed else read_plain_multiple
+        )
     if question.type in NUMBER_TYPES:
         if not dialect.numbers_in_pass:
             return None
@@ -308,11 +320,15 @@ def _read_counted_numbers(
     return tally
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _read_numbers(values: Sequence[Any], read: Callable[[Any], tuple[int, int]]) -> Tally:
     n, key = read(values[0])
     if n == 0:
         return Tally(n=0)
-    mean, stddev, low, high, median = (None if v is None else float(v) for v in values[1:6])
+    mean, stddev, low, high, median = map(_float, values[1:6])
     return Tally(
         n=n,
         numbers={"mean": mean, "median": median, "stddev": stddev, "min": low, "max": high},
