@@ -4,7 +4,7 @@ same figures."""
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Conflict, Invalid
@@ -139,6 +139,8 @@ async def _tally_page(
     for index, (statement, chunk) in enumerate(statements):
         skip = width + (1 if counts_rows and index == 0 else 0)
         into = [tallies[_named(m.question)] for m in chunk]
+        if dialect.before_ordered and chunk and chunk[0].ordered:
+            await (await session.connection()).execute(text(dialect.before_ordered))
         for row in await _rows(session, statement):
             group = tuple(row[:width])
             if counts_rows and index == 0:

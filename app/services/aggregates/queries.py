@@ -53,9 +53,20 @@ class Dialect:
     pack: bool  # each question's figures in one array column
     numbers_in_pass: bool  # count/avg/stddev/min/max/median of numbers in the pass
     max_columns: int  # aggregates per statement
+    before_ordered: str | None = None  # run before a statement of medians
 
 
-POSTGRESQL = Dialect(pack=True, numbers_in_pass=True, max_columns=1500)
+# A median (percentile_cont) cannot be computed in parallel workers, and PostgreSQL prices each
+# row they would pass up at parallel_tuple_cost (0.1): it then scans the whole table in one
+# process. Priced at 0.01, workers scan, join and sort, and the leader merges and computes the
+# medians: a decimal of the 300-question form asked alone, 100,000 responses, by gender and
+# region, 187 -> 127 ms (median of 7, alternating, quiet machine). For this transaction only.
+POSTGRESQL = Dialect(
+    pack=True,
+    numbers_in_pass=True,
+    max_columns=1500,
+    before_ordered="SET LOCAL parallel_tuple_cost = 0.01",
+)
 SQLITE = Dialect(pack=False, numbers_in_pass=False, max_columns=1800)
 
 
