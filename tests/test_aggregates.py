@@ -490,6 +490,35 @@ async def test_questions_can_be_chosen(
     assert unknown.json()["errors"][0]["loc"] == ["query", "questions"]
 
 
+async def test_a_number_asked_alone_is_counted_in_its_own_pass(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    floor_one: httpx.AsyncClient,
+    world: tuple[Questionnaire, dict[str, str]],
+) -> None:
+    """An integer of 100 possible values (a median by ordered aggregate on PostgreSQL) asked
+    alone: the responses are counted in its statement, not in a pass of their own; the count and
+    the figures agree with the independent computation, with and without filters."""
+    survey, observer = world
+    items = [random_response(random.Random(5000 + seed)) for seed in range(150)]
+    await submit(client, survey, observer, items)
+    analyst = await headers_for(app, Role.analyst)
+    only = {"times_participated": QUESTIONS["times_participated"]}
+    women = [item for item in items if item["respondent"].get("gender") == "female"]
+    for by in (["gender", "region"], [], ["answer:aware"]):
+        for extra, subset in (({}, items), ({"gender": "female"}, women)):
+            reply = await aggregates(
+                floor_one,
+                survey,
+                analyst,
+                by=",".join(by),
+                questions="times_participated",
+                **extra,
+            )
+            assert reply.status_code == 200, reply.text
+            assert_matches(reply.json(), subset, by, min_cell=1, questions=only)
+
+
 # --- wide forms -------------------------------------------------------------------------------
 
 

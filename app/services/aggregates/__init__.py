@@ -4,7 +4,7 @@ same figures."""
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Conflict, Invalid
@@ -138,6 +138,9 @@ async def _tally_page(
     )
     for index, (statement, chunk) in enumerate(statements):
         skip = width + (1 if counts_rows and index == 0 else 0)
+        into = [tallies[_named(m.question)] for m in chunk]
+        if dialect.before_ordered and chunk and chunk[0].ordered:
+            await (await session.connection()).execute(text(dialect.before_ordered))
         for row in await _rows(session, statement):
             group = tuple(row[:width])
             if counts_rows and index == 0:
@@ -145,9 +148,10 @@ async def _tally_page(
                 total = total or Tally()
                 total.n += n
                 total.key += key
-            for m, tally in zip(chunk, queries.read_pivot(row, chunk, skip, dialect), strict=True):
+            read = queries.read_pivot(row, chunk, skip, dialect)
+            for cells, tally in zip(into, read, strict=True):
                 if tally.n:
-                    tallies[_named(m.question)][group] = tally
+                    cells[group] = tally
     for question in grouped:
         statement = queries.by_value(question, table, dims, source, where, keyed=keyed)
         decode = queries.answer_decoder(question)
@@ -217,6 +221,24 @@ def refuse_encrypted(questionnaire: CompiledQuestionnaire) -> None:
         )
 
 
+def _groups(
+    by: list[str], questionnaire: CompiledQuestionnaire, tallies: Tallies
+) -> list[tuple[tuple[Any, ...], dict[str, str | None]]]:
+    """Every group any question has, as (the database's values, the decoded group), in the
+    order cells are shown (figures.order): decoded and sorted once, not once per question."""
+    tables = answer_tables(questionnaire)
+    decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
+    seen: set[tuple[Any, ...]] = set()
+    for cells in tallies.values():
+        seen.update(cells)
+    decoded = [
+        (values, dict(zip(by, (d(v) for d, v in zip(decoders, values, strict=True)), strict=True)))
+        for values in seen
+    ]
+    decoded.sort(key=lambda item: order({"group": item[1]}))
+    return decoded
+
+
 async def survey_aggregates(
     session: AsyncSession,
     questionnaire: CompiledQuestionnaire,
@@ -258,20 +280,20 @@ async def survey_aggregates(
     n_responses = responses.n
     if protected:
         n_responses = _query_set_size(responses, whole, min_cell)
-    tables = answer_tables(questionnaire)
-    decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
+    groups = _groups(by, questionnaire, tallies)
     figures = []
     for question in chosen:
         cells = []
-        for group_values, tally in tallies[_named(question)].items():
+        tallied = tallies[_named(question)]
+        for group_values, group in groups:
+            tally = tallied.get(group_values)
+            if tally is None:
+                continue
             if protected:
                 tally = perturbation.perturb_tally(tally, numbers_from=2 * min_cell)
                 if tally.n == 0:
                     continue  # as a cell nobody is in: a published zero is left out
-            decoded = [decode(v) for decode, v in zip(decoders, group_values, strict=True)]
-            group = dict(zip(by, decoded, strict=True))
             cells.append(cell(group, tally, question))
-        cells.sort(key=order)
         figures.append(
             QuestionCells(
                 key=question.key,

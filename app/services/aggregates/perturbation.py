@@ -93,7 +93,7 @@ def perturb_tally(tally: Tally, *, numbers_from: int) -> Tally:
     if tally.numbers is not None or tally.values:
         exact = tally.numbers if tally.numbers is not None else statistics(tally.values, tally.n)
         numbers = noisy_statistics(exact, tally.n, tally.key) if n >= numbers_from else BLANK
-    return Tally(n=n, counts=counts, numbers=numbers)
+    return Tally(n=n, counts=counts, numbers=numbers, complete=tally.complete)
 
 
 BLANK: dict[str, float | None] = dict.fromkeys(("mean", "median", "stddev", "min", "max"))
