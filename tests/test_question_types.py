@@ -527,6 +527,7 @@ async def test_choice_lists_are_given_back_with_their_properties(
     assert read.json()["settings"] == {
         "instance_name": "concat(${region}, '-', ${settlement})",
         "public_key": None,
+        "external_instances": None,
     }
 
 
