@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.engine = create_engine(settings)
     # Published questionnaires compiled once (the sessions of both engines share them), and the
-    # principals the PostgreSQL submission path resolved (services/auth.py).
+    # principals the PostgreSQL submission path resolved (services/auth/principals.py).
     app.state.compiled_questionnaires = CompiledQuestionnaires()
     app.state.remembered_principals = RememberedPrincipals()
     per_database = {COMPILED_INFO_KEY: app.state.compiled_questionnaires}
