@@ -15,7 +15,7 @@ from app.models.aggregates import (
 )
 from app.models.questionnaires import Status
 from app.models.responses import ResponseFilters
-from app.services.aggregates import perturbation, queries
+from app.services.aggregates import dimensions, perturbation, queries
 from app.services.aggregates.figures import (
     Figures,
     QuestionCells,
@@ -112,7 +112,7 @@ async def _tally_page(
     tables = answer_tables(questionnaire)
     table = tables[page]
     where = conditions(questionnaire, filters, table)
-    dims, source = queries.dimensions(by, questionnaire, table, tables)
+    dims, source = dimensions.dimensions(by, questionnaire, table, tables)
     width = len(dims)
     measures, grouped = [], []
     for question in questions:
@@ -154,7 +154,7 @@ async def _tally_page(
                     cells[group] = tally
     for question in grouped:
         statement = queries.by_value(question, table, dims, source, where, keyed=keyed)
-        decode = queries.answer_decoder(question)
+        decode = dimensions.answer_decoder(question)
         for row in await _rows(session, statement):
             tally = tallies[_named(question)].setdefault(tuple(row[:width]), Tally())
             value, count = row[width], int(row[width + 1])
@@ -227,7 +227,7 @@ def _groups(
     """Every group any question has, as (the database's values, the decoded group), in the
     order cells are shown (figures.order): decoded and sorted once, not once per question."""
     tables = answer_tables(questionnaire)
-    decoders = [d.decode for d in queries.dimensions(by, questionnaire, tables[0], tables)[0]]
+    decoders = [d.decode for d in dimensions.dimensions(by, questionnaire, tables[0], tables)[0]]
     seen: set[tuple[Any, ...]] = set()
     for cells in tallies.values():
         seen.update(cells)
