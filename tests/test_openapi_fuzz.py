@@ -35,7 +35,7 @@ from app.config import Settings
 from app.main import create_app
 from app.models.auth import Role
 from app.security import hash_password
-from app.services import auth as auth_service
+from app.services.auth import users as user_service
 from tests.access import ACCESS
 from tests.factories import DEFAULT_PASSWORD, bearer, create_questionnaire, create_user
 from tests.test_territories import import_tree
@@ -98,7 +98,7 @@ _HASH = hash_password(DEFAULT_PASSWORD)
 
 @pytest.fixture
 async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> World:
-    monkeypatch.setattr(auth_service, "hash_password", lambda _: _HASH)
+    monkeypatch.setattr(user_service, "hash_password", lambda _: _HASH)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         users = {role: await create_user(app, role) for role in Role}
